@@ -1,0 +1,73 @@
+"""The ``oiflow`` command: one typer app; each stage registers its subcommands from its own
+module here (``register(app)``). Exit codes: 0 success, 1 the command's own failure verdict
+(e.g. validation errors, a failed item in a batch), 2 unreadable input or bad usage."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from .. import __version__
+from ..errors import ConfigError, OiflowError, OIFitsError
+
+app = typer.Typer(
+    name="oiflow",
+    help="Optical/infrared interferometry pipeline: OIFITS tools, reduction, calibration, fitting, imaging, flows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: modules of oiflow.cli that define commands (each has ``register(app)``)
+COMMAND_MODULES = ["oifits_cmds"]
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"oiflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, mapping oiflow errors to exit codes and one-line messages."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:  # click usage errors
+        return int(exc.code or 0)
+    except (OIFitsError, ConfigError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except OiflowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    except Exception as exc:  # click.exceptions.UsageError and friends
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model fitting (LITpro-style): analytic models, fitter, companion search."""

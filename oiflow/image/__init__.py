@@ -1,0 +1,1 @@
+"""Image reconstruction (regularised maximum likelihood), IMAGE-OI I/O, image transforms."""

@@ -1,0 +1,32 @@
+"""OIFITS v1/v2: data model, reader, writer, flat views (validator, merge/select, plots).
+
+    from oiflow.oifits import read_oifits, write_oifits
+    oi = read_oifits("file.fits")
+    v2 = oi.view("vis2")
+    write_oifits(oi, "out.fits")          # OIFITS2; version=1 for OIFITS1
+"""
+
+from .findings import Finding, Severity
+from .model import (
+    ArrayTable,
+    CorrTable,
+    DataTable,
+    FluxTable,
+    InspolTable,
+    OIFits,
+    OITable,
+    T3Table,
+    TargetTable,
+    Vis2Table,
+    VisTable,
+    WavelengthTable,
+)
+from .read import read_oifits
+from .views import ObservableView
+from .write import to_hdulist, write_oifits
+
+__all__ = [
+    "ArrayTable", "CorrTable", "DataTable", "Finding", "FluxTable", "InspolTable", "OIFits", "OITable",
+    "ObservableView", "Severity", "T3Table", "TargetTable", "Vis2Table", "VisTable", "WavelengthTable",
+    "read_oifits", "to_hdulist", "write_oifits",
+]

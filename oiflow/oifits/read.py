@@ -1,0 +1,252 @@
+"""Reading OIFITS v1/v2 files, tolerantly.
+
+Real files break the standard in many small ways (see shared MANIFEST.md); the reader loads
+them, records what is off in ``OIFits.read_findings`` and emits :class:`OIFitsWarning`. It raises
+:class:`OIFitsError` (naming file, HDU and column) only when the input cannot be used at all:
+not FITS, truncated, no OI_TARGET / OI_WAVELENGTH / data table, or a data table without the
+columns that give it meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import OIFitsError, OIFitsWarning
+from .findings import Finding, Severity
+from .model import TABLE_CLASSES, OIFits, OITable
+from .schema import COLUMN_ALIASES, TABLES
+
+_STRUCTURAL = re.compile(
+    r"^(XTENSION|BITPIX|NAXIS\d*|PCOUNT|GCOUNT|TFIELDS|THEAP|EXTNAME|CHECKSUM|DATASUM|SIMPLE|EXTEND"
+    r"|T(TYPE|FORM|UNIT|DIM|NULL|SCAL|ZERO|DISP)\d+)$"
+)
+
+#: columns without which a table cannot be interpreted (reading fails, naming the column)
+_ESSENTIAL = {
+    "OI_TARGET": (("TARGET_ID",), ("TARGET",)),
+    "OI_ARRAY": (("STA_INDEX",),),
+    "OI_WAVELENGTH": (("EFF_WAVE",),),
+    "OI_VIS2": (("VIS2DATA",), ("UCOORD",), ("VCOORD",), ("STA_INDEX",)),
+    "OI_VIS": (("VISAMP", "VISPHI", "RVIS"), ("UCOORD",), ("VCOORD",), ("STA_INDEX",)),
+    "OI_T3": (("T3PHI", "T3AMP"), ("U1COORD",), ("V1COORD",), ("U2COORD",), ("V2COORD",), ("STA_INDEX",)),
+    "OI_FLUX": (("FLUXDATA",),),
+    "OI_CORR": (("IINDX",), ("JINDX",), ("CORR",)),
+    "OI_INSPOL": (("INSNAME",),),
+}
+
+_TFORM = re.compile(r"^\s*(\d*)\s*([A-Z])")
+
+
+def _strip_header(header: fits.Header) -> fits.Header:
+    out = fits.Header()
+    for card in header.cards:
+        if _STRUCTURAL.match(card.keyword or ""):
+            continue
+        out.append(card, end=True)
+    return out
+
+
+def _column_array(data, name: str, fmt: str, nrows: int) -> np.ndarray:
+    col = data[name]
+    m = _TFORM.match(fmt or "")
+    code = m.group(2) if m else ""
+    if code == "A":
+        arr = np.asarray(col, dtype=str)
+        return np.char.rstrip(arr)
+    if code in ("P", "Q"):
+        return np.asarray(list(col), dtype=object)
+    arr = np.array(col, copy=True)
+    if code == "L":
+        arr = arr.astype(bool)
+    if nrows and arr.shape and arr.shape[0] != nrows:
+        raise OIFitsError(f"column has {arr.shape[0]} rows, table has {nrows}", column=name)
+    return arr
+
+
+def _shape_column(tabledef, name: str, arr: np.ndarray, nrows: int) -> np.ndarray:
+    """Give array columns their canonical shape: (nrows, nwave) for NWAVE columns, etc."""
+    if arr.dtype.kind in "UO":
+        return arr
+    coldef = tabledef.column(name) if tabledef else None
+    if coldef is None:
+        return arr
+    if coldef.repeat == "NWAVE":
+        return arr.reshape(nrows, -1) if arr.size or nrows == 0 else arr.reshape(nrows, 0)
+    if coldef.repeat == "NWAVE2":
+        if arr.ndim == 3:
+            return arr
+        flat = arr.reshape(nrows, -1)
+        n = int(round(np.sqrt(flat.shape[1]))) if flat.shape[1] else 0
+        return flat.reshape(nrows, n, n) if n * n == flat.shape[1] else flat
+    if isinstance(coldef.repeat, int) and coldef.repeat > 1:
+        return arr.reshape(nrows, -1)
+    if arr.ndim > 1 and arr.shape[1:] == (1,):
+        return arr.reshape(nrows)
+    return arr
+
+
+def _parse_table(hdu, index: int, path: str | None, findings: list[Finding]) -> OITable:
+    extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
+    cls = TABLE_CLASSES[extname]
+    tabledef = TABLES[extname]
+    label = f"{extname}#{index}"
+    header = _strip_header(hdu.header)
+    data = hdu.data
+    nrows = int(hdu.header.get("NAXIS2", 0) or 0)
+    columns, units, formats = {}, {}, {}
+    aliases = COLUMN_ALIASES.get(extname, {})
+    for col in hdu.columns:
+        raw_name = col.name
+        name = raw_name.strip().upper()
+        std_name = aliases.get(name, name)
+        if std_name != name:
+            if std_name in [c.name.strip().upper() for c in hdu.columns]:
+                std_name = name  # both present: keep the alias as an extra column
+            else:
+                findings.append(Finding(Severity.WARNING, "COLUMN_ALIAS",
+                                        f"pre-standard column {name} read as {std_name}", label, name, file=path))
+        if std_name in columns:
+            findings.append(Finding(Severity.ERROR, "DUPLICATE_COLUMN", f"column {std_name} appears twice; first kept",
+                                    label, std_name, file=path))
+            continue
+        try:
+            arr = _column_array(data, raw_name, col.format, nrows) if data is not None else np.zeros(0)
+            arr = _shape_column(tabledef, std_name, arr, nrows)
+        except OIFitsError as exc:
+            raise OIFitsError(exc.message, file=path, hdu=label, column=std_name) from None
+        except Exception as exc:
+            raise OIFitsError(f"cannot read column ({exc.__class__.__name__}: {exc})", file=path, hdu=label,
+                              column=std_name) from None
+        columns[std_name] = arr
+        units[std_name] = (col.unit or "").strip() if isinstance(col.unit, str) else ""
+        formats[std_name] = str(col.format)
+    for alternatives in _ESSENTIAL.get(extname, ()):
+        if not any(a in columns for a in alternatives):
+            raise OIFitsError(f"{extname} lacks mandatory column {' or '.join(alternatives)}", file=path, hdu=label,
+                              column=alternatives[0])
+    return cls(header, columns, units, formats, hdu_index=index)
+
+
+def _open(source, findings: list[Finding], path: str | None) -> fits.HDUList:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hdul = fits.open(source, memmap=False, checksum=True, lazy_load_hdus=False)
+    except FileNotFoundError:
+        raise OIFitsError("no such file", file=path) from None
+    except IsADirectoryError:
+        raise OIFitsError("is a directory, not a FITS file", file=path) from None
+    except Exception as exc:
+        raise OIFitsError(f"not a readable FITS file ({exc})", file=path, hdu=0) from None
+    _record_astropy_warnings(caught, findings, path)
+    return hdul
+
+
+_CHECKSUM_MSG = re.compile(r"(Checksum|Datasum) verification failed for HDU \(?'?([^',)]*)'?,?\s*(\d*)")
+
+
+def _record_astropy_warnings(caught, findings: list[Finding], path: str | None) -> None:
+    for w in caught:
+        msg = str(w.message).strip()
+        m = _CHECKSUM_MSG.search(msg)
+        if m:
+            kind, name, ver = m.groups()
+            rule = "CHECKSUM_HDU" if kind == "Checksum" else "CHECKSUM_DATA"
+            findings.append(Finding(Severity.ERROR if rule == "CHECKSUM_DATA" else Severity.WARNING, rule,
+                                    f"{kind.upper()} verification failed ({'data corrupted' if rule == 'CHECKSUM_DATA' else 'header or data modified after writing'})",
+                                    name or None, file=path))
+        elif "truncated" in msg.lower():
+            raise OIFitsError(f"truncated file: {msg.splitlines()[0]}", file=path)
+        else:
+            findings.append(Finding(Severity.WARNING, "FITS_VERIFY", msg.splitlines()[0][:200], file=path))
+
+
+def read_oifits(source: str | os.PathLike | fits.HDUList, *, warn: bool = True) -> OIFits:
+    """Read an OIFITS v1 or v2 file (a path or an open astropy HDUList).
+
+    Raises :class:`OIFitsError` for unusable input; anything else that is off the standard is
+    recorded in ``read_findings`` (and emitted as :class:`OIFitsWarning` when ``warn``).
+    """
+    findings: list[Finding] = []
+    if isinstance(source, fits.HDUList):
+        path = getattr(source, "filename", lambda: None)() or None
+        hdul, own = source, False
+    else:
+        path = str(source)
+        if Path(path).is_file() and Path(path).stat().st_size < 2880:
+            raise OIFitsError(f"truncated or empty file ({Path(path).stat().st_size} bytes, a FITS file has at least 2880)",
+                              file=path, hdu=0)
+        hdul, own = _open(path, findings, path), True
+    try:
+        return _build(hdul, path, findings, warn)
+    finally:
+        if own:
+            hdul.close()
+
+
+def _build(hdul: fits.HDUList, path: str | None, findings: list[Finding], warn: bool) -> OIFits:
+    oi = OIFits(path=path)
+    n_hdu = len(hdul)
+    for index in range(n_hdu):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                hdu = hdul[index]
+                if index == 0:
+                    oi.primary_header = _strip_header(hdu.header)
+                    if hdu.data is not None and getattr(hdu.data, "size", 0):
+                        oi.primary_data = np.array(hdu.data)
+                    continue
+                extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
+                if extname in TABLE_CLASSES and isinstance(hdu, fits.BinTableHDU):
+                    oi.tables.append(_parse_table(hdu, index, path, findings))
+                else:
+                    if extname in TABLE_CLASSES:
+                        findings.append(Finding(Severity.ERROR, "NOT_A_BINTABLE", f"{extname} is not a binary table",
+                                                f"{extname}#{index}", file=path))
+                    _ = hdu.data  # load now: the file is closed after reading
+                    oi.extra_hdus.append(hdu.copy())
+            _record_astropy_warnings(caught, findings, path)
+        except OIFitsError as exc:
+            if exc.file is None:
+                exc = OIFitsError(exc.message, file=path, hdu=exc.hdu if exc.hdu is not None else index,
+                                  column=exc.column, rows=exc.rows)
+            raise exc from None
+        except Exception as exc:
+            raise OIFitsError(f"cannot read HDU ({exc.__class__.__name__}: {exc})", file=path, hdu=index) from None
+
+    if not oi.targets:
+        raise OIFitsError("no OI_TARGET table: not an OIFITS file", file=path, hdu="OI_TARGET")
+    if not oi.wavelengths:
+        raise OIFitsError("no OI_WAVELENGTH table: not an OIFITS file", file=path, hdu="OI_WAVELENGTH")
+    if not oi.data_tables:
+        raise OIFitsError("no data table (OI_VIS, OI_VIS2, OI_T3 or OI_FLUX)", file=path, hdu="OI_VIS2")
+    _note_read_issues(oi, findings, path)
+    oi.read_findings = findings
+    if warn:
+        for f in findings:
+            if f.severity != Severity.INFO:
+                warnings.warn(f"{Path(path).name if path else '<memory>'}: {f.rule}: {f.message} [{f.location()}]",
+                              OIFitsWarning, stacklevel=3)
+    return oi
+
+
+def _note_read_issues(oi: OIFits, findings: list[Finding], path: str | None) -> None:
+    """Issues worth a reader warning (the validator reports the full set)."""
+    if not oi.arrays:
+        findings.append(Finding(Severity.WARNING, "NO_OI_ARRAY", "no OI_ARRAY table: station names and positions unknown",
+                                file=path))
+    for t in oi.flux:
+        if t.revn is None:
+            findings.append(Finding(Severity.WARNING, "OI_REVN_MISSING", "OI_FLUX without OI_REVN", t.label, file=path))
+    for w in oi.wavelengths:
+        wave = w.eff_wave
+        if wave.size > 1 and np.any(np.diff(wave) < 0):
+            sev = "decreasing" if np.all(np.diff(wave) < 0) else "non-monotonic"
+            findings.append(Finding(Severity.INFO, "EFF_WAVE_ORDER", f"EFF_WAVE is {sev}", w.label, "EFF_WAVE", file=path))
