@@ -1,0 +1,1 @@
+"""Simulation: array geometry, sky models, synthetic raw frames and OIFITS with known truth."""
