@@ -415,8 +415,8 @@ def _write_l2(target, night, items, cal_used, observations, config: CalibrateCon
         h[f"HIERARCH OIFLOW CAL{k} EDIAM"] = (d.error_mas, "[mas]")
         h[f"HIERARCH OIFLOW CAL{k} SRC"] = str(d.source)[:40]
     sys_rel = np.concatenate([np.asarray(it[2]["sys_vis2_rel"], float) for it in items]) if items else np.zeros(0)
-    h["HIERARCH OIFLOW SYSERR VIS2"] = (float(np.median(sys_rel)) if sys_rel.size else 0.0,
-                                        "median rel. V2 err from cal. diam.")
+    h["HIERARCH OIFLOW SYSERR VIS2"] = (round(float(np.median(sys_rel)), 5) if sys_rel.size else 0.0,
+                                        "rel. V2 err from cal. diameters")
     h["HIERARCH OIFLOW NUNCAL"] = (sum(it[2]["uncalibrated_points"] for it in items), "flagged: no TF")
     h.add_history("oiflow calibrate: V2 = V2raw/TF2, T3PHI = T3PHIraw - TF_T3PHI; errors include the TF")
     h.add_history("interpolation error and the calibrator-diameter error (systematic, in quadrature).")

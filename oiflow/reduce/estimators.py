@@ -134,8 +134,8 @@ def compute_observables(cf: CoherentFluxes, *, nboot: int = 50, seed: int = 1, m
     with np.errstate(divide="ignore", invalid="ignore"):
         v2 = P / F12
         t3amp = np.hypot(BR, BI) / F123
+        visamp = np.hypot(CR[0], CI[0]) / SQF[0]
     t3phi = np.arctan2(BI, BR)
-    visamp = np.hypot(CR[0], CI[0]) / SQF[0]
     visphi = np.arctan2(CI[0], CR[0])
     flux = FL / nt
 

@@ -100,18 +100,24 @@ def build_v2pm(trans: np.ndarray, coh: np.ndarray, psi: np.ndarray) -> np.ndarra
 
 
 def calibrate_p2vm(cal: CalibrationSet, mjd: float | None = None) -> P2VMCalibration:
-    """Measure the V2PM of a setup from its calibration files and invert it."""
+    """Measure the V2PM of a setup from its calibration files (nearest in time) and invert it."""
     chosen = cal.select(mjd if mjd is not None else 0.0)
-    dark_exp = read_raw(chosen["dark"].path, chosen["dark"])
-    dark, dark_var = _mean_dark(dark_exp)
+    dark = read_raw(chosen["dark"].path, chosen["dark"])
     flats = {b: read_raw(r.path, r) for b, r in chosen["flats"].items()}
     scans = {p: read_raw(r.path, r) for p, r in chosen["p2vm"].items()}
+    return p2vm_from_exposures(cal.setup, dark, flats, scans)
+
+
+def p2vm_from_exposures(setup: str, dark_exp: RawExposure, flats: dict[int, RawExposure],
+                        scans: dict[tuple[int, int], RawExposure]) -> P2VMCalibration:
+    """The P2VM calibration from loaded DARK, FLAT (per beam) and P2VM (per baseline) exposures."""
+    dark, dark_var = _mean_dark(dark_exp)
     shapes = {e.info.path.name: e.frames.shape[1:] for e in [dark_exp, *flats.values(), *scans.values()]}
     if len(set(shapes.values())) != 1:
-        raise ReductionError(f"setup {cal.setup}: calibration files disagree on (outputs, channels): {shapes}")
+        raise ReductionError(f"setup {setup}: calibration files disagree on (outputs, channels): {shapes}")
     nout = dark.shape[0]
     if nout < N_UNKNOWNS:
-        raise ReductionError(f"setup {cal.setup}: {nout} outputs cannot determine {N_UNKNOWNS} unknowns")
+        raise ReductionError(f"setup {setup}: {nout} outputs cannot determine {N_UNKNOWNS} unknowns")
     trans = transmission_from_flats(flats, dark)
     nc = dark.shape[1]
     coh = np.zeros((nout, 6, nc))
@@ -122,10 +128,10 @@ def calibrate_p2vm(cal: CalibrationSet, mjd: float | None = None) -> P2VMCalibra
     sv = np.linalg.svd(v2pm, compute_uv=False)
     cond = sv[:, 0] / np.maximum(sv[:, -1], 1e-300)
     if np.any(cond > 1e8):
-        raise ReductionError(f"setup {cal.setup}: the V2PM is singular (condition number {cond.max():.3g}); "
+        raise ReductionError(f"setup {setup}: the V2PM is singular (condition number {cond.max():.3g}); "
                              "check the FLAT and P2VM files")
     files = [dark_exp.info.path, *(e.info.path for e in flats.values()), *(e.info.path for e in scans.values())]
-    return P2VMCalibration(cal.setup, dark_exp.wavelength, dark_exp.bandwidth, dark, dark_var, v2pm,
+    return P2VMCalibration(setup, dark_exp.wavelength, dark_exp.bandwidth, dark, dark_var, v2pm,
                            np.linalg.pinv(v2pm), 1.0, files, cond)
 
 
@@ -147,7 +153,7 @@ def invert_frames(frames: np.ndarray, cal: P2VMCalibration) -> CoherentFluxes:
         raise ReductionError(f"frames of shape {frames.shape[1:]} (outputs, channels) do not match the "
                              f"calibration {cal.dark.shape}")
     sig = frames - cal.dark
-    var = cal.dark_var + cal.gain * np.clip(sig, 0.0, None)
+    var = np.maximum(cal.dark_var + cal.gain * np.clip(sig, 0.0, None), 1e-12)
     x = np.einsum("ckp,tpc->tkc", cal.p2vm, sig, optimize=True)
     xvar = np.einsum("ckp,tpc->tkc", cal.p2vm**2, var, optimize=True)
     model = np.einsum("cpk,tkc->tpc", cal.v2pm, x, optimize=True)

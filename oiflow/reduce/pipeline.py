@@ -89,11 +89,11 @@ def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig 
             if cal is None:
                 try:
                     cal = calibrate_p2vm(plan.calibration_for(obs), obs.mjd)
-                except OiflowError as exc:
-                    cal = ReductionError(f"setup {obs.setup}: {exc}") if not str(exc).startswith("observation") else exc
+                except OiflowError as exc:  # a setup-level failure: remembered for its other observations
+                    cal = exc if str(exc).startswith(f"setup {obs.setup}") else ReductionError(f"setup {obs.setup}: {exc}")
                 calibrations[obs.setup] = cal
             if isinstance(cal, Exception):
-                raise ReductionError(f"observation {obs.obs_id}: {cal}")
+                raise cal
             result.products.append(reduce_observation(plan, obs.obs_id, out_dir, config, calibration=cal))
         except OiflowError as exc:
             log.warning("%s", exc)

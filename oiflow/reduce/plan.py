@@ -105,8 +105,8 @@ class NightPlan:
             cal = CalibrationSet(obs.setup)
         missing = cal.missing()
         if missing:
-            raise ReductionError(f"observation {obs.obs_id} (setup {obs.setup}): missing calibration files in "
-                                 f"{self.raw_dir}: {', '.join(missing)}")
+            raise ReductionError(f"setup {obs.setup}: missing calibration files in {self.raw_dir}: "
+                                 f"{', '.join(missing)}")
         return cal
 
     def summary(self) -> dict:

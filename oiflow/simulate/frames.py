@@ -128,11 +128,14 @@ def _pack_x(flux, coherent):
     return np.concatenate([flux, coherent.real, coherent.imag], axis=1)
 
 
-def detect(combiner: Combiner, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Detector frames (T, P, C) float32 ADU for unknowns x (T, 16, C)."""
+def detect(combiner: Combiner, x: np.ndarray, rng: np.random.Generator, noise: bool = True) -> np.ndarray:
+    """Detector frames (T, P, C) ADU for unknowns x (T, 16, C): float32 with noise; float64
+    and exactly the expected signal with ``noise=False`` (for exact-recovery tests)."""
     v2pm = combiner.v2pm()  # (C, P, 16)
     signal = np.einsum("cpk,tkc->tpc", v2pm, x, optimize=True)
     expected = np.clip(signal, 0.0, None) + combiner.dark_level
+    if not noise:
+        return expected + combiner.bias
     electrons = rng.poisson(expected).astype(np.float64)
     frames = electrons + combiner.read_noise * rng.standard_normal(electrons.shape) + combiner.bias
     return frames.astype(np.float32)
@@ -142,22 +145,23 @@ def _frame_times(mjd0: float, n: int, dit: float) -> np.ndarray:
     return mjd0 + np.arange(n) * dit / 86400.0
 
 
-def dark_exposure(combiner: Combiner, n_frames: int, dit: float, mjd0: float, rng) -> Exposure:
+def dark_exposure(combiner: Combiner, n_frames: int, dit: float, mjd0: float, rng, *, noise: bool = True) -> Exposure:
     x = np.zeros((n_frames, 16, combiner.n_channels))
-    return Exposure("DARK", detect(combiner, x, rng), _frame_times(mjd0, n_frames, dit), dit, {"beams": []})
+    return Exposure("DARK", detect(combiner, x, rng, noise), _frame_times(mjd0, n_frames, dit), dit, {"beams": []})
 
 
 def flat_exposure(combiner: Combiner, beam: int, n_frames: int, dit: float, mjd0: float, rng, *,
-                  lamp_flux: float = 5000.0, flux_rms: float = 0.02) -> Exposure:
+                  lamp_flux: float = 50000.0, flux_rms: float = 0.005, noise: bool = True) -> Exposure:
     """Only telescope ``beam`` (0-based) open on the internal lamp."""
     nc = combiner.n_channels
     x = np.zeros((n_frames, 16, nc))
     x[:, beam, :] = lamp_flux * (1.0 + flux_rms * rng.standard_normal((n_frames, 1)))
-    return Exposure("FLAT", detect(combiner, x, rng), _frame_times(mjd0, n_frames, dit), dit, {"beams": [beam]})
+    return Exposure("FLAT", detect(combiner, x, rng, noise), _frame_times(mjd0, n_frames, dit), dit, {"beams": [beam]})
 
 
 def p2vm_exposure(combiner: Combiner, pair: tuple[int, int], n_frames: int, dit: float, mjd0: float, rng, *,
-                  lamp_flux: float = 5000.0, flux_rms: float = 0.02, scan_fringes: float = 3.0) -> Exposure:
+                  lamp_flux: float = 50000.0, flux_rms: float = 0.005, scan_fringes: float = 3.0,
+                  noise: bool = True) -> Exposure:
     """Beams ``pair`` open, internal OPD scanned linearly over ±scan_fringes/2 fringes."""
     i, j = pair
     b = _baselines(N_TEL).index((min(i, j), max(i, j)))
@@ -172,12 +176,13 @@ def p2vm_exposure(combiner: Combiner, pair: tuple[int, int], n_frames: int, dit:
     flux[:, j, :] = f[:, 1]
     coh = np.zeros((n_frames, 6, nc), complex)
     coh[:, b, :] = np.sqrt(f[:, 0] * f[:, 1]) * env * np.exp(1j * phase)
-    return Exposure("P2VM", detect(combiner, _pack_x(flux, coh), rng), _frame_times(mjd0, n_frames, dit), dit,
+    return Exposure("P2VM", detect(combiner, _pack_x(flux, coh), rng, noise), _frame_times(mjd0, n_frames, dit), dit,
                     {"beams": [i, j]}, opd=opd)
 
 
 def object_exposure(combiner: Combiner, visibility: np.ndarray, flux: np.ndarray, n_frames: int, dit: float,
-                    mjd0: float, rng, *, injection_rms: float = 0.25, piston_rms_m: float = 5e-6) -> Exposure:
+                    mjd0: float, rng, *, injection_rms: float = 0.25, piston_rms_m: float = 5e-6,
+                    noise: bool = True) -> Exposure:
     """Frames of a star: ``visibility`` (6, C) complex = sky × instrumental visibility for each
     baseline (i<j), ``flux`` (4, C) mean photo-electrons per frame and telescope over all outputs.
 
@@ -192,5 +197,5 @@ def object_exposure(combiner: Combiner, visibility: np.ndarray, flux: np.ndarray
     ii = np.array([i for i, _ in bl])
     jj = np.array([j for _, j in bl])
     coh = np.sqrt(f[:, ii, :] * f[:, jj, :]) * np.asarray(visibility)[None] * np.exp(1j * (phi[:, ii, :] - phi[:, jj, :]))
-    return Exposure("OBJECT", detect(combiner, _pack_x(f, coh), rng), _frame_times(mjd0, n_frames, dit), dit,
+    return Exposure("OBJECT", detect(combiner, _pack_x(f, coh), rng, noise), _frame_times(mjd0, n_frames, dit), dit,
                     {"beams": list(range(N_TEL))})
