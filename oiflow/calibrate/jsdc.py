@@ -4,8 +4,8 @@ only ever queried once and reprocessing works offline.
 
 ``astroquery`` is an optional dependency (``pip install 'oiflow[catalogs]'``), imported only when
 a query is actually needed. The answer kept for a star is the nearest JSDC entry within the
-search radius: name, position, UDD<band> and e_LDD (mas). The UD error is e_LDD scaled by
-UDD/LDD; a floor of 0.1 mas·(UDD/LDD) is not applied (the catalogue errors are used as given).
+search radius: name, position, UDD<band>, LDD and e_LDD (mas). The UD error is e_LDD scaled by
+UDD/LDD (30% of the diameter when JSDC gives no error).
 """
 
 from __future__ import annotations

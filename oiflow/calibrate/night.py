@@ -31,7 +31,7 @@ from ..config import CalibrateConfig
 from ..errors import CalibrationError, CalibrationWarning, OiflowError
 from ..oifits import read_oifits, write_oifits
 from ..oifits.model import OIFits, WavelengthTable
-from ..provenance import Provenance
+from ..provenance import Provenance, safe_name
 from ..simulate.geometry import night_of
 from .diameters import DiameterCatalog, DiameterSource, band_of
 from .transfer_function import (
@@ -70,12 +70,6 @@ class L1Obs:
     @property
     def setup(self) -> tuple[str, str]:
         return (self.night, self.insname)
-
-
-def _sanitize(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", str(name)).strip("._") or "unnamed"
 
 
 def _longitude_of(oi: OIFits) -> float:
@@ -365,7 +359,7 @@ def calibrate_night(l1_files, out_dir: str | Path, config: CalibrateConfig | Non
                             insname, npts, config.interpolation)
             cal_used[setup] = {o.target: d for o, d in cals}
             if scis:
-                plot_name = f"tf_{_sanitize(night) + '_' if multi_night else ''}{_sanitize(insname)}.png"
+                plot_name = f"tf_{safe_name(night) + '_' if multi_night else ''}{safe_name(insname)}.png"
                 try:
                     from .plots import plot_transfer_function
 
@@ -426,6 +420,6 @@ def _write_l2(target, night, items, cal_used, observations, config: CalibrateCon
     if config.diameters:
         inputs.append(Path(config.diameters))
     prov = Provenance.for_inputs(2, "calibrate", inputs, settings=config)
-    out = out_dir / f"{_sanitize(target)}_{_sanitize(night)}.fits"
+    out = out_dir / f"{safe_name(target)}_{safe_name(night)}.fits"
     write_oifits(oi, out, provenance=prov)
     return out

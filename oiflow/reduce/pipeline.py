@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..config import ReduceConfig
 from ..errors import OiflowError, ReductionError
 from ..oifits import write_oifits
@@ -62,18 +64,12 @@ def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config
     fs = config.frame_selection
     res = compute_observables(cf, nboot=config.nboot, seed=config.seed, min_snr=fs.min_snr,
                               keep_fraction=fs.keep_fraction, debias=config.debias, min_frames=config.min_frames)
-    extra = {"HIERARCH OIFLOW CHI2 MEDIAN": float(_median(cf.chi2))}
+    extra = {"HIERARCH OIFLOW CHI2 MEDIAN": round(float(np.median(cf.chi2)), 4)}
     oi = l1_oifits(obs, exp, res, plan.night, extra)
     prov = Provenance.for_inputs(1, "reduce", [obs.path, *calibration.files], settings=_settings(config))
     out = Path(out_dir) / f"{obs.obs_id}.fits"
     write_oifits(oi, out, provenance=prov)
     return out
-
-
-def _median(a):
-    import numpy as np
-
-    return np.median(a)
 
 
 def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig | None = None) -> ReduceResult:

@@ -17,18 +17,13 @@ from pathlib import Path
 
 from ..errors import ReductionError
 from ..observables import baselines
+from ..provenance import safe_name
 from ..simulate.geometry import night_of
 from .raw_reader import RawInfo, read_raw_header
 
 log = logging.getLogger(__name__)
 
 N_TEL = 4
-
-
-def sanitize(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", str(name)).strip("._") or "unnamed"
 
 
 @dataclass
@@ -154,7 +149,7 @@ def plan_night(raw_dir: str | Path) -> NightPlan:
             cal.p2vm.setdefault(tuple(sorted(info.beams)), []).append(info)
         else:
             name = p.name[: -len(".fits.gz")] if p.name.endswith(".fits.gz") else p.stem
-            obs.append(Observation(sanitize(name), p, info.target, info.category, info.mode, info.mjd, info))
+            obs.append(Observation(safe_name(name), p, info.target, info.category, info.mode, info.mjd, info))
     obs.sort(key=lambda o: o.mjd)
     if obs:
         night = night_of(obs[0].mjd, obs[0].info.site[1])

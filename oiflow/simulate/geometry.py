@@ -24,6 +24,7 @@ Sources of the coordinates:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -32,6 +33,14 @@ import numpy as np
 from ..errors import ConfigError
 from ..observables import baselines as _baselines
 from ..observables import triangles as _triangles
+
+@functools.lru_cache(maxsize=32)
+def _earth_location(lon_deg: float, lat_deg: float, height_m: float):
+    import astropy.units as u
+    from astropy.coordinates import EarthLocation
+
+    return EarthLocation.from_geodetic(lon_deg * u.deg, lat_deg * u.deg, height_m * u.m)
+
 
 # --- VLTI ---------------------------------------------------------------------------------
 _VLTI_PQ = {
@@ -97,10 +106,7 @@ class Site:
     @property
     def location(self):
         """The astropy EarthLocation of the site."""
-        import astropy.units as u
-        from astropy.coordinates import EarthLocation
-
-        return EarthLocation.from_geodetic(self.longitude_deg * u.deg, self.latitude_deg * u.deg, self.height_m * u.m)
+        return _earth_location(self.longitude_deg, self.latitude_deg, self.height_m)
 
     def geocentric_offsets(self, names) -> np.ndarray:
         """Station offsets rotated from (E, N, U) to Earth-centred (X, Y, Z) axes (OI_ARRAY STAXYZ)."""

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError
 from ..observables import baselines, closure_phase, triangle_baselines, triangles
-from ..provenance import write_json_atomic, write_text_atomic
+from ..provenance import safe_name, write_json_atomic, write_text_atomic
 from .frames import Combiner, dark_exposure, flat_exposure, object_exposure, p2vm_exposure
 from .geometry import resolve_stations, uv_coverage
 from .raw_writer import write_raw
@@ -151,11 +151,6 @@ def instrument_response(cfg: NightConfig, wave: np.ndarray, rng: np.random.Gener
     return amp, delta
 
 
-def sanitize(name: str) -> str:
-    """A file-name-safe version of a target or observation name."""
-    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", str(name)).strip("._") or "unnamed"
-
-
 def simulate_night(cfg: NightConfig, out_dir: str | Path) -> dict:
     """Write the raw files of the night and truth.json into ``out_dir``; return the truth."""
     out = Path(out_dir)
@@ -181,16 +176,16 @@ def simulate_night(cfg: NightConfig, out_dir: str | Path) -> dict:
     # calibration set at the start of the night (taken in the afternoon: before t_start)
     t_cal = t_start - 0.1
     exp = dark_exposure(combiner, ins.n_calib_frames, ins.dit_s, t_cal, rng)
-    files.append(write_raw(exp, combiner, out / f"{ins.name}_{sanitize(ins.mode)}_DARK.fits", obs_id=0, **common).name)
+    files.append(write_raw(exp, combiner, out / f"{ins.name}_{safe_name(ins.mode)}_DARK.fits", obs_id=0, **common).name)
     for beam in range(4):
         exp = flat_exposure(combiner, beam, ins.n_calib_frames, ins.dit_s, t_cal + (beam + 1) / 1440.0, rng,
                             lamp_flux=ins.lamp_flux)
-        files.append(write_raw(exp, combiner, out / f"{ins.name}_{sanitize(ins.mode)}_FLAT_T{beam + 1}.fits", obs_id=0,
+        files.append(write_raw(exp, combiner, out / f"{ins.name}_{safe_name(ins.mode)}_FLAT_T{beam + 1}.fits", obs_id=0,
                                **common).name)
     for b, (i, j) in enumerate(baselines(4)):
         exp = p2vm_exposure(combiner, (i, j), ins.n_scan_frames, ins.dit_s, t_cal + (b + 5) / 1440.0, rng,
                             lamp_flux=ins.lamp_flux)
-        files.append(write_raw(exp, combiner, out / f"{ins.name}_{sanitize(ins.mode)}_P2VM_{i + 1}{j + 1}.fits",
+        files.append(write_raw(exp, combiner, out / f"{ins.name}_{safe_name(ins.mode)}_P2VM_{i + 1}{j + 1}.fits",
                                obs_id=0, **common).name)
     throughput = np.asarray(ins.telescope_throughput, float).reshape(4, 1)
     tri = triangles(4)
@@ -209,7 +204,7 @@ def simulate_night(cfg: NightConfig, out_dir: str | Path) -> dict:
         exp = object_exposure(combiner, v_sky * v_inst, flux, ins.n_frames, ins.dit_s, mjd0, rng,
                               injection_rms=cfg.conditions.injection_rms,
                               piston_rms_m=cfg.conditions.piston_rms_um * 1e-6)
-        fname = f"{ins.name}_OBS{k + 1:03d}_{sanitize(name)}.fits"
+        fname = f"{ins.name}_OBS{k + 1:03d}_{safe_name(name)}.fits"
         write_raw(exp, combiner, out / fname, obs_id=k + 1, target=name, ra_deg=tgt.ra_deg, dec_deg=tgt.dec_deg,
                   category=tgt.category, **common)
         files.append(fname)
