@@ -151,3 +151,18 @@ def test_demo_night_sample_is_consistent(repo_root):
     assert sum(f.stat().st_size for f in raw.iterdir()) < 3e6
     cat = (repo_root / "data-samples" / "calibrators.csv").read_text()
     assert "HD_CAL_A" in cat and "HD_CAL_B" in cat
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12, 13, 14])
+def test_night_pulls_hold_for_other_seeds(seed, tmp_path):
+    """The pull statistics of the default test are not a lucky draw: the same night with other seeds."""
+    from oiflow.simulate.night import simulate_night
+
+    cfg = night_config(seed=seed, n_obs=20, n_channels=16, n_frames=30, slot_min=8, n_calib_frames=100)
+    truth = simulate_night(cfg, tmp_path / "raw")
+    result = reduce_night(tmp_path / "raw", tmp_path / "L1", ReduceConfig())
+    assert result.failures == []
+    pv, pc = _pulls(tmp_path / "L1", truth)
+    assert abs(pv.mean()) < 0.1 and 0.8 < pv.std() < 1.25, (pv.mean(), pv.std())
+    assert abs(pc.mean()) < 0.1 and 0.8 < pc.std() < 1.25, (pc.mean(), pc.std())
