@@ -135,26 +135,35 @@ def _small(x, xp, limit=1e-3):
     return tiny, xp.where(tiny, xp.ones_like(x), x)
 
 
-def _ld_moment(x, k: int, xp):
-    """Normalised visibility of I(μ) = μ^k (k = 0, 1, 2) at x = πθρ, closed forms on any backend.
+def _bessel_ratio_series(x, nu: float, xp, nterms: int = 10):
+    """Γ(ν+1) (2/x)^ν J_ν(x) = Σ_m (−1)^m Γ(ν+1) (x/2)^{2m} / (m! Γ(ν+m+1)), for small x."""
+    y = -0.25 * x * x
+    coef = [1.0]
+    for m in range(1, nterms):
+        coef.append(coef[-1] / (m * (nu + m)))
+    out = xp.full_like(x, coef[-1])
+    for c in coef[-2::-1]:
+        out = out * y + c
+    return out
 
+
+def _ld_moment(x, k: int, xp):
+    """Normalised visibility of I(μ) = μ^k (k = 0, 1, 2) at x = πθρ, closed forms on any backend
+    (a power series below x = 1, where the closed forms cancel):
     k=0: 2 J1(x)/x; k=1: 3 (sin x − x cos x)/x³; k=2: 8 J2(x)/x² with J2 = 2 J1/x − J0.
     """
-    tiny, xs = _small(x, xp)
+    tiny, xs = _small(x, xp, limit=1.0)
     if k == 0:
         _, j1 = _j0_j1(xs, xp)
         big = 2.0 * j1 / xs
-        series = 1.0 - x * x / 8.0
     elif k == 1:
         big = 3.0 * (xp.sin(xs) - xs * xp.cos(xs)) / (xs * xs * xs)
-        series = 1.0 - x * x / 10.0
     elif k == 2:
         j0, j1 = _j0_j1(xs, xp)
         big = 8.0 * (2.0 * j1 / xs - j0) / (xs * xs)
-        series = 1.0 - x * x / 12.0
     else:  # pragma: no cover - internal
         raise ValueError(k)
-    return xp.where(tiny, series, big)
+    return xp.where(tiny, _bessel_ratio_series(x, k / 2.0 + 1.0, xp), big)
 
 
 def ld_quadratic(u, v, diameter, u1, u2, xp=None):
@@ -193,7 +202,7 @@ def ld_power(u, v, diameter, alpha, xp=None):
     x = to_numpy(_PI * diameter * radius_frequency(u, v, xp))
     with np.errstate(divide="ignore", invalid="ignore"):
         big = special.gamma(nu + 1.0) * (2.0 / x) ** nu * special.jv(nu, x)
-    out = np.where(np.abs(x) < 1e-3, 1.0 - x * x / (4.0 * (nu + 1.0)), big)
+    out = np.where(np.abs(x) < 1.0, _bessel_ratio_series(x, nu, np), big)
     return _like(out + 0j, u, xp)
 
 
