@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from ..backend import get_xp, to_numpy
 from ..errors import ConfigError, DataError
@@ -57,6 +57,10 @@ def nsigma(chi2r_single, chi2r_binary, ndof):
     df = ndof * ratio
     with np.errstate(divide="ignore", invalid="ignore"):
         logp = stats.chi2.logcdf(ndof, df)
+        # underflow: P(a, x) ≈ x^a e^(−x) / Γ(a+1) / (1 − x/(a+1)) for x < a (a = df/2, x = ν/2)
+        a_, x_ = df / 2.0, ndof / 2.0
+        approx = a_ * np.log(x_) - x_ - special.gammaln(a_ + 1.0) - np.log1p(-x_ / (a_ + 1.0))
+        logp = np.where(np.isfinite(logp), logp, approx)
     logq = logp - math.log(2.0)
     out = stats.norm.isf(np.exp(logq))
     tiny = logq < -700  # beyond double precision: asymptotic inverse of the normal tail
