@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -531,13 +532,16 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
                      step_mas: float | None = None, *, observables=("v2", "t3phi"), smearing: bool = True,
                      n_smear: int | None = None, flux_start: float = 0.02, detection_limit: bool = True,
                      detection_step_mas: float | None = None, detection_nsigma: float = 3.0,
-                     remove_companion: bool | None = None, xp=None, client=None, chunk: int = 256,
-                     out_dir=None, plot: bool = True) -> CompanionResult:
+                     remove_companion: bool | None = None, xp=None, client=None, chunk: int | None = None,
+                     threads: int | None = None, out_dir=None, plot: bool = True) -> CompanionResult:
     """CANDID-style companion search (see the module docstring).
 
     ``files``: OIFITS paths/objects or a :class:`FitData`. Grid defaults from
     :func:`default_grid`. ``xp``: array namespace or backend name for the grid (numpy by
     default; "cupy" on a GPU). ``client``: a ``dask.distributed.Client`` to spread node chunks.
+    ``threads``: without a client, node chunks run in this many threads (default: the CPU count;
+    numpy releases the GIL in its array operations). ``chunk``: nodes per chunk (default: the
+    grid split evenly over the threads, at most 128).
     ``remove_companion``: remove the best companion before the detection-limit map (default:
     when it is detected at ≥ ``detection_nsigma``). With ``out_dir``, writes
     ``companion.json``, ``companion_maps.fits`` and PNG plots there.
@@ -574,13 +578,16 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
     p0 = np.column_stack([nodes, np.full(len(nodes), flux_start), np.full(len(nodes), d0)])
 
     t = time.perf_counter()
+    threads = threads or (os.cpu_count() or 1)
+    if chunk is None:
+        chunk = max(8, min(128, math.ceil(len(p0) / threads)))
     chunks = [p0[i:i + chunk] for i in range(0, len(p0), chunk)]
     if client is not None:
         ctx_future = client.scatter(ctx, broadcast=True)
         futures = client.map(_solve_chunk, chunks, [ctx_future] * len(chunks), [backend] * len(chunks), pure=False)
         parts = client.gather(futures)
     else:
-        parts = [solve_nodes(c, ctx, xp) for c in chunks]
+        parts = _map_threads(lambda c: solve_nodes(c, ctx, xp), chunks, threads)
     sol = np.concatenate([s for s, _ in parts])
     sol_chi2 = np.concatenate([c for _, c in parts])
     timings["grid_fits"] = time.perf_counter() - t
@@ -621,7 +628,7 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
         result.detection = detection_limit_map(
             data, ctx, rmin, rmax, detection_step_mas or step / 2.0, nsigma_level=detection_nsigma,
             companion=(best["x_mas"], best["y_mas"], best["flux_ratio"], best["diameter_mas"]) if remove else None,
-            xp=xp, client=client, backend=backend, chunk=chunk)
+            xp=xp, client=client, backend=backend, chunk=chunk, threads=threads)
         timings["detection_limit"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     if out_dir is not None:
@@ -629,6 +636,16 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
 
         write_companion_products(result, out_dir, plot=plot)
     return result
+
+
+def _map_threads(fn, items, threads: int):
+    """[fn(x) for x in items], in a thread pool when there is more than one item and thread."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def _backend_name(xp) -> str:
@@ -703,7 +720,8 @@ def _detection_chunk(pos, ctx, backend, base_val, d0, ratio3, n_iter, fmin, fmax
 
 def detection_limit_map(data: FitData, ctx: BinaryContext, rmin: float, rmax: float, step: float, *,
                         nsigma_level: float = 3.0, companion=None, xp=None, client=None, backend: str = "numpy",
-                        chunk: int = 256, n_iter: int = 16, fmin: float = 1e-5, fmax: float = 1.0) -> dict:
+                        chunk: int = 256, threads: int | None = None, n_iter: int = 16, fmin: float = 1e-5,
+                        fmax: float = 1.0) -> dict:
     """Flux ratio detectable at ``nsigma_level`` at every position (injection, see module doc)."""
     xp = xp or get_xp(backend)
     dev = _Device(ctx, xp)
@@ -742,7 +760,8 @@ def detection_limit_map(data: FitData, ctx: BinaryContext, rmin: float, rmax: fl
         parts = client.gather(client.map(_detection_chunk, pieces, [ctx_future] * k,
                                          *[[e] * k for e in extra], pure=False))
     else:
-        parts = [_detection_chunk(piece, ctx, *extra) for piece in pieces]
+        parts = _map_threads(lambda piece: _detection_chunk(piece, ctx, *extra), pieces,
+                             threads or (os.cpu_count() or 1))
     f3 = np.concatenate(parts) if parts else np.zeros(0)
     fmap = np.full(X.shape, np.nan)
     fmap[inside] = f3
