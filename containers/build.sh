@@ -83,7 +83,7 @@ build_worker() {
 build_amber() {
     podman build --quiet --network=host --build-arg "BASE=${PREFIX}base:latest" \
         -t "${PREFIX}amber:latest" "$HERE/amber" >/dev/null
-    log "built ${PREFIX}amber:latest ($(podman run --rm --network=none "${PREFIX}amber:latest" esorex --version 2>/dev/null | head -1))"
+    log "built ${PREFIX}amber:latest ($(podman run --rm --network=none "${PREFIX}amber:latest" esorex --version 2>&1 | grep -m1 -o "version [0-9.]*"))"
 }
 
 build_pndrs_standin() {

@@ -137,3 +137,32 @@ def test_pndrs_failure_names_the_night_and_log(docker_runner, pndrs_standin_imag
     assert "ERROR while reducing PIONI.2013-08-10T01:00:00.000.fits" in reason
     assert f"[log: {out.resolve() / 'pndrs.log'}]" in reason
     assert not (out / "pndrs").exists()  # nothing half-written
+
+
+def test_amber_p2vm_accepts_a_simulated_p2vm_set(docker_runner, amber_image, tmp_path):
+    """The real amber_p2vm reads the 10 simulated files (amdlib's raw format) and writes a P2VM.
+
+    Not yet checked: its instrumental visibilities (QC P2VM VISij) do not match the simulated ones,
+    and amber_SciCal on simulated object files is not done (see oiflow/simulate/amber_raw.py)."""
+    from oiflow.simulate.amber_raw import AmberSetup, write_p2vm_set, write_static_calibrations
+
+    night = tmp_path / "night"
+    night.mkdir()
+    setup = AmberSetup()
+    write_p2vm_set(night, setup, nframes=10)
+    write_static_calibrations(night)
+    backend = AmdlibBackend()
+    from oiflow.reduce.backends.amdlib import classify_dir
+    files = classify_dir(night)
+    sof = write_sof([(f.path, f.category) for f in files], tmp_path / "sof" / "p2vm.sof")
+    result = BackendResult()
+    prods = backend.run_recipe(docker_runner, ReduceConfig(image=amber_image), "amber_p2vm", sof, [night],
+                               tmp_path / "work" / "p2vm", result)
+    ((p2vm, catg),) = prods
+    assert catg == "P2VM_REDUCED"
+    with fits.open(p2vm) as hdul:
+        assert hdul["P2VM"].header["NAXIS2"] == 1
+        wave_m = hdul["P2VM"].data["EFF_WAVE"][0]
+        np.testing.assert_allclose(wave_m, setup.channel_wavelengths_nm() * 1e-9, rtol=1e-6)
+    log = result.logs[0].read_text()
+    assert "P2VM produced" in log and "Loading P2VM file" in log
