@@ -67,7 +67,7 @@ def test_search_recovers_an_injected_companion_on_numpy_strict_and_dask(syntheti
     strict = companion_search(synthetic, 3.0, 20.0, 3.0, detection_limit=False, xp="array_api_strict", chunk=32)
     np.testing.assert_allclose(strict.chi2_map, res.chi2_map, rtol=1e-6, equal_nan=True)
     distributed = pytest.importorskip("distributed")
-    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as client:
         dres = companion_search(synthetic, 3.0, 20.0, 3.0, detection_limit=False, client=client, chunk=32)
     np.testing.assert_allclose(dres.chi2_map, res.chi2_map, rtol=1e-9, equal_nan=True)
     assert dres.best["x_mas"] == pytest.approx(b["x_mas"], abs=1e-6)
