@@ -92,6 +92,11 @@ class FitTarget(_Model):
     model: Path | dict[str, Any]
     observables: list[str] = Field(default_factory=lambda: ["v2", "t3phi"])
     companion_search: bool = False
+    bootstrap: int = 0  # resamplings by observation (oiflow.fit.fit_files(bootstrap=...))
+    smearing: bool | None = None  # bandwidth smearing; None: the model description's option
+    companion_rmin_mas: float | None = None  # companion-search grid; None: CANDID-like defaults
+    companion_rmax_mas: float | None = None
+    companion_step_mas: float | None = None
 
 
 class FitConfig(_Model):
