@@ -60,9 +60,11 @@ def reduce(
     nboot: int | None = typer.Option(None, "--nboot", help="Bootstrap realisations for the error bars."),
     min_snr: float | None = typer.Option(None, "--min-snr", help="Reject frames with a lower fringe SNR."),
     keep_fraction: float | None = typer.Option(None, "--keep-fraction", help="Keep this fraction of the best frames."),
+    backend: str | None = typer.Option(None, "--backend", help="native (default) | amdlib | pndrs."),
+    runner: str | None = typer.Option(None, "--runner", help="local (default) | docker | apptainer."),
     plan_only: bool = typer.Option(False, "--plan", help="Only classify the files and print the plan (JSON)."),
 ):
-    """Reduce raw frames to L1 OIFITS with the native P2VM reducer (one file per observation).
+    """Reduce raw frames to L1 OIFITS (one file per observation); native P2VM reducer by default.
 
     Example: oiflow reduce data-samples/night-sim --out products/2023-03-15/L1
     """
@@ -74,15 +76,32 @@ def reduce(
     if out is None:
         raise ConfigError("oiflow reduce: give --out L1DIR (or --plan)")
     fs = {k: v for k, v in (("min_snr", min_snr), ("keep_fraction", keep_fraction)) if v is not None}
-    cfg = _stage_config(config, "reduce", {"nboot": nboot, "frame_selection": fs or None})
-    if cfg.backend != "native":
-        raise ConfigError(f"reduce.backend={cfg.backend!r}: this command runs the native reducer only")
-    result = reduce_night(raw_dir, out, cfg)
+    cfg = _stage_config(config, "reduce", {"nboot": nboot, "frame_selection": fs or None, "backend": backend,
+                                           "runner": runner})
+    if cfg.backend == "native" and cfg.runner == "local" and cfg.image is None and not cfg.instruments:
+        result = reduce_night(raw_dir, out, cfg)
+    else:  # an external reducer or a container: through the backends (oiflow.reduce.backends)
+        from ..reduce.backends import select
+
+        be, run, eff = select(cfg, _instrument_of(raw_dir))
+        result = be.reduce_night(raw_dir, out, eff, run)
     typer.echo(f"{len(result.products)} L1 file(s) written to {out}")
     for item, why in result.failures:
         typer.echo(f"FAILED {item}: {why}", err=True)
     if result.failures:
         raise typer.Exit(1)
+
+
+def _instrument_of(raw_dir: Path) -> str | None:
+    """INSTRUME of the first raw FITS file of a night directory (None if there is none)."""
+    from astropy.io import fits
+
+    for p in sorted(Path(raw_dir).glob("*.fits*")):
+        try:
+            return str(fits.getheader(p).get("INSTRUME", "")).strip() or None
+        except Exception:  # an unreadable file: try the next one
+            continue
+    return None
 
 
 def calibrate(
