@@ -11,9 +11,8 @@ observable the indices of its "legs" into that list:
   arg(V_ij V_jk conj V_ik), compared **on the circle**: χ² = Σ 2(1 − cos Δψ)/σ², written
   Σ 2(1 − Re(B e^{−iψ})/√(|B|² + ε²))/σ² so that it stays smooth where the model bispectrum B
   crosses zero (the phase is singular there and a plain 1 − cos Δψ traps the optimiser on a
-  cusp). ε is 10 % of the bispectrum amplitude expected from the data (T3AMP when given, else the
-  V² profile), so the penalty equals 2(1 − cos Δψ)/σ² wherever the model is not far below the
-  data's amplitude;
+  cusp). ε = 0.01·σ·|B_expected| (|B| expected from the V² profile), so the penalty equals
+  2(1 − cos Δψ)/σ² (to < 1 % of a χ² unit) wherever the model is not far below that amplitude;
 * T3 amplitude: |V_ij||V_jk||V_ik|; VISAMP: |V|; VISPHI: arg V (absolute phase, on the circle,
   smoothed like the closure phase with ε from VISAMP or the V² profile).
 
@@ -152,7 +151,7 @@ def _finite_pos(err):
         return np.isfinite(err) & (err > 0)
 
 
-_SMOOTH_FRACTION = 0.1
+_SMOOTH_FRACTION = 0.01
 
 
 def _amplitude_profile(merged: dict):
@@ -176,18 +175,21 @@ def _amplitude_profile(merged: dict):
 
 
 def _phase_smoothing(term: str, m: dict, profile, amp_data) -> np.ndarray:
-    """ε per point: 10 % of the expected amplitude of the bispectrum (or visibility)."""
+    """ε per point: 0.01·σ_ψ times the amplitude of the bispectrum (visibility) expected from the
+    V² profile (else from T3AMP/VISAMP where positive). The bias this adds at the true image,
+    ≈ ε²/(σ²|B|²) per point, stays ≤ 1e-4 wherever the true |B| is not below the expected one."""
     n = m["data"].size
     expected = np.full(n, np.nan)
-    if amp_data is not None:
-        expected = np.where(np.isfinite(amp_data) & (amp_data > 0), amp_data, np.nan)
     if profile is not None:
-        prof = np.ones(n)
+        expected = np.ones(n)
         for lu, lv in m["legs"]:
-            prof = prof * profile(np.hypot(lu, lv))
-        expected = np.where(np.isfinite(expected), expected, prof)
+            expected = expected * profile(np.hypot(lu, lv))
+    if amp_data is not None:
+        ok = np.isfinite(amp_data) & (amp_data > 0) & ~np.isfinite(expected)
+        expected = np.where(ok, amp_data, expected)
     expected = np.where(np.isfinite(expected), expected, 1e-3)
-    return np.maximum(_SMOOTH_FRACTION * expected, 1e-12)
+    sigma = np.clip(m["err"], 1e-3, 1.0)
+    return np.maximum(_SMOOTH_FRACTION * sigma * expected, 1e-12)
 
 
 class _UVIndex:
