@@ -58,13 +58,15 @@ def test_spotted_disk_reconstruction_scores_against_the_truth(shared_data):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["obj1-H", "obj2-H", "binary"])
-def test_beauty_contest_2008_objects(shared_data, tmp_path, name):
-    """Plausible images: a fit near χ²_red ≈ 1, flux inside the 15 mas taper of the contest."""
+@pytest.mark.parametrize("name, mu", [("obj1-H", 1e4), ("obj2-H", 1e4), ("binary", 1e3)])
+def test_beauty_contest_2008_objects(shared_data, tmp_path, name, mu):
+    """Plausible images: a fit near χ²_red ≈ 1, flux inside the 15 mas taper of the contest.
+    The binary (two stars of 1.2 and 0.75 mas) needs a lower μ than the extended objects:
+    at μ = 1e4 total variation smooths the point-like stars (χ²_red 2.15 measured)."""
     from oiflow.image import reconstruct_files
 
     src = shared_data / "imaging/contests_oifitsjl" / f"contest-2008-{name}.oifits"
-    res = reconstruct_files([src], tmp_path / f"{name}.fits", dict(npix=128, pixel_size_mas=0.15, mu=1e4, maxiter=500))
+    res = reconstruct_files([src], tmp_path / f"{name}.fits", dict(npix=128, pixel_size_mas=0.15, mu=mu, maxiter=500))
     assert res.chi2 < 2.0, res.chi2_terms
     n = res.image.shape[0]
     iy, ix = np.indices(res.image.shape)
