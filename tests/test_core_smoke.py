@@ -62,3 +62,16 @@ def test_provenance_round_trip_through_header(tmp_path):
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError):
         get_xp("tensorflow")
+
+
+def test_atomic_products_get_the_usual_file_mode(tmp_path):
+    import os
+
+    from oiflow.provenance import write_text_atomic
+
+    mask = os.umask(0o022)
+    try:
+        path = write_text_atomic("x", tmp_path / "p.json")
+    finally:
+        os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o644
