@@ -65,13 +65,7 @@ def test_unknown_backend_is_a_config_error():
 
 
 def test_atomic_products_get_the_usual_file_mode(tmp_path):
-    import os
+    from oiflow.provenance import _UMASK, write_text_atomic
 
-    from oiflow.provenance import write_text_atomic
-
-    mask = os.umask(0o022)
-    try:
-        path = write_text_atomic("x", tmp_path / "p.json")
-    finally:
-        os.umask(mask)
-    assert (path.stat().st_mode & 0o777) == 0o644
+    path = write_text_atomic("x", tmp_path / "p.json")
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~_UMASK != 0o600
