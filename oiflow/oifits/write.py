@@ -253,6 +253,13 @@ def _fill_main_header(oi: OIFits, header: fits.Header, history: list[str]) -> No
 
 def to_hdulist(oi: OIFits, version: int = V2, provenance: Provenance | None = None) -> fits.HDUList:
     """Build the astropy HDUList that :func:`write_oifits` writes."""
+    with warnings.catch_warnings():
+        # copying ESO HIERARCH cards makes astropy announce each one; they are written as read
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        return _to_hdulist(oi, version, provenance)
+
+
+def _to_hdulist(oi: OIFits, version: int, provenance: Provenance | None) -> fits.HDUList:
     if version not in (V1, V2):
         raise OIFitsError(f"unknown OIFITS version {version}; use 1 or 2")
     history: list[str] = []
@@ -277,5 +284,7 @@ def write_oifits(oi: OIFits, path: str | os.PathLike, *, version: int = V2,
     if not overwrite and os.path.exists(path):
         raise OIFitsError("output exists and overwrite is False", file=path)
     hdul = to_hdulist(oi, version=version, provenance=provenance)
-    write_hdulist_atomic(hdul, path, checksum=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        write_hdulist_atomic(hdul, path, checksum=True)
     return str(path)
