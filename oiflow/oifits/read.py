@@ -130,7 +130,38 @@ def _parse_table(hdu, index: int, path: str | None, findings: list[Finding]) -> 
         if not any(a in columns for a in alternatives):
             raise OIFitsError(f"{extname} lacks mandatory column {' or '.join(alternatives)}", file=path, hdu=label,
                               column=alternatives[0])
+    _check_numeric(extname, columns, path, label)
     return cls(header, columns, units, formats, hdu_index=index)
+
+
+#: columns every computation uses: they must hold numbers (indices: finite integers)
+_NUMERIC = {
+    "OI_TARGET": ("TARGET_ID", "RAEP0", "DECEP0"),
+    "OI_ARRAY": ("STA_INDEX", "STAXYZ", "DIAMETER"),
+    "OI_WAVELENGTH": ("EFF_WAVE", "EFF_BAND"),
+    "OI_CORR": ("IINDX", "JINDX", "CORR"),
+    "OI_INSPOL": ("TARGET_ID", "MJD_OBS", "MJD_END", "STA_INDEX"),
+    "OI_VIS2": ("TARGET_ID", "MJD", "INT_TIME", "TIME", "VIS2DATA", "VIS2ERR", "UCOORD", "VCOORD", "STA_INDEX", "FLAG"),
+    "OI_VIS": ("TARGET_ID", "MJD", "INT_TIME", "TIME", "VISAMP", "VISAMPERR", "VISPHI", "VISPHIERR", "UCOORD", "VCOORD",
+               "STA_INDEX", "FLAG"),
+    "OI_T3": ("TARGET_ID", "MJD", "INT_TIME", "TIME", "T3AMP", "T3AMPERR", "T3PHI", "T3PHIERR", "U1COORD", "V1COORD",
+              "U2COORD", "V2COORD", "STA_INDEX", "FLAG"),
+    "OI_FLUX": ("TARGET_ID", "MJD", "INT_TIME", "FLUXDATA", "FLUXERR", "STA_INDEX", "FLAG"),
+}
+_INDEX_COLUMNS = ("TARGET_ID", "STA_INDEX", "IINDX", "JINDX")
+
+
+def _check_numeric(extname: str, columns: dict, path, label) -> None:
+    for name in _NUMERIC.get(extname, ()):
+        arr = columns.get(name)
+        if arr is None:
+            continue
+        kind = arr.dtype.kind
+        if kind not in "biuf" or (name == "FLAG" and kind not in "biu"):
+            raise OIFitsError(f"column holds {arr.dtype} values, expected {'logical' if name == 'FLAG' else 'numbers'}",
+                              file=path, hdu=label, column=name)
+        if name in _INDEX_COLUMNS and kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise OIFitsError("index column holds non-integer values", file=path, hdu=label, column=name)
 
 
 def _open(source, findings: list[Finding], path: str | None) -> fits.HDUList:
