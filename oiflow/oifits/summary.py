@@ -69,7 +69,8 @@ def summarize(oi: OIFits) -> dict:
 
     mjds = np.concatenate([np.asarray(t.get("MJD", np.zeros(0)), float).ravel() for t in oi.data_tables] or [np.zeros(0)])
     mjds = mjds[np.isfinite(mjds)]
-    nights = sorted({night_label(m) for m in mjds}) if mjds.size else []
+    plausible = mjds[(mjds > -100000) & (mjds < 1000000)]  # MJD of years ~1585..4596
+    nights = sorted({night_label(m) for m in plausible}) if plausible.size else []
 
     counts = {}
     for kind, extname in KINDS.items():
