@@ -20,7 +20,7 @@ from oiflow.oifits.validate import validate
 SMALL = "oifits/real/pionier/alfCenA_PIONI.2016-05-31T00_55_19.fits"
 SMALL_V2 = "oifits/sim/oitools_testdata_opt_v2.fits"
 #: examples per property in the default tier; raise with OIFLOW_FUZZ_EXAMPLES=500 for a long run
-N_EXAMPLES = int(os.environ.get("OIFLOW_FUZZ_EXAMPLES", "20"))
+N_EXAMPLES = int(os.environ.get("OIFLOW_FUZZ_EXAMPLES", "15"))
 FUZZ = settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
                 print_blob=True)
 

@@ -457,6 +457,9 @@ class _Checker:
         fmt = t.formats.get(col.name)
         code, repeat = _code_repeat(fmt)
         arr = t.columns[col.name]
+        a = np.asarray(arr)
+        if code is not None and code != "A" and a.dtype.kind in "biufc" and a.ndim >= 1:
+            repeat = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1  # the data, not a TFORM made stale by edits
         if code is None:  # built in memory: judge from the array
             kind = np.asarray(arr).dtype.kind
             code = {"U": "A", "S": "A", "b": "L", "i": "J", "u": "J", "f": "D", "c": "C"}.get(kind)
@@ -477,6 +480,8 @@ class _Checker:
                      f"{col.name} is stored as {code} instead of the standard {want} (same kind, readers convert)",
                      t, col.name)
         if want == "A":
+            if fmt is None:
+                return  # in memory: the writer pads strings to the standard width
             width = col.repeat if isinstance(col.repeat, int) else 1
             if repeat is not None and repeat < width:
                 if tver == V2:
