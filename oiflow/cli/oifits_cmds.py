@@ -262,6 +262,14 @@ def select(
 
 
 # ----------------------------------------------------------------------------------------------
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
 def _expand(paths: list[Path]) -> list[Path]:
     files = []
     for p in paths:
@@ -301,7 +309,7 @@ def quicklook(
                 rep = validate(oi)
                 info = summarize(oi)
                 info["file"] = str(f)
-                d = out / f.name.split(".")[0]
+                d = out / _stem(f)
                 write_json_atomic(rep.to_dict(), d / "validation.json")
                 write_json_atomic(info, d / "inspect.json")
                 item.update(verdict=rep.verdict, errors=len(rep.errors), warnings=len(rep.warnings),

@@ -120,8 +120,9 @@ def plot_vis2(oi: OIFits):
     ax.set_xlabel("spatial frequency B/λ (Mλ)")
     ax.set_ylabel("V²")
     ax.set_xlim(left=0)
-    top = float(np.nanpercentile(v.value[ok], 99.5)) if ok.any() else 1.0
-    ax.set_ylim(min(-0.02, float(np.nanmin(v.value[ok])) - 0.02), max(1.05, top + 0.05))
+    top = float(np.nanmax(v.value[ok] + np.nan_to_num(v.error[ok]))) if ok.any() else 1.0
+    bottom = float(np.nanmin(v.value[ok])) if ok.any() else 0.0
+    ax.set_ylim(max(min(-0.02, bottom - 0.02), -0.5), max(1.05, min(top + 0.02, 1.6)))  # outliers beyond clipped
     ax.axhline(0, color="0.8", lw=0.6)
     ax.set_title(_title(oi, "squared visibility"), fontsize=9)
     ax.grid(alpha=0.25)
