@@ -46,10 +46,33 @@ class FrameSelection(_Model):
     keep_fraction: float = 1.0  # keep at most this fraction of the best frames
 
 
+class EngineConfig(_Model):
+    """How external reduction programs run (oiflow.reduce.runners)."""
+
+    timeout_s: float | None = 3600.0  # a job running longer is killed and fails
+    cpus: float | None = None  # CPU limit per job (containers: CFS quota)
+    memory: str | None = None  # memory limit per job, e.g. "4g"
+    docker_url: str | None = None  # Docker-API socket (Podman: unix:///…/podman.sock); None → DOCKER_HOST
+    apptainer: str = "apptainer"  # the apptainer executable
+    network: bool = False  # give jobs network access (off by default)
+
+
+class InstrumentReduce(_Model):
+    """Backend, runner and image for one instrument (overrides the defaults of ReduceConfig)."""
+
+    backend: Literal["native", "amdlib", "pndrs"]
+    runner: Literal["local", "docker", "apptainer"] = "local"
+    image: str | None = None
+
+
 class ReduceConfig(_Model):
     backend: Literal["native", "amdlib", "pndrs"] = "native"
     runner: Literal["local", "docker", "apptainer"] = "local"
     image: str | None = None  # container image for docker/apptainer runners
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    # per instrument (INSTRUME keyword, e.g. AMBER, PIONIER): {AMBER: {backend: amdlib, runner: docker}}
+    instruments: dict[str, InstrumentReduce] = Field(default_factory=dict)
+    calib_dirs: list[Path] = Field(default_factory=list)  # extra calibration files (amdlib: BADPIX, FLATFIELD, …)
     frame_selection: FrameSelection = Field(default_factory=FrameSelection)
     nboot: int = 20  # bootstrap realisations for error bars
     seed: int = 1  # bootstrap seed (deterministic reprocessing)
@@ -69,6 +92,11 @@ class FitTarget(_Model):
     model: Path | dict[str, Any]
     observables: list[str] = Field(default_factory=lambda: ["v2", "t3phi"])
     companion_search: bool = False
+    bootstrap: int = 0  # resamplings by observation (oiflow.fit.fit_files(bootstrap=...))
+    smearing: bool | None = None  # bandwidth smearing; None: the model description's option
+    companion_rmin_mas: float | None = None  # companion-search grid; None: CANDID-like defaults
+    companion_rmax_mas: float | None = None
+    companion_step_mas: float | None = None
 
 
 class FitConfig(_Model):
