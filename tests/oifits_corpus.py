@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import SHARED_DATA
+
+def _shared_data_dir() -> Path | None:
+    """Same rule as the ``shared_data`` fixture of tests/conftest.py (importing a conftest by name is
+    ambiguous once sub-directories have their own)."""
+    repo = Path(__file__).resolve().parents[1]
+    env = os.environ.get("OIFLOW_SHARED_DATA")
+    for c in ([Path(env)] if env else []) + [repo.parent / "shared" / "data", repo / "shared" / "data"]:
+        if (c / "oifits").is_dir():
+            return c
+    return None
+
+
+SHARED_DATA = _shared_data_dir()
 
 _COUNT = re.compile(r"^(\d+)(?: \((\d+) ok)?")
 
