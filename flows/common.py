@@ -25,8 +25,7 @@ def new_summary(flow: str, config: RunConfig) -> RunSummary:
 def finish(summary: RunSummary, catalog: Catalog, stage: str):
     """Collect the products of the run's units, publish artifacts and return the final state:
     Completed, or Failed ("partially failed: …") when any item failed; the summary is the data."""
-    units = summary.processed + summary.skipped
-    summary.products = catalog.products(paths=catalog.outputs_of(stage, units))
+    summary.products = catalog.products(paths=summary.outputs + catalog.outputs_of(stage, summary.skipped))
     summary.seconds = time.perf_counter() - summary.seconds
     publish_summary(summary)
     data = summary.to_dict()

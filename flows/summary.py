@@ -20,8 +20,11 @@ class RunSummary:
     failures: list[dict[str, str]] = field(default_factory=list)  # [{"unit", "item", "error"}]
     products: list[dict[str, Any]] = field(default_factory=list)  # catalogue rows of the run's units
     plots: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # product paths written by this run
     flow_run_id: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole flow
+    units_seconds: float = 0.0  # from the first submission to the last result
+    stage_seconds: float = 0.0  # sum of the stage functions' own times (inside the tasks)
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ keeps what it finished and the next run redoes only the rest.
 from __future__ import annotations
 
 import queue
+import time
 from collections import deque
 from pathlib import Path
 from typing import Callable
@@ -46,6 +47,7 @@ def run_units(plan: Plan, stage_task, catalog: Catalog, summary: RunSummary, *, 
               on_result: Callable | None = None) -> RunSummary:
     """Submit ``plan.todo`` to ``stage_task`` (at most ``max_parallel`` in flight; 0: all),
     register results as they complete, and fill ``summary``."""
+    t0 = time.perf_counter()
     flow_run_id = _flow_run_id()
     summary.flow_run_id = flow_run_id
     summary.skipped += [u.unit for u in plan.skipped]
@@ -87,6 +89,8 @@ def run_units(plan: Plan, stage_task, catalog: Catalog, summary: RunSummary, *, 
             summary.processed.append(unit.unit)
             summary.failures += [{"unit": unit.unit, **f} for f in result.failures]
             summary.plots += list(result.plots)
+            summary.outputs += [p.path for p in result.products]
+            summary.stage_seconds += result.seconds
             if on_result is not None:
                 on_result(unit, result)
         else:
@@ -98,4 +102,5 @@ def run_units(plan: Plan, stage_task, catalog: Catalog, summary: RunSummary, *, 
             catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[{"item": unit.unit, "error": error}])
             summary.processed.append(unit.unit)
             summary.failures.append({"unit": unit.unit, "item": unit.unit, "error": error})
+    summary.units_seconds = time.perf_counter() - t0
     return summary

@@ -309,11 +309,23 @@ class Catalog:
             self.engine: Engine = create_engine(url)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            _Base.metadata.create_all(self.engine)
+            self._create_tables()
         except OiflowError:
             raise
         except Exception as exc:  # bad URL, server down, missing driver
             raise ConfigError(f"cannot open the product catalogue at {self.safe_url}: {exc}") from None
+
+    def _create_tables(self, attempts: int = 5) -> None:
+        """Create missing tables; another process creating them at the same time is not an error."""
+        from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
+
+        for k in range(attempts):
+            try:
+                _Base.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                if "already exists" not in str(exc) and "duplicate" not in str(exc).lower() or k == attempts - 1:
+                    raise
 
     @classmethod
     def for_root(cls, root: str | os.PathLike, url: str | None = None) -> "Catalog":
