@@ -11,7 +11,7 @@ from oiflow.catalog import Catalog
 from oiflow.config import RunConfig
 from tasks.artifacts import publish_summary
 
-from .summary import RunSummary
+from flows.summary import RunSummary
 
 
 def open_catalog(config: RunConfig) -> Catalog:

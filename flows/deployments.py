@@ -31,9 +31,9 @@ from oiflow.catalog import Catalog
 from oiflow.config import RunConfig, _deep_update
 from oiflow.errors import ConfigError
 
-from .pipeline import run_pipeline
-from .reprocess import reprocess_archive
-from .runners import profile_of, task_runner
+from flows.pipeline import run_pipeline
+from flows.reprocess import reprocess_archive
+from flows.runners import profile_of, task_runner
 
 
 @flow(name="reprocess-archive-job")
@@ -188,7 +188,7 @@ def submit(deployment: str, params: dict[str, Any], *, watch: bool = False, time
         "products_root": str(root), "catalog": config.catalog.url or str(root / "catalog.sqlite"), "summary": None,
     }
     if watch and fr.state is not None and fr.state.is_final():
-        from .summary import RunSummary
+        from flows.summary import RunSummary
 
         rows = []
         if (root / "catalog.sqlite").is_file() or config.catalog.url:

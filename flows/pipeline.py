@@ -22,8 +22,8 @@ from oiflow.errors import ConfigError
 from oiflow.ingest import STAGE as INGEST, file_units, night_units
 from tasks.ingest import ingest
 
-from .common import finish, new_summary, open_catalog
-from .units import run_units
+from flows.common import finish, new_summary, open_catalog
+from flows.units import run_units
 
 
 def check_available(config: RunConfig) -> None:

@@ -18,8 +18,8 @@ from oiflow.errors import ConfigError
 from oiflow.ingest import STAGE, archive_units
 from tasks.ingest import ingest
 
-from .common import finish, new_summary, open_catalog
-from .units import run_units
+from flows.common import finish, new_summary, open_catalog
+from flows.units import run_units
 
 
 @flow(name="reprocess-archive", validate_parameters=True)

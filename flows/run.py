@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from oiflow.cluster import ClusterProfile
 
-from .runners import task_runner
-from .runtime import prefect_api
-from .summary import RunSummary
+from flows.runners import task_runner
+from flows.runtime import prefect_api
+from flows.summary import RunSummary
 
 
 def run_flow(flow_obj, profile: ClusterProfile, *, verbose: bool = False, **params) -> tuple[RunSummary | None, object]:

@@ -15,7 +15,7 @@ from prefect_dask import DaskTaskRunner
 from oiflow.cluster import ClusterProfile, load_profile, make_cluster
 from oiflow.config import ClusterConfig
 
-from .runtime import flush_logs, worker_env
+from flows.runtime import flush_logs, worker_env
 
 
 class PrefectDrainPlugin(WorkerPlugin):

@@ -19,7 +19,7 @@ from prefect.context import get_run_context
 from oiflow.archive import Plan, WorkUnit
 from oiflow.catalog import COMPLETED, FAILED, Catalog
 
-from .summary import RunSummary
+from flows.summary import RunSummary
 
 
 def _flow_run_id() -> str | None:

@@ -7,7 +7,7 @@ from prefect import task
 from oiflow.archive import WorkUnit
 from oiflow.ingest import UnitResult, ingest_unit
 
-from .policy import task_options
+from tasks.policy import task_options
 
 
 @task(**task_options("ingest"), task_run_name="ingest {unit.unit}")

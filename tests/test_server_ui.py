@@ -5,6 +5,7 @@ tests/artifacts/). Slow: run with ``-m slow``; `.ci/run` does (it installs Debia
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -139,7 +140,20 @@ def test_serve_submit_and_the_ui_shows_runs_and_artifacts(tmp_path):
         runs_dom = _chromium(f"{ui}/runs", "--dump-dom")
         assert "reprocess-archive" in runs_dom, runs_dom[-2000:]
         art_dom = _chromium(f"{ui}/artifacts", "--dump-dom")
-        assert "oiflow-reprocess-archive-summary" in art_dom and "oiflow-reprocess-archive-products" in art_dom
+        assert "oiflow-reprocess-archive-summary" in art_dom, art_dom[-2000:]
+        summary_dom = _chromium(f"{ui}/artifacts/key/oiflow-reprocess-archive-summary", "--dump-dom")
+        assert "oiflow reprocess-archive: 2 unit(s) processed, 0 up to date, 4 granule(s)" in summary_dom
+        table_dom = _chromium(f"{ui}/artifacts/key/oiflow-reprocess-archive-products", "--dump-dom")
+        assert f"products under {products}" in table_dom, table_dom[-2000:]
+        # their content, through the API: the Markdown summary and the products table rows
+        r = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [
+            "oiflow-reprocess-archive-summary", "oiflow-reprocess-archive-products"]}}}, timeout=10)
+        data = {a["key"]: a["data"] for a in r.json()}
+        assert "## Products" in data["oiflow-reprocess-archive-summary"]
+        rows = json.loads(data["oiflow-reprocess-archive-products"]) if isinstance(
+            data["oiflow-reprocess-archive-products"], str) else data["oiflow-reprocess-archive-products"]
+        assert sorted(Path(row["access_url"]).name for row in rows) == ["obs_00.fits", "obs_00.fits",
+                                                                         "obs_01.fits", "obs_01.fits"]
         shot = ARTIFACTS / "prefect_ui_runs.png"
         shot.unlink(missing_ok=True)
         _chromium(f"{ui}/runs", f"--screenshot={shot}")
