@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 #: modules of oiflow.cli that define commands (each has ``register(app)``)
-COMMAND_MODULES = ["oifits_cmds", "fit_cmds", "image_cmds", "reduce_cmds"]
+COMMAND_MODULES = ["oifits_cmds", "fit_cmds", "image_cmds", "reduce_cmds", "pipeline_cmds"]
 
 
 def _version(value: bool):
