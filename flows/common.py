@@ -22,10 +22,10 @@ def new_summary(flow: str, config: RunConfig) -> RunSummary:
     return RunSummary(flow=flow, root=str(Path(config.output.root).resolve()), seconds=time.perf_counter())
 
 
-def finish(summary: RunSummary, catalog: Catalog, stage: str):
+def finish(summary: RunSummary, catalog: Catalog):
     """Collect the products of the run's units, publish artifacts and return the final state:
     Completed, or Failed ("partially failed: …") when any item failed; the summary is the data."""
-    summary.products = catalog.products(paths=summary.outputs + catalog.outputs_of(stage, summary.skipped))
+    summary.products = catalog.products(paths=sorted(set(summary.current)))
     summary.seconds = time.perf_counter() - summary.seconds
     publish_summary(summary)
     data = summary.to_dict()

@@ -1,9 +1,13 @@
-"""Flow: reprocess an archive of nights — only the nights whose inputs, settings or code changed.
+"""Flow: reprocess an archive of nights — only what depends on changed inputs, settings or code.
 
-Change detection uses the catalogue (:func:`oiflow.archive.plan_units`): an unchanged archive
-costs a scan (checksums cached on size and mtime) and no writes. Nights run as coarse tasks
-on the flow's Dask task runner, at most ``cluster.max_parallel`` at a time (0: as many as the
-cluster takes).
+An archive is a directory of night directories: raw files (``input.level`` 0, the default) or
+reduced/calibrated OIFITS (level 1 or 2). Each night runs the chain of :mod:`flows.chain`
+(reduce → calibrate → fit/image of the configured targets, ``L3/<target>/<night>``). Change
+detection is per unit (:meth:`oiflow.catalog.Catalog.up_to_date`): an unchanged archive costs
+a scan (checksums cached on size and mtime) and no writes; a changed raw file redoes its
+observation, its night's calibration and that night's L3; a changed calibrator catalogue
+redoes the L2 and L3, not the L1. Units run on the flow's Dask task runner, at most
+``cluster.max_parallel`` at a time (0: as many as the cluster takes), nights overlapping.
 """
 
 from __future__ import annotations
@@ -12,25 +16,32 @@ from pathlib import Path
 
 from prefect import flow
 
-from oiflow.archive import plan_units
+from oiflow.archive import night_dirs
 from oiflow.config import RunConfig
-from oiflow.errors import ConfigError
-from oiflow.ingest import STAGE, archive_units
-from tasks.ingest import ingest
 
+from flows.chain import Chain
 from flows.common import finish, new_summary, open_catalog
-from flows.units import run_units
+from flows.pipeline import check_stage_settings
+from flows.units import Scheduler
 
 
 @flow(name="reprocess-archive", validate_parameters=True)
 def reprocess_archive(root: Path, config: RunConfig, force: bool = False):
     """Scan ``root`` (one directory per night), process what changed, register the products."""
-    if config.input.level == 0:
-        raise ConfigError("reprocessing raw (L0) nights needs the reduce stage, not available in this build; "
-                          "set input.level to 1 or 2 for archives of reduced or calibrated OIFITS")
+    check_stage_settings(config)
+    nights = night_dirs(root)
     summary = new_summary("reprocess-archive", config)
     with open_catalog(config) as catalog:
-        units = archive_units(root, config.output.root, config.input.level, catalog)
-        plan = plan_units(units, catalog, force=force)
-        run_units(plan, ingest, catalog, summary, max_parallel=config.cluster.max_parallel)
-        return finish(summary, catalog, STAGE)
+        sched = Scheduler(catalog, summary, max_parallel=config.cluster.max_parallel, force=force)
+        chain = Chain(sched, config, catalog)
+        for night in nights:
+            group = chain.group()
+            if config.input.level == 0:
+                chain.raw_night(night, group)
+            else:
+                chain.ingest_nights([night], config.input.level, group)
+            group.close()
+        sched.run()
+        if nights:
+            chain.report_unmatched()
+        return finish(summary, catalog)

@@ -21,6 +21,8 @@ class RunSummary:
     products: list[dict[str, Any]] = field(default_factory=list)  # catalogue rows of the run's units
     plots: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # product paths written by this run
+    current: list[str] = field(default_factory=list)  # product paths of every unit of the run (written or up to date)
+    warnings: list[str] = field(default_factory=list)
     flow_run_id: str | None = None
     seconds: float = 0.0  # the whole flow
     units_seconds: float = 0.0  # from the first submission to the last result
@@ -54,6 +56,8 @@ class RunSummary:
                  f"- processed: {len(self.processed)} unit(s) {', '.join(self.processed)}",
                  f"- up to date (skipped): {len(self.skipped)} unit(s)",
                  f"- failed items: {len(self.failures)}", f"- time: {self.seconds:.1f} s", ""]
+        if self.warnings:
+            lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
         if self.failures:
             lines += ["## Failures", "", "| unit | item | error |", "|---|---|---|"]
             lines += [f"| {f['unit']} | {Path(f['item']).name} | {f['error']} |" for f in self.failures]

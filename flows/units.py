@@ -1,9 +1,16 @@
-"""Running work units through a stage task: bounded concurrency, registration, bookkeeping.
+"""Running work units through stage tasks: bounded concurrency, registration, bookkeeping and
+the hand-over from one stage to the next.
 
 The flow process alone writes to the catalogue: tasks on workers return
-:class:`~oiflow.ingest.UnitResult` records; as each unit completes, its products are registered
-and its stage run closed (COMPLETED, or FAILED with the failed items), so a run killed midway
-keeps what it finished and the next run redoes only the rest.
+:class:`~oiflow.archive.UnitResult` records; as each unit completes, its products are
+registered and its stage run closed (COMPLETED, or FAILED with the failed items), so a run
+killed midway keeps what it finished and the next run redoes only the rest.
+
+A :class:`Scheduler` takes units with the task that processes them and, optionally, a
+follow-up (``then``) called with the unit's :class:`Settled` outcome — processed, up to date
+(skipped: its products are those of its last run), or failed. Follow-ups add the next stage's
+units (the flows build these chains), so stages overlap: a night can be calibrated while
+another night is still being reduced.
 """
 
 from __future__ import annotations
@@ -11,15 +18,18 @@ from __future__ import annotations
 import queue
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from prefect.context import get_run_context
 
-from oiflow.archive import Plan, WorkUnit
+from oiflow.archive import WorkUnit
 from oiflow.catalog import COMPLETED, FAILED, Catalog
 
 from flows.summary import RunSummary
+
+PROCESSED, SKIPPED, FAILED_UNIT = "processed", "skipped", "failed"
 
 
 def _flow_run_id() -> str | None:
@@ -43,64 +53,123 @@ def _outputs_present(result) -> bool:
     return True
 
 
-def run_units(plan: Plan, stage_task, catalog: Catalog, summary: RunSummary, *, max_parallel: int = 0,
-              on_result: Callable | None = None) -> RunSummary:
-    """Submit ``plan.todo`` to ``stage_task`` (at most ``max_parallel`` in flight; 0: all),
-    register results as they complete, and fill ``summary``."""
-    t0 = time.perf_counter()
-    flow_run_id = _flow_run_id()
-    summary.flow_run_id = flow_run_id
-    summary.skipped += [u.unit for u in plan.skipped]
-    pending: deque[WorkUnit] = deque(plan.todo)
-    done_q: queue.Queue = queue.Queue()
-    in_flight: dict = {}
-    limit = max_parallel if max_parallel and max_parallel > 0 else max(1, len(pending))
+@dataclass
+class Settled:
+    """How a unit ended in this run, for the stage after it."""
 
-    def submit(unit: WorkUnit, refresh: bool = False):
+    unit: WorkUnit
+    status: str  # PROCESSED | SKIPPED | FAILED_UNIT
+    products: list[str] = field(default_factory=list)  # product paths (for SKIPPED: those of its last run)
+
+
+@dataclass
+class _Job:
+    unit: WorkUnit
+    task: object
+    then: Callable[[Settled], None] | None
+
+
+class Scheduler:
+    """Submit units to their tasks (at most ``max_parallel`` in flight; 0: all), register the
+    results as they complete, fill ``summary`` and call the follow-ups."""
+
+    def __init__(self, catalog: Catalog, summary: RunSummary, *, max_parallel: int = 0, force: bool = False):
+        self.catalog, self.summary, self.force = catalog, summary, force
+        self.max_parallel = max_parallel if max_parallel and max_parallel > 0 else 0
+        self.flow_run_id = _flow_run_id()
+        summary.flow_run_id = self.flow_run_id
+        self._pending: deque[_Job] = deque()
+        self._settled: deque[tuple[_Job, Settled]] = deque()
+        self._done_q: queue.Queue = queue.Queue()
+        self._in_flight: dict = {}
+
+    # -- adding work ---------------------------------------------------------------------
+    def add(self, unit: WorkUnit, task, then: Callable[[Settled], None] | None = None) -> None:
+        """Queue ``unit`` for ``task`` unless it is up to date (then it settles as SKIPPED)."""
+        job = _Job(unit, task, then)
+        if not self.force and self.catalog.up_to_date(unit.stage, unit.unit, unit.cache_key):
+            self.summary.skipped.append(self._label(unit))
+            outputs = self.catalog.outputs_of(unit.stage, [unit.unit])
+            self.summary.current += outputs
+            self._settled.append((job, Settled(unit, SKIPPED, outputs)))
+        else:
+            self._pending.append(job)
+
+    def fail(self, stage: str, item: str, error: str) -> None:
+        """Record a failure found by the flow itself (e.g. a configured target without data)."""
+        self.summary.failures.append({"unit": stage, "item": item, "error": error})
+
+    @staticmethod
+    def _label(unit: WorkUnit) -> str:
+        return f"{unit.stage} {unit.unit}"
+
+    # -- running -------------------------------------------------------------------------
+    def _submit(self, job: _Job, refresh: bool = False) -> None:
+        unit, catalog = job.unit, self.catalog
         catalog.close_interrupted(unit.stage, unit.unit)
         last = catalog.last_run(unit.stage, unit.unit)
-        refresh = refresh or (last is not None and last.cache_key == unit.cache_key)  # repair: outputs gone
+        refresh = refresh or self.force or (last is not None and last.cache_key == unit.cache_key)  # outputs gone
         run_id = catalog.begin_run(unit.stage, unit.unit, cache_key=unit.cache_key, input_digest=unit.input_digest,
                                    settings_hash=unit.settings_hash, code_version=unit.code_version,
-                                   inputs=unit.input_records(), flow_run_id=flow_run_id)
-        task = stage_task.with_options(refresh_cache=True) if refresh else stage_task
+                                   inputs=unit.input_records(), flow_run_id=self.flow_run_id)
+        task = job.task.with_options(refresh_cache=True) if refresh else job.task
         fut = task.submit(unit=unit)
-        in_flight[fut] = (unit, run_id, refresh)
-        fut.add_done_callback(done_q.put)
+        self._in_flight[fut] = (job, run_id, refresh, last)
+        fut.add_done_callback(self._done_q.put)
 
-    while pending or in_flight:
-        while pending and len(in_flight) < limit:
-            submit(pending.popleft())
-        fut = done_q.get()
-        unit, run_id, refreshed = in_flight.pop(fut)
+    def _complete(self, job: _Job, run_id: int, result, last) -> Settled:
+        unit, catalog, summary = job.unit, self.catalog, self.summary
+        new_paths = {p.path for p in result.products}
+        if last is not None:  # products of the unit's previous run that this run did not write again
+            catalog.unregister([o["path"] for o in last.outputs if o["path"] not in new_paths])
+        catalog.register(result.products, run_id=run_id, flow_run_id=self.flow_run_id)
+        catalog.finish_run(run_id, status=COMPLETED if result.ok else FAILED,
+                           outputs=[p.to_output() for p in result.products], failures=result.failures)
+        summary.processed.append(self._label(unit))
+        summary.failures += [{"unit": self._label(unit), **f} for f in result.failures]
+        summary.warnings += [f"{self._label(unit)}: {w}" for w in getattr(result, "warnings", [])]
+        summary.plots += list(result.plots)
+        summary.outputs += [p.path for p in result.products]
+        summary.current += [p.path for p in result.products]
+        summary.stage_seconds += result.seconds
+        return Settled(unit, PROCESSED, [p.path for p in result.products])
+
+    def _settle_future(self, fut) -> None:
+        job, run_id, refreshed, last = self._in_flight.pop(fut)
+        unit = job.unit
         fut.wait()
         state = fut.state
         if state.is_completed():
             result = fut.result()
             if not _outputs_present(result) and not refreshed:  # a cached result whose files are gone
-                catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[
+                self.catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[
                     {"item": unit.unit, "error": "cached result without its products; recomputed"}])
-                submit(unit, refresh=True)
+                self._submit(job, refresh=True)
+                return
+            self._settled.append((job, self._complete(job, run_id, result, last)))
+            return
+        try:
+            fut.result(raise_on_failure=True)
+            error = f"task ended {state.type.value}: {state.message}"
+        except BaseException as exc:  # the task's exception, after its retries
+            error = f"{type(exc).__name__}: {exc}"
+        self.catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[{"item": unit.unit, "error": error}])
+        self.summary.processed.append(self._label(unit))
+        self.summary.failures.append({"unit": self._label(unit), "item": unit.unit, "error": error})
+        self._settled.append((job, Settled(unit, FAILED_UNIT, [])))
+
+    def run(self) -> RunSummary:
+        """Process everything queued, and what the follow-ups queue, until nothing is left."""
+        t0 = time.perf_counter()
+        while self._pending or self._in_flight or self._settled:
+            while self._settled:  # follow-ups first: they may queue more work
+                job, settled = self._settled.popleft()
+                if job.then is not None:
+                    job.then(settled)
+            while self._pending and (not self.max_parallel or len(self._in_flight) < self.max_parallel):
+                self._submit(self._pending.popleft())
+            if not self._in_flight:
                 continue
-            catalog.register(result.products, run_id=run_id, flow_run_id=flow_run_id)
-            status = COMPLETED if result.ok else FAILED
-            catalog.finish_run(run_id, status=status, outputs=[p.to_output() for p in result.products],
-                               failures=result.failures)
-            summary.processed.append(unit.unit)
-            summary.failures += [{"unit": unit.unit, **f} for f in result.failures]
-            summary.plots += list(result.plots)
-            summary.outputs += [p.path for p in result.products]
-            summary.stage_seconds += result.seconds
-            if on_result is not None:
-                on_result(unit, result)
-        else:
-            try:
-                fut.result(raise_on_failure=True)
-                error = f"task ended {state.type.value}: {state.message}"
-            except BaseException as exc:  # the task's exception, after its retries
-                error = f"{type(exc).__name__}: {exc}"
-            catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[{"item": unit.unit, "error": error}])
-            summary.processed.append(unit.unit)
-            summary.failures.append({"unit": unit.unit, "item": unit.unit, "error": error})
-    summary.units_seconds = time.perf_counter() - t0
-    return summary
+            self._settle_future(self._done_q.get())
+        self.summary.units_seconds += time.perf_counter() - t0
+        return self.summary

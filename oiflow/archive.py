@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import __version__
-from .catalog import Catalog
+from .catalog import Catalog, ProductRecord
 from .errors import ConfigError
 from .provenance import canonical_json, settings_hash
 
@@ -66,6 +66,9 @@ class WorkUnit:
     settings: dict[str, Any] = field(hash=False, compare=False)
     code_version: str
     out_dir: str
+    #: what the stage function needs at run time but that does not define the result (absolute
+    #: paths of inputs by role, the raw directory…): not part of the cache key
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def settings_hash(self) -> str:
@@ -87,6 +90,29 @@ class WorkUnit:
         return [{"name": i.name, "path": i.path, "sha256": i.sha256} for i in self.inputs]
 
 
+@dataclass
+class UnitResult:
+    """What processing one unit produced: products (registered by the flow) and failures.
+
+    Unit functions (``oiflow.ingest.ingest_unit``, ``oiflow.work.*``) return one; one bad item
+    fails only itself and is listed in ``failures``."""
+
+    stage: str
+    unit: str
+    products: list[ProductRecord] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)  # [{"item", "error"}]
+    plots: list[str] = field(default_factory=list)  # quicklook PNGs
+    warnings: list[str] = field(default_factory=list)  # worth reading, not failures (e.g. a calibrator left out)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(self, item: str, exc: BaseException) -> None:
+        self.failures.append({"item": str(item), "error": f"{type(exc).__name__}: {exc}"})
+
+
 def night_dirs(archive: str | os.PathLike) -> list[Path]:
     """The night directories of an archive (subdirectories holding input files), sorted."""
     root = Path(archive)
@@ -104,11 +130,11 @@ def input_files(directory: str | os.PathLike) -> list[Path]:
 
 
 def make_unit(stage: str, unit: str, files: Iterable[str | os.PathLike], settings: dict[str, Any],
-              code: str, out_dir: str | os.PathLike, catalog: Catalog) -> WorkUnit:
+              code: str, out_dir: str | os.PathLike, catalog: Catalog, params: dict[str, Any] | None = None) -> WorkUnit:
     """A work unit with input checksums taken through the catalogue's checksum cache."""
     inputs = tuple(InputFile(str(Path(f).resolve()), catalog.file_sha256(f)) for f in files)
     return WorkUnit(stage=stage, unit=unit, inputs=inputs, settings=dict(settings), code_version=code,
-                    out_dir=str(Path(out_dir).resolve()))
+                    out_dir=str(Path(out_dir).resolve()), params=dict(params or {}))
 
 
 @dataclass

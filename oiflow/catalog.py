@@ -5,8 +5,20 @@ A **granule** is (target, instrument mode, night) of one product file, as in OiD
 ObsCore + the OiDB extensions (``target_name``, ``s_ra``/``s_dec`` in degrees, ``t_min``/``t_max``
 in MJD, ``em_min``/``em_max`` in metres, ``calib_level``, ``nb_vis``/``nb_vis2``/``nb_t3`` as ROW
 counts, ``nb_channels``…) plus what reprocessing needs (checksum, size, software, settings hash,
-input checksums, flow run id, time). Non-OIFITS L3 products (fit JSON, images) get one granule
-per target with the observational columns left empty.
+input checksums, flow run id, time).
+
+**L3 products** (fit JSON, companion-search JSON and maps, IMAGE-OI images) get ``calib_level``
+3, as the CALIB_LV of their headers (ARCHITECTURE.md): ObsCore level 3, "enhanced data
+products, possibly combining several observations". This is NOT OiDB's "L3 — published
+calibrated OIFITS" (which needs a bibcode): these rows are told apart by ``dataproduct_type``
+("fit" or "image"; OIFITS granules are "visibility") and are not OIFITS. An L3 product is about
+one target and has ONE granule (:func:`l3_granule`) describing the data it was made from:
+``target_name``/``s_ra``/``s_dec`` of the target; ``t_min``/``t_max`` and ``em_min``/``em_max``
+the span of the input granules; ``nb_vis``/``nb_vis2``/``nb_t3`` the input ROW counts (sums);
+``instrument_name``/``instrument_mode`` the inputs' values joined by "+"; ``night`` the night
+of the inputs when they all come from one night, else "" (the set is named in ``obs_id``:
+``<target>/<night-or-set>``); ``nb_channels`` the image planes (images) or the most channels
+of an input (fits).
 
 A **stage run** records that one stage processed one unit (a night, a target) with a given
 *cache key* (hash of input checksums + settings + code version) and which outputs it wrote;
@@ -248,6 +260,35 @@ def granules_of(oi, calib_level: int) -> list[dict[str, Any]]:
     return [out[k] for k in sorted(out)]
 
 
+def l3_granule(input_granules: Iterable[dict[str, Any]], target: str, *, dataproduct_type: str,
+               obs_id: str, nb_channels: int | None = None, calib_level: int = 3) -> dict[str, Any]:
+    """The one granule of an L3 product (fit or image) about ``target``, made from the granules
+    of its input OIFITS (those of other targets are ignored); see the module docstring."""
+    rows = [g for g in input_granules if g.get("target_name") == target]
+    if not rows:
+        raise DataError(f"no input granule of target {target!r} for the L3 product {obs_id}")
+
+    def span(key, fn):
+        vals = [g[key] for g in rows if g.get(key) is not None]
+        return fn(vals) if vals else None
+
+    def joined(key, width):  # within the column's width (PostgreSQL enforces it)
+        return "+".join(sorted({str(g[key]) for g in rows if g.get(key)}))[:width]
+
+    nights = {g.get("night") or "" for g in rows}
+    return {
+        "dataproduct_type": dataproduct_type, "calib_level": int(calib_level), "target_name": target,
+        "obs_id": obs_id[:256], "s_ra": rows[0].get("s_ra"), "s_dec": rows[0].get("s_dec"),
+        "t_min": span("t_min", min), "t_max": span("t_max", max), "t_exptime": span("t_exptime", min),
+        "em_min": span("em_min", min), "em_max": span("em_max", max), "em_res_power": span("em_res_power", min),
+        "facility_name": joined("facility_name", 64) or None,
+        "instrument_name": joined("instrument_name", 64) or None, "instrument_mode": joined("instrument_mode", 128), "night": nights.pop() if len(nights) == 1 else "",
+        "nb_channels": nb_channels if nb_channels is not None else span("nb_channels", max),
+        "nb_vis": sum(int(g.get("nb_vis", 0)) for g in rows), "nb_vis2": sum(int(g.get("nb_vis2", 0)) for g in rows),
+        "nb_t3": sum(int(g.get("nb_t3", 0)) for g in rows),
+    }
+
+
 @dataclass
 class ProductRecord:
     """What a stage wrote: a file plus its granules and provenance, ready to be registered.
@@ -380,6 +421,15 @@ class Catalog:
                     s.add(row)
                     n += 1
         return n
+
+    def unregister(self, paths: Iterable[str]) -> int:
+        """Remove the granules of products that no longer exist as such (e.g. a target no longer
+        in a night's calibration); the files are left alone. Returns the number of rows."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return 0
+        with Session(self.engine) as s, s.begin():
+            return s.execute(delete(Granule).where(Granule.access_url.in_(paths))).rowcount or 0
 
     def products(self, *, target: str | None = None, level: int | None = None, night: str | None = None,
                  path_prefix: str | None = None, paths: Iterable[str] | None = None,

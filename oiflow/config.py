@@ -34,7 +34,8 @@ class InputConfig(_Model):
     night: Path | None = None  # a night directory of raw (L0) files
     nights: list[Path] = Field(default_factory=list)  # several nights
     files: list[Path] = Field(default_factory=list)  # L1 or L2 OIFITS files
-    level: Literal[0, 1, 2] = 0
+    level: Literal[0, 1, 2] = 0  # level of the nights (0: raw frames; 1/2: directories of OIFITS)
+    files_level: Literal[1, 2] | None = None  # level of `files`; None: `level`, or 2 when `level` is 0
 
 
 class OutputConfig(_Model):

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archive import WorkUnit, code_version
+from .archive import UnitResult, WorkUnit, code_version
 from .catalog import ProductRecord, granules_of
 from .errors import ConfigError, DataError, OiflowError
 from .oifits import read_oifits
@@ -26,6 +25,8 @@ from .product_tree import level_dir, remove_stale_temporaries, safe_name
 from .provenance import atomic_path, sha256_file
 
 STAGE = "ingest"
+
+__all__ = ["STAGE", "UnitResult", "archive_units", "file_units", "ingest_file", "ingest_unit", "night_units"]
 
 #: the code whose changes invalidate ingested products
 MODULES = ("oiflow.ingest", "oiflow.catalog", "oiflow.oifits", "oiflow.product_tree")
@@ -41,22 +42,6 @@ def ingest_settings(level: int, night: str | None = None) -> dict[str, Any]:
     if level not in (1, 2):
         raise ConfigError(f"ingested OIFITS must be L1 or L2 (input.level 1 or 2), not level {level}")
     return {"level": int(level), "night": night, "layout": "<root>/<night>/L<level>/<name>"}
-
-
-@dataclass
-class UnitResult:
-    """What processing one unit produced: products (registered by the flow) and failures."""
-
-    stage: str
-    unit: str
-    products: list[ProductRecord] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)  # [{"item", "error"}]
-    plots: list[str] = field(default_factory=list)  # quicklook PNGs
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
 
 def ingest_file(path: str | Path, root: str | Path, *, level: int, night: str | None = None,

@@ -1,4 +1,5 @@
-"""Prefect artifacts of a run: a Markdown summary, a products table, quicklook PNGs.
+"""Prefect artifacts of a run: a Markdown summary and a products table (flow), and each task's
+quicklook PNGs (the TF plot, fit plots, image.png) as image artifacts.
 
 Images are embedded as ``data:`` URIs: the Prefect UI needs a URL for an image artifact, and a
 ``data:`` URI renders offline (no file server, no network).
@@ -14,6 +15,8 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 
 #: largest PNG embedded (bytes); bigger quicklooks are linked by path only
 MAX_EMBED_BYTES = 2_000_000
+#: most PNG bytes embedded in one run summary (the others are the tasks' own artifacts)
+MAX_SUMMARY_EMBED_BYTES = 4_000_000
 
 _KEY = re.compile(r"[^a-z0-9-]+")
 
@@ -29,26 +32,66 @@ def png_data_uri(path: str | Path) -> str:
 
 
 def _table_rows(products: list[dict]) -> list[dict]:
-    keep = ("night", "target_name", "instrument_mode", "calib_level", "nb_vis", "nb_vis2", "nb_t3",
+    keep = ("night", "target_name", "instrument_mode", "calib_level", "dataproduct_type", "nb_vis", "nb_vis2", "nb_t3",
             "nb_channels", "em_min", "em_max", "access_url", "checksum")
     return [{k: r.get(k) for k in keep} for r in products]
 
 
+def _embeddable(paths) -> list[Path]:
+    return [Path(p) for p in paths if Path(p).is_file() and Path(p).stat().st_size <= MAX_EMBED_BYTES]
+
+
+def publish_quicklooks(plots, stage: str, unit: str) -> list[str]:
+    """One image artifact per quicklook PNG of a task (key ``<stage>-<unit>-<file stem>``)."""
+    keys = []
+    for p in _embeddable(plots):
+        k = artifact_key(stage, unit, p.stem)
+        create_image_artifact(image_url=png_data_uri(p), key=k, description=f"{stage} {unit}: {p}")
+        keys.append(k)
+    return keys
+
+
+def report_unit(result):
+    """In a task: log the unit's failures and warnings to the task run and publish its
+    quicklooks; returns ``result``. Reporting never fails the task."""
+    from prefect import get_run_logger
+
+    try:
+        logger = get_run_logger()
+        for f in result.failures:
+            logger.error("%s: %s", f["item"], f["error"])
+        for w in result.warnings:
+            logger.warning("%s", w)
+        publish_quicklooks(result.plots, result.stage, result.unit)
+    except Exception as exc:  # noqa: BLE001 - artifacts are a convenience, the products are what counts
+        try:
+            get_run_logger().warning("could not publish the quicklooks: %s", exc)
+        except Exception:  # noqa: BLE001
+            pass
+    return result
+
+
 def publish_summary(summary, key_prefix: str = "oiflow") -> list[str]:
-    """Create the run's artifacts; returns their keys."""
+    """Create the run's artifacts (Markdown summary with the quicklooks embedded up to
+    MAX_SUMMARY_EMBED_BYTES, products table); returns their keys."""
     keys = []
     md = summary.markdown()
-    embedded = [p for p in summary.plots if Path(p).is_file() and Path(p).stat().st_size <= MAX_EMBED_BYTES]
+    embedded, total = [], 0
+    for p in _embeddable(summary.plots):
+        size = p.stat().st_size
+        if total + size > MAX_SUMMARY_EMBED_BYTES:
+            break
+        embedded.append(p)
+        total += size
     if embedded:
-        md += "\n## Quicklooks\n\n" + "\n\n".join(f"![{Path(p).name}]({png_data_uri(p)})" for p in embedded)
+        md += "\n## Quicklooks\n\n" + "\n\n".join(f"**{p.parent.name}/{p.name}**\n\n![{p.name}]({png_data_uri(p)})"
+                                                   for p in embedded)
+    if len(embedded) < len(summary.plots):
+        md += f"\n\n{len(summary.plots) - len(embedded)} more quicklook(s): see the tasks' artifacts.\n"
     k = artifact_key(key_prefix, summary.flow, "summary")
     create_markdown_artifact(markdown=md, key=k, description=f"oiflow {summary.flow}: {summary.state_message}")
     keys.append(k)
     k = artifact_key(key_prefix, summary.flow, "products")
     create_table_artifact(table=_table_rows(summary.products), key=k, description=f"products under {summary.root}")
     keys.append(k)
-    for p in embedded:
-        k = artifact_key(key_prefix, Path(p).stem)
-        create_image_artifact(image_url=png_data_uri(p), key=k, description=str(p))
-        keys.append(k)
     return keys

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from oiflow.archive import WorkUnit
-from oiflow.ingest import UnitResult, ingest_unit
+from oiflow.archive import UnitResult, WorkUnit
+from oiflow.ingest import ingest_unit
 
+from tasks.artifacts import report_unit
 from tasks.policy import task_options
 
 
@@ -14,4 +15,4 @@ from tasks.policy import task_options
 def ingest(unit: WorkUnit) -> UnitResult:
     """Copy the unit's OIFITS files into the product tree and describe them for the catalogue.
     Safe to rerun: writes are atomic and give the same bytes."""
-    return ingest_unit(unit)
+    return report_unit(ingest_unit(unit))

@@ -79,7 +79,7 @@ def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, t
     from rich.table import Table
 
     table = Table(title=title or f"{len(rows)} product granule(s)")
-    for col in ("night", "target", "instrument mode", "level", "VIS", "VIS2", "T3", "λ (µm)", "product"):
+    for col in ("night", "target", "instrument mode", "level", "type", "VIS", "VIS2", "T3", "λ (µm)", "product"):
         table.add_column(col, overflow="fold")
     base = Path(root).resolve() if root is not None else None
     for r in rows:
@@ -87,7 +87,8 @@ def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, t
         path = Path(r["access_url"])
         if base is not None and path.is_relative_to(base):
             path = path.relative_to(base)
-        table.add_row(r["night"], r["target_name"], r["instrument_mode"], f"L{r['calib_level']}", str(r["nb_vis"]),
+        table.add_row(r["night"], r["target_name"], r["instrument_mode"], f"L{r['calib_level']}",
+                      r.get("dataproduct_type") or "", str(r["nb_vis"]),
                       str(r["nb_vis2"]), str(r["nb_t3"]), lam, str(path))
     Console(width=max(140, Console().width)).print(table)
 
@@ -153,7 +154,8 @@ def run(
     force: bool = typer.Option(False, "--force", help="Redo units even when up to date."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cluster setup (the job script for slurm/oar) and stop."),
 ):
-    """Run the pipeline of CONFIG and print a summary table of the products.
+    """Run the pipeline of CONFIG (raw nights → L1 → L2 → fits and images of the configured
+    targets; or from L1/L2 OIFITS) and print a summary table of the products.
 
     With nothing configured it starts Prefect's temporary server and a local Dask cluster.
     Exits 1 when an item failed (the others are processed; the summary lists what failed).
@@ -165,17 +167,17 @@ def run(
         _dry_run(config)
         return
     pipeline = _flows("pipeline")
-    pipeline.check_available(config)
+    pipeline.check_config(config)
     run_mod = _flows("run")
     profile = _flows("runners").profile_of(config.cluster)
-    summary, state = run_mod.run_flow(pipeline.run_pipeline, profile, verbose=_verbose(), config=config, force=force)
+    summary, state = run_mod.run_flow(pipeline.l0_to_l3, profile, verbose=_verbose(), config=config, force=force)
     raise typer.Exit(_print_summary(summary, state))
 
 
 def reprocess(
     archive: Path = typer.Argument(..., help="Archive root: one directory per night."),
     config_path: Path | None = typer.Option(None, "--config", help="Run configuration (YAML)."),
-    level: int | None = typer.Option(None, "--level", help="Level of the archived OIFITS (1 or 2)."),
+    level: int | None = typer.Option(None, "--level", help="Level of the archived nights: 0 raw (default), 1 or 2 OIFITS."),
     cluster: str | None = typer.Option(None, "--cluster", help="Cluster profile."),
     workers: int | None = typer.Option(None, "--workers", help="Dask workers (local) or jobs (slurm/oar)."),
     max_parallel: int | None = typer.Option(None, "--max-parallel", help="Nights in flight at once (0: all)."),
@@ -183,18 +185,17 @@ def reprocess(
     url: str | None = typer.Option(None, "--catalog", help="Catalogue URL (catalog.url)."),
     force: bool = typer.Option(False, "--force", help="Redo nights even when up to date."),
 ):
-    """Reprocess the nights of ARCHIVE whose inputs, settings or code changed since their last
-    successful run (from the catalogue); unchanged nights cost a scan and no writes.
+    """Reprocess the nights of ARCHIVE: only the units (observations, nights, targets) whose
+    inputs, settings or code changed since their last successful run (from the catalogue) are
+    redone; an unchanged archive costs a scan and no writes. Raw nights (level 0) go through
+    reduce, calibrate, fit and image (the targets of the config); OIFITS nights start later.
 
-    Example: oiflow reprocess /data/archive --level 2 --root products --max-parallel 4
+    Example: oiflow reprocess /data/archive --config configs/demo.yaml --root products --max-parallel 4
     """
     ov = _overrides(root, url, cluster, workers, max_parallel)
     if level is not None:
         ov.setdefault("input", {})["level"] = level
     config = load_config(config_path, ov)
-    if config.input.level == 0:
-        raise ConfigError("reprocessing raw (L0) nights needs the reduce stage, not available in this build; "
-                          "give --level 1 or 2")
     reprocess_mod = _flows("reprocess")
     run_mod = _flows("run")
     profile = _flows("runners").profile_of(config.cluster)

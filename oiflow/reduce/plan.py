@@ -114,15 +114,20 @@ class NightPlan:
         }
 
 
-def plan_night(raw_dir: str | Path) -> NightPlan:
+def plan_night(raw_dir: str | Path, files=None) -> NightPlan:
     """Classify every ``*.fits`` / ``*.fits.gz`` file of ``raw_dir`` by its header.
 
+    ``files``: only these files (paths) instead of the whole directory — e.g. one observation
+    and its calibration files, for a task that reduces that observation alone.
     Files whose header cannot be read are listed in ``plan.unreadable`` (they fail alone).
     """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ReductionError(f"raw directory not found: {raw_dir}")
-    paths = sorted(p for p in raw_dir.iterdir() if p.is_file() and (p.name.endswith(".fits") or p.name.endswith(".fits.gz")))
+    if files is not None:
+        paths = sorted(Path(f) for f in files)
+    else:
+        paths = sorted(p for p in raw_dir.iterdir() if p.is_file() and (p.name.endswith(".fits") or p.name.endswith(".fits.gz")))
     cals: dict[str, CalibrationSet] = {}
     obs: list[Observation] = []
     unreadable: list[tuple[str, str]] = []

@@ -1,0 +1,72 @@
+"""What the L3 stages (fit, image) share: matching configured targets to the data, naming the
+night-or-set of an L3 product, reading a target's data and describing the product's granule.
+
+Targets of ``fit.targets`` / ``image.targets`` are matched to the OI_TARGET names of the L2
+granules exactly, else ignoring case, spaces, ``_`` and ``-`` ("AX Cir" finds "AX_CIR").
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..catalog import ProductRecord, granules_of, l3_granule
+from ..errors import OIFitsWarning
+from ..oifits import read_oifits
+from ..oifits.model import OIFits
+
+_LOOSE = re.compile(r"[\s_\-]+")
+
+
+def _loose(name: str) -> str:
+    return _LOOSE.sub("", str(name)).upper()
+
+
+def match_target(wanted: str, available: Iterable[str]) -> str | None:
+    """The OI_TARGET name in ``available`` that the configured name ``wanted`` designates."""
+    names = sorted({a for a in available if a})
+    if wanted in names:
+        return wanted
+    loose = [a for a in names if _loose(a) == _loose(wanted)]
+    return loose[0] if len(loose) == 1 else None
+
+
+def subset_name(nights: Iterable[str]) -> str:
+    """``<night>`` for data of one night, ``<first>_to_<last>`` for several ("all" if unknown)."""
+    ns = sorted({n for n in nights if n})
+    if not ns:
+        return "all"
+    return ns[0] if len(ns) == 1 else f"{ns[0]}_to_{ns[-1]}"
+
+
+def target_data(files: Iterable[str | Path], target: str) -> list[OIFits]:
+    """The files' data restricted to ``target`` (files holding only it are used whole); each
+    OIFits keeps its file path, so the products' provenance names the files."""
+    from ..oifits import select
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OIFitsWarning)
+        for f in files:
+            oi = read_oifits(f, warn=False)
+            names = set(oi.target_names().values())
+            if names - {target}:
+                oi = select(oi, target=target)
+                oi.path = str(f)
+            out.append(oi)
+    return out
+
+
+def input_granules(oifits: Iterable[OIFits]) -> list[dict[str, Any]]:
+    return [g for oi in oifits for g in granules_of(oi, 2)]
+
+
+def l3_record(path: str | Path, *, stage: str, target: str, subset: str, granules, dataproduct_type: str,
+              settings_hash: str, inputs, nb_channels: int | None = None,
+              access_format: str = "application/fits") -> ProductRecord:
+    obs_id = f"{target}/{subset}"
+    g = l3_granule(granules, target, dataproduct_type=dataproduct_type, obs_id=obs_id, nb_channels=nb_channels)
+    return ProductRecord.for_file(path, calib_level=3, stage=stage, granules=[g], settings_hash=settings_hash,
+                                  inputs=list(inputs), access_format=access_format, obs_id=obs_id)
