@@ -50,6 +50,30 @@ def instrument_of(path: Path) -> str:
         return ""
 
 
+#: header keywords giving the observatory longitude (deg, East positive), in this order
+LONGITUDE_KEYWORDS = ("HIERARCH ESO ISS GEOLON", "HIERARCH ESO TEL GEOLON", "LONGITUD")
+
+
+def night_from_headers(files) -> str | None:
+    """The night (local date at its start) of the earliest MJD-OBS among the raw files' headers,
+    with the observatory longitude of the header (else noon UTC as the day boundary)."""
+    from astropy.io import fits
+
+    from ..simulate.geometry import night_of
+
+    best: tuple[float, float] | None = None
+    for f in files:
+        try:
+            h = fits.getheader(f, 0)
+            mjd = float(h["MJD-OBS"])
+        except Exception:  # unreadable or without a date: another file decides
+            continue
+        lon = next((float(h[k]) for k in LONGITUDE_KEYWORDS if k in h), 0.0)
+        if best is None or mjd < best[0]:
+            best = (mjd, lon)
+    return None if best is None else night_of(*best)
+
+
 def _selection(config: ReduceConfig, instrument: str):
     from ..reduce.backends import select
     from ..reduce.runners import LocalRunner
@@ -89,7 +113,7 @@ def reduce_units(night_dir: str | Path, root: str | Path, config: ReduceConfig, 
             plans[inst] = plan = plan_night(night_dir, files=inst_files)
             if night is None and plan.night != "unknown":
                 night = plan.night
-    night = night or safe_name(night_dir.name)
+    night = night or night_from_headers(files) or safe_name(night_dir.name)
     out_dir = level_dir(root, night, 1)
     units: list[WorkUnit] = []
     for inst, inst_files in sorted(by_instrument.items()):
