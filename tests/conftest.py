@@ -37,3 +37,23 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    """One temporary Prefect server (own PREFECT_HOME) for the in-process flow tests of a module."""
+    from flows import runtime
+
+    runtime.configure()
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    old = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)
+    with temporary_settings(updates={PREFECT_HOME: str(home)}):
+        with runtime.prefect_api() as url:
+            yield url
+    if old is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = old

@@ -30,23 +30,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """One temporary Prefect server (own PREFECT_HOME) for the in-process flow tests."""
-    from prefect.settings import PREFECT_HOME, temporary_settings
-
-    home = tmp_path_factory.mktemp("prefect-home")
-    old = os.environ.get("PREFECT_HOME")
-    os.environ["PREFECT_HOME"] = str(home)
-    with temporary_settings(updates={PREFECT_HOME: str(home)}):
-        with runtime.prefect_api() as url:
-            yield url
-    if old is None:
-        os.environ.pop("PREFECT_HOME", None)
-    else:
-        os.environ["PREFECT_HOME"] = old
-
-
 def _reprocess(archive: Path, root: Path, workers: int = 2):
     from flows.reprocess import reprocess_archive
     from flows.runners import profile_of, task_runner
