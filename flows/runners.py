@@ -3,14 +3,28 @@
 Every cluster gets :class:`PrefectDrainPlugin`: when a worker closes, it sends the Prefect logs
 and events it still holds, so it exits at once instead of being killed by its nanny after a
 4 s wait (and without losing the last task logs).
+
+:class:`OiflowDaskTaskRunner` is prefect-dask's runner with a cheaper task submission (measured
+in ``tests/benchmarks/bench_flows.py``): the serialized context sent with each task leaves out
+the flow's *settings* context, which the worker would otherwise re-validate from scratch for
+every task (a pydantic-settings model of ~30 nested settings classes, each reading the
+environment: most of Prefect's per-task cost on a worker); workers use their own settings,
+which :func:`flows.runtime.worker_env` makes the flow's. The Dask key is named, not hashed
+from the arguments.
 """
 
 from __future__ import annotations
 
 import logging
+from uuid import uuid4
 
+import distributed
 from distributed import Client, WorkerPlugin
+from prefect.context import serialize_context
+from prefect.task_engine import run_task_sync
+from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import PrefectDaskFuture
 
 from oiflow.cluster import ClusterProfile, load_profile, make_cluster
 from oiflow.config import ClusterConfig
@@ -23,6 +37,27 @@ class PrefectDrainPlugin(WorkerPlugin):
 
     def teardown(self, worker) -> None:
         flush_logs()
+
+
+class OiflowDaskTaskRunner(DaskTaskRunner):
+    """DaskTaskRunner without the per-task settings round trip (see the module docstring)."""
+
+    def submit(self, task, parameters, wait_for=None, dependencies=None):
+        if task.isasync or not self._started:
+            return super().submit(task, parameters, wait_for=wait_for, dependencies=dependencies)
+        parameters = self._optimize_futures(parameters)
+        wait_for = self._optimize_futures(wait_for) if wait_for else None
+        task_run_id = uuid4()
+        inputs = {k: collect_task_run_inputs_sync(v, future_cls=distributed.Future) for k, v in parameters.items()}
+        if dependencies:
+            inputs = {k: v.union(dependencies.get(k, set())) for k, v in inputs.items()}
+        context = serialize_context(asset_ctx_kwargs={"task": task, "task_run_id": task_run_id, "task_inputs": inputs,
+                                                      "copy_to_child_ctx": True})
+        context["settings_context"] = {}  # the worker's own settings (same environment)
+        future = Client.submit(self.client, run_task_sync, key=f"{task.name}-{task_run_id.hex}", pure=False,
+                               task=task, task_run_id=task_run_id, parameters=parameters, wait_for=wait_for,
+                               return_type="state", dependencies=inputs, context=context)
+        return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
 
 
 def profile_of(cluster: ClusterConfig) -> ClusterProfile:
@@ -40,10 +75,10 @@ def start_cluster(profile: ClusterProfile, env: dict[str, str]):
     return cluster
 
 
-def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> DaskTaskRunner:
+def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> OiflowDaskTaskRunner:
     """A DaskTaskRunner for ``profile``; workers get ``env`` (default: :func:`worker_env`)."""
     env = worker_env() if env is None else env
     if profile.kind == "address":
-        return DaskTaskRunner(address=profile.address)
+        return OiflowDaskTaskRunner(address=profile.address)
     logging.getLogger("distributed").setLevel(logging.getLogger("distributed").level or logging.ERROR)
-    return DaskTaskRunner(cluster_class=start_cluster, cluster_kwargs={"profile": profile, "env": env})
+    return OiflowDaskTaskRunner(cluster_class=start_cluster, cluster_kwargs={"profile": profile, "env": env})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from pathlib import Path
 from typing import Iterator
 
 #: settings every oiflow process and worker gets unless the user set them
@@ -30,7 +31,7 @@ QUIET_ENV = {
 #: environment variables passed on to Dask workers (when set in the flow process)
 WORKER_ENV_KEYS = (
     "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_LOGGING_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
-    "PREFECT_LOCAL_STORAGE_PATH",
+    "PREFECT_LOCAL_STORAGE_PATH", "PREFECT_API_SSL_CERT_FILE",
     *QUIET_ENV,
 )
 
@@ -44,12 +45,40 @@ def configure(verbose: bool = False) -> None:
     # the Prefect API (UI) gets INFO logs; the console only what the user asked for
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    ca = plain_http_ca_file(os.environ.get("PREFECT_API_URL"))
+    if ca:
+        os.environ["PREFECT_API_SSL_CERT_FILE"] = ca
     if not verbose:
         for name in ("distributed", "asyncio", "prefect.server.api.server"):
             logging.getLogger(name).setLevel(logging.ERROR)
         for handler in logging.getLogger().handlers:  # e.g. the command line's basicConfig handler
             if handler.level == logging.NOTSET:
                 handler.setLevel(logging.WARNING)
+
+
+def plain_http_ca_file(api_url: str | None) -> str | None:
+    """For a plain-HTTP Prefect API (the embedded server, ``oiflow server start``): a CA file
+    holding ONE certificate, for ``PREFECT_API_SSL_CERT_FILE``.
+
+    Prefect's client builds a TLS context even for ``http://`` URLs, loading the whole CA bundle
+    (25–75 ms here), and a task on a Dask worker creates two clients: a one-certificate file
+    makes that ~1 ms. No TLS connection is ever made to an ``http://`` API, so nothing is
+    verified against it; an ``https://`` API (or a user's own setting) is left alone."""
+    if not api_url or not api_url.startswith("http://") or os.environ.get("PREFECT_API_SSL_CERT_FILE"):
+        return None
+    import certifi
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    path = home / "oiflow-plain-http-ca.pem"
+    if not path.is_file():
+        pem = Path(certifi.where()).read_text()
+        end = "-----END CERTIFICATE-----"
+        first = pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index(end) + len(end)] + "\n"
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(first)
+        os.replace(tmp, path)
+    return str(path)
 
 
 def worker_env() -> dict[str, str]:
@@ -66,21 +95,28 @@ def prefect_api(verbose: bool = False) -> Iterator[str]:
         yield url
         return
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
 
     if not verbose:
         logging.getLogger("prefect.server.api.server").setLevel(logging.ERROR)
     server = SubprocessASGIServer()
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", STARTUP_TIMEOUT_S)))
     os.environ["PREFECT_API_URL"] = server.api_url
+    updates = {PREFECT_API_URL: server.api_url}
+    ca = plain_http_ca_file(server.api_url)
+    if ca:
+        os.environ["PREFECT_API_SSL_CERT_FILE"] = ca
+        updates[PREFECT_API_SSL_CERT_FILE] = ca
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        with temporary_settings(updates=updates):
             try:
                 yield server.api_url
             finally:
                 flush_logs()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        if ca:
+            os.environ.pop("PREFECT_API_SSL_CERT_FILE", None)
         server.stop()
 
 

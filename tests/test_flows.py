@@ -54,7 +54,7 @@ def test_partial_failure_then_idempotent_reprocessing(prefect_api, tmp_path):
     state, summary = _reprocess(archive, root)
     assert state.is_failed() and state.message.startswith("partially failed: 1 item(s)")
     assert [Path(f["item"]).name for f in summary.failures] == ["broken_0.fits"]
-    assert sorted(summary.processed) == sorted(n.name for n in nights)
+    assert sorted(summary.processed) == sorted(f"ingest {n.name}" for n in nights)
     assert len(summary.products) == 6  # every good file of every night, the bad night included
     assert sorted({r["night"] for r in summary.products}) == sorted(n.name for n in nights)
     with Catalog.for_root(root) as cat:
@@ -72,7 +72,8 @@ def test_partial_failure_then_idempotent_reprocessing(prefect_api, tmp_path):
     (nights[1] / "broken_0.fits").unlink()
     state, summary = _reprocess(archive, root)
     assert state.is_completed(), state.message
-    assert summary.processed == [nights[1].name] and sorted(summary.skipped) == sorted([nights[0].name, nights[2].name])
+    assert summary.processed == [f"ingest {nights[1].name}"]
+    assert sorted(summary.skipped) == sorted([f"ingest {nights[0].name}", f"ingest {nights[2].name}"])
     assert len(summary.products) == 6 and summary.failures == []
 
     # nothing changed: no work and no writes (products, catalogue)
