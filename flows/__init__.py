@@ -3,7 +3,9 @@
 Import :mod:`flows.runtime` first (``configure()``) when Prefect is not yet imported: it sets
 the quiet, telemetry-free defaults that Prefect reads at import time.
 
-Flows: :func:`flows.ingest.ingest_files` (L1/L2 files into the product tree),
-:func:`flows.reprocess.reprocess_archive` (an archive of nights, only what changed),
-:func:`flows.pipeline.run_pipeline` (what ``oiflow run CONFIG`` runs).
+Flows: :func:`flows.pipeline.l0_to_l3` (what ``oiflow run CONFIG`` runs; alias ``run_pipeline``),
+the single-stage flows :func:`flows.pipeline.reduce_night`, :func:`flows.pipeline.calibrate_night`,
+:func:`flows.pipeline.fit_targets`, :func:`flows.pipeline.reconstruct_targets`, and
+:func:`flows.reprocess.reprocess_archive` (an archive of nights, only what changed). The order
+of the stages lives in :mod:`flows.chain`, the running of units in :mod:`flows.units`.
 """

@@ -5,7 +5,9 @@ small records, retries only on transient errors (:mod:`tasks.policy`) and caches
 unit's key (input checksums + settings + code version, hashed again so it never looks like a
 path). Business logic stays in :mod:`oiflow`; ``task.fn(...)`` calls the bare function.
 
-Stage modules: :mod:`tasks.ingest` (L1/L2 OIFITS into the product tree). The reduce,
-calibrate, fit and image stages plug in as ``tasks/reduce.py``, ``tasks/calibrate.py``,
-``tasks/fit.py`` and ``tasks/image.py`` with the same shape.
+Stage modules: :mod:`tasks.reduce` (an observation, L0 → L1), :mod:`tasks.calibrate` (a night,
+L1 → L2), :mod:`tasks.fit` (a target, L2 → L3 fit; the companion grid on the task's Dask
+cluster), :mod:`tasks.image` (a target, L2 → L3 image), :mod:`tasks.ingest` (L1/L2 OIFITS into
+the product tree). Each wraps a unit function of :mod:`oiflow.work` (or :mod:`oiflow.ingest`)
+and publishes the unit's quicklook PNGs as image artifacts (:mod:`tasks.artifacts`).
 """

@@ -3,8 +3,10 @@
 * Retries only for transient failures: ``OSError`` (network file systems, a busy disk) and
   timeouts — never for :class:`~oiflow.errors.OiflowError` (bad data or settings stay bad), nor
   for the OSErrors that do not heal by waiting (missing file, permission, is-a-directory).
-* Cache key: SHA-256 of the task name and the unit's cache key (itself a hash of input
-  checksums, settings and code version). A hex digest never looks like a storage path.
+* Cache key: SHA-256 of the task name, the unit's cache key (itself a hash of input checksums,
+  settings and code version) and the unit's output directory: a cached result names product
+  files, so a run into another product tree must not reuse it. A hex digest never looks like a
+  storage path.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def retry_on_transient(task, task_run, state) -> bool:
 
 
 def unit_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """``cache_key_fn``: a hash of the task name and the ``unit`` parameter's cache key."""
+    """``cache_key_fn``: a hash of the task name, the ``unit`` parameter's cache key and its
+    output directory."""
     unit = parameters["unit"]
     name = getattr(getattr(context, "task", None), "name", "task")
-    return hashlib.sha256(f"oiflow-task:{name}:{unit.cache_key}".encode()).hexdigest()
+    return hashlib.sha256(f"oiflow-task:{name}:{unit.cache_key}:{unit.out_dir}".encode()).hexdigest()
 
 
 def task_options(name: str) -> dict[str, Any]:

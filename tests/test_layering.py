@@ -54,8 +54,11 @@ def test_task_cache_key_is_a_hex_digest():
 
     from tasks.policy import unit_cache_key
 
-    unit = SimpleNamespace(cache_key="/some/path/that/must/not/leak")
+    unit = SimpleNamespace(cache_key="/some/path/that/must/not/leak", out_dir="/products/2023-03-15/L1")
     ctx = SimpleNamespace(task=SimpleNamespace(name="ingest"))
     key = unit_cache_key(ctx, {"unit": unit})
     assert len(key) == 64 and set(key) <= set("0123456789abcdef")
     assert key != unit_cache_key(SimpleNamespace(task=SimpleNamespace(name="reduce")), {"unit": unit})
+    # a result names product files: another product tree never reuses it
+    elsewhere = SimpleNamespace(cache_key=unit.cache_key, out_dir="/other/2023-03-15/L1")
+    assert key != unit_cache_key(ctx, {"unit": elsewhere})
