@@ -11,7 +11,9 @@ in the same run:
 3. speed-up from 1 to 2 Dask workers on reprocessing an archive of N_NIGHTS simulated raw
    nights (reduce 9 observations, calibrate, fit two targets and image one per night), runs
    alternated 1, 2, 1, 2 (each into its own product tree: nothing cached is reused); the
-   machine is shared, so the best of each pair is compared as well as the first pair.
+   machine is shared, so the best of each pair is compared as well as the first pair, and a
+   control measures what the machine gives at that moment: plain Dask (no Prefect) on 1 and 2
+   workers running the same CPU-bound function.
 
 Run: PYTHONPATH=. python -m pytest -m benchmark tests/benchmarks/bench_flows.py -s
 Writes tests/artifacts/bench_flows.json. Prefect's server start is timed apart (once per run).
@@ -85,6 +87,32 @@ def _runners():
                                                cluster_kwargs={"profile": prof, "env": phase1_env}),
         "oiflow": lambda: runners.task_runner(prof, env),
     }
+
+
+def _cpu_work(i: int) -> float:
+    import numpy as np
+
+    t = time.perf_counter()
+    a = np.random.default_rng(i).normal(size=(300, 300))
+    for _ in range(20):
+        a = a @ a / 300.0
+    sum(k * k for k in range(300_000))
+    return time.perf_counter() - t
+
+
+def _plain_dask_speedup(n_items: int = 24) -> dict[str, float]:
+    """Control: wall time of the same CPU-bound items on 1 and 2 plain Dask workers."""
+    from distributed import Client, LocalCluster
+
+    walls = {}
+    for n in (1, 2):
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+                Client(c) as client:
+            client.submit(_cpu_work, 10_000).result()
+            t0 = time.perf_counter()
+            client.gather(client.map(_cpu_work, range(n_items)))
+            walls[n] = time.perf_counter() - t0
+    return {"wall_1_worker_s": walls[1], "wall_2_workers_s": walls[2], "speedup": walls[1] / walls[2]}
 
 
 # -- 2. the demo: flow vs the stage functions called directly --------------------------------
@@ -185,6 +213,7 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
             for k, w in enumerate((1, 2, 1, 2)):
                 runs[w].append(_flow(reprocess_archive, _archive_config(tmp_path / f"archive-{k}", w), root=archive))
             (wall1, s1), (wall2, s2) = runs[1][0], runs[2][0]
+            control = _plain_dask_speedup()
     assert len(s_demo1.processed) == len(s_demo2.processed) == 21
     for _, s in runs[1] + runs[2]:
         assert len(s.processed) == N_NIGHTS * (9 + 1 + 3) and not s.failures and not s.skipped
@@ -209,6 +238,7 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
         "speedup_flow_1_to_2_workers_best_of_two": min(w for w, _ in runs[1]) / min(w for w, _ in runs[2]),
         "speedup_units_phase_1_to_2_workers_best_of_two": min(s.units_seconds for _, s in runs[1])
         / min(s.units_seconds for _, s in runs[2]),
+        "control_plain_dask_cpu_work": control,
     }
     out = REPO / "tests" / "artifacts"
     out.mkdir(exist_ok=True)
