@@ -52,6 +52,9 @@ Progress = Callable[[dict], None]
 #: exact for that model (finufft's types 1 and 2 are adjoint to rounding, see NufftTransform).
 #: upsampfac 1.25: smaller grid, faster for the few points per Fourier mode of interferometry.
 NUFFT_OPTIONS = dict(eps=1e-7, upsampfac=1.25)
+#: a coarse level only prepares the start of the next one: it stops once f decreases by less
+#: than this (relative) in 3 successive iterations, or after maxiter // 2 iterations
+COARSE_FTOL = 1e-4
 
 
 def image_settings(settings: ImageTarget | dict | None = None, **overrides) -> ImageTarget:
@@ -467,7 +470,9 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
                 if settings.recenter and not absolute_phase:
                     x = _recenter(x, obj.shape)
             phase = "optimise" if final else f"coarse {n_l}px"
-            x, res = _optimise(obj, x, settings.maxiter, settings.ftol, progress, phase, history, round_no)
+            ftol = settings.ftol if final else max(settings.ftol, COARSE_FTOL)
+            maxiter = settings.maxiter if final else max(1, settings.maxiter // 2)
+            x, res = _optimise(obj, x, maxiter, ftol, progress, phase, history, round_no)
             niter += res.nit
             nfev += res.nfev
     obj(xp.asarray(x))
