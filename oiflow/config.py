@@ -74,18 +74,21 @@ class ReduceConfig(_Model):
     instruments: dict[str, InstrumentReduce] = Field(default_factory=dict)
     calib_dirs: list[Path] = Field(default_factory=list)  # extra calibration files (amdlib: BADPIX, FLATFIELD, …)
     frame_selection: FrameSelection = Field(default_factory=FrameSelection)
-    nboot: int = 20  # bootstrap realisations for error bars
+    nboot: int = 50  # bootstrap realisations for error bars (realisation 0 = all frames)
     seed: int = 1  # bootstrap seed (deterministic reprocessing)
+    debias: bool = True  # subtract the per-frame noise bias from |C|² (native reducer)
+    min_frames: int = 5  # flag a baseline/triangle with fewer selected frames (native reducer)
 
 
 class CalibrateConfig(_Model):
     diameters: Path | None = None  # catalogue file (CSV or FITS)
     calibrators: dict[str, dict[str, float]] = Field(default_factory=dict)  # name → {diameter_mas, error_mas}
-    interpolation: Literal["nearest", "linear", "smooth", "average"] = "smooth"
+    interpolation: Literal["nearest", "linear", "smooth", "average", "linfit"] = "smooth"
     window_h: float = 0.8  # smoothing length for "smooth"
     min_amp_err: float = 0.02  # relative floor on TF errors
     min_phi_err_deg: float = 0.1
     jsdc_lookup: bool = False  # online JSDC lookup (network) with a local cache
+    jsdc_cache: Path | None = None  # JSON cache of JSDC answers (default: <L2 dir>/jsdc_cache.json)
 
 
 class FitTarget(_Model):
@@ -146,7 +149,8 @@ class ImageConfig(_Model):
 class ClusterConfig(_Model):
     profile: str = "local"  # local | slurm | oar | address, or a path to a profile YAML
     address: str | None = None
-    n_workers: int | None = None
+    n_workers: int | None = None  # overrides the profile's
+    max_parallel: int = 0  # units in flight at once (0: as many as there are)
 
 
 class CatalogConfig(_Model):
