@@ -442,6 +442,7 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
     mu = None if settings.mu == "auto" else float(settings.mu)
     x = None
     obj = res = None
+    coarse_iter = 0
     for li, (n_l, pix_l) in enumerate(levels):
         final = li == len(levels) - 1
         factor = _COARSE_SCALE[reg_name] ** round(math.log2(pix_l / pix))
@@ -471,10 +472,14 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
                     x = _recenter(x, obj.shape)
             phase = "optimise" if final else f"coarse {n_l}px"
             ftol = settings.ftol if final else max(settings.ftol, COARSE_FTOL)
-            maxiter = settings.maxiter if final else max(1, settings.maxiter // 2)
+            # MAXITER bounds the whole optimisation: coarse grids use at most half of it and the
+            # final grid what they left
+            maxiter = max(1, settings.maxiter - coarse_iter) if final else max(1, settings.maxiter // 2 - coarse_iter)
             x, res = _optimise(obj, x, maxiter, ftol, progress, phase, history, round_no)
             niter += res.nit
             nfev += res.nfev
+            if not final:
+                coarse_iter += res.nit
     obj(xp.asarray(x))
     last = obj.last
     y = _normalised(x, obj.shape)
