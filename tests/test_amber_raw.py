@@ -6,7 +6,7 @@ import numpy as np
 from astropy.io import fits
 
 from oiflow.reduce.backends.amdlib import classify_dir
-from oiflow.simulate.amber_raw import (P2VM_FRAME_TYPES, AmberSetup, frame_images, lamp_spectrum, write_p2vm_set,
+from oiflow.simulate.amber_raw import (IF_REGION, P2VM_FRAME_TYPES, AmberSetup, frame_images, lamp_spectrum, write_p2vm_set,
                                        write_static_calibrations)
 
 
@@ -35,7 +35,7 @@ def test_fringes_have_the_pair_frequency_and_visibility():
     flux = lamp_spectrum(setup)
     flux[2] = 0.0
     mu = 0.6 * np.exp(1j * 0.4)
-    img = frame_images(setup, flux, {"12": np.full(setup.nwave, mu)})[4]
+    img = frame_images(setup, flux, {"12": np.full(setup.nwave, mu)})[IF_REGION]
     kappa = np.asarray(setup.kappa)[:, None]
     inter = (1 - kappa) * flux
     for c in range(setup.nwave):

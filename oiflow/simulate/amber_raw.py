@@ -43,6 +43,11 @@ from astropy.io import fits
 from ..provenance import write_hdulist_atomic
 
 DETECTOR = 512
+# detector regions, in the order of IMAGING_DETECTOR rows / DATA1..DATA5 columns: amdlib takes the
+# 4th for the interferometric channel and the 2nd, 3rd and 5th for the photometric channels P1-P3
+# (found with the real amber_p2vm: another order gives instrumental visibilities ≈ 0).
+REGIONS = ("DARK", "P1", "P2", "IF", "P3")
+IF_REGION = REGIONS.index("IF")
 P2VM_FRAME_TYPES = ("DARK", "TEL1", "TEL2", "TEL3", "TEL12", "TEL23", "TEL13", "TEL12Q", "TEL23Q", "TEL13Q")
 _PAIRS = {"12": (0, 1), "23": (1, 2), "13": (0, 2)}
 
@@ -63,8 +68,19 @@ class AmberSetup:
     bias: float = 1000.0  # detector counts
     read_noise: float = 5.0
     dit: float = 0.05
-    instrument_phase: dict[str, float] = field(default_factory=lambda: {"12": 0.3, "23": -0.5, "13": 1.1})
-    instrument_vis: dict[str, float] = field(default_factory=lambda: {"12": 0.9, "23": 0.85, "13": 0.8})
+    # per beam: coherent fraction (wavefront/polarisation quality) and phase (optical path)
+    beam_coherence: tuple[float, float, float] = (0.95, 0.85, 0.9)
+    beam_phase: tuple[float, float, float] = (0.0, 0.7, -0.4)
+
+    @property
+    def instrument_vis(self) -> dict[str, float]:
+        """Instrumental visibility of each pair, √(η_i η_j): a coherence matrix that stays positive."""
+        return {p: float(np.sqrt(self.beam_coherence[i] * self.beam_coherence[j])) for p, (i, j) in _PAIRS.items()}
+
+    @property
+    def instrument_phase(self) -> dict[str, float]:
+        """Instrumental phase of each pair, ψ_i − ψ_j (beam-based: its closure is zero)."""
+        return {p: float(self.beam_phase[i] - self.beam_phase[j]) for p, (i, j) in _PAIRS.items()}
 
     def wavelengths_nm(self) -> np.ndarray:
         rows = np.arange(1, DETECTOR + 1)
@@ -90,7 +106,7 @@ def _envelope(setup: AmberSetup) -> np.ndarray:
 
 
 def frame_images(setup: AmberSetup, flux: np.ndarray, coherence: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Noise-free region images (dark, P1, P2, P3, IF) of one frame, in photo-electrons.
+    """Noise-free region images of one frame in the order of :data:`REGIONS`, in photo-electrons.
 
     ``flux``: (3, nwave) photo-electrons per beam and channel; ``coherence``: pair → complex
     (nwave,) coherent factor (visibility × instrumental and atmospheric phasors) for open pairs."""
@@ -106,7 +122,8 @@ def frame_images(setup: AmberSetup, flux: np.ndarray, coherence: dict[str, np.nd
         amp = 2 * np.sqrt(inter_flux[i] * inter_flux[j])  # (nwave,)
         phase = 2 * np.pi * np.outer(setup.frequency(pair), x)  # (nwave, nx)
         ifimg = ifimg + (amp * np.abs(mu))[:, None] * env[None, :] * np.cos(phase + np.angle(mu)[:, None])
-    return [dark, *photo, ifimg]
+    images = {"DARK": dark, "P1": photo[0], "P2": photo[1], "P3": photo[2], "IF": ifimg}
+    return [images[r] for r in REGIONS]
 
 
 def _detector_counts(images: list[np.ndarray], setup: AmberSetup, rng) -> list[np.ndarray]:
@@ -130,6 +147,7 @@ def _primary(setup: AmberSetup, dpr: tuple[str, str, str], mjd: float, extra: di
     h["DATE-OBS"] = Time(mjd, format="mjd").isot
     h["HIERARCH ESO DPR CATG"], h["HIERARCH ESO DPR TYPE"], h["HIERARCH ESO DPR TECH"] = dpr
     h["HIERARCH ESO DET DIT"] = setup.dit
+    h["HIERARCH ESO DET NTEL"] = 3
     h["HIERARCH ESO INS MODE"] = "oiflow-sim"
     h["HIERARCH ESO INS GRAT1 NAME"] = "LR"
     h["HIERARCH ESO INS GRAT1 ORDER"] = 1
@@ -240,7 +258,7 @@ def lamp_spectrum(setup: AmberSetup, level: float = 2.0e4) -> np.ndarray:
 
 
 def write_p2vm_set(directory: str | os.PathLike, setup: AmberSetup | None = None, *, nframes: int = 20,
-                   mjd: float = 60310.0, seed: int = 0) -> list[Path]:
+                   mjd: float = 60310.0, seed: int = 0, noise: bool = True) -> list[Path]:
     """The 10 files of a 3-telescope P2VM calibration (dark, one beam at a time, each pair with
     and without the quadrature phase shift), on the internal lamp (instrumental visibilities
     and phases from ``setup``)."""
@@ -260,9 +278,83 @@ def write_p2vm_set(directory: str | os.PathLike, setup: AmberSetup | None = None
             shift = np.pi / 2 if ftype.endswith("Q") else 0.0
             coh[pair] = np.full(setup.nwave, setup.instrument_vis[pair]
                                 * np.exp(1j * (setup.instrument_phase[pair] + shift)))
-        frames = [_detector_counts(frame_images(setup, flux, coh), setup, rng) for _ in range(nframes)]
+        frames = [_detector_counts(frame_images(setup, flux, coh), setup, rng if noise else None) for _ in range(nframes)]
         t = mjd + n * 1e-3
         paths.append(write_raw(d / f"AMBER.P2VM.{n:02d}.fits", setup, frames, dpr=("CALIB", "3P2V", "INTERFEROMETRY"),
                                mjd=t, extra={"HIERARCH ESO OCS DET FRAM TYPE": ftype,
                                              "HIERARCH ESO TPL START": "p2vm-" + str(mjd)}))
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# object files (science targets and calibrators)
+# ---------------------------------------------------------------------------------------------
+PAIRS = ("12", "23", "13")
+
+
+def pair_uv(stations_en: np.ndarray, wavelength_m: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(u, v) in cycles/rad of each pair (i, j) for each channel: (r_j − r_i)/λ (oiflow's convention)."""
+    out = {}
+    for pair in PAIRS:
+        i, j = _PAIRS[pair]
+        b = stations_en[j] - stations_en[i]
+        out[pair] = (b[0] / wavelength_m, b[1] / wavelength_m)
+    return out
+
+
+def sky_visibilities(visfunc, stations_en, setup: AmberSetup) -> dict[str, np.ndarray]:
+    """Complex sky visibility V_ij(λ) of each pair from ``visfunc(u, v, wavelength)``."""
+    lam = setup.channel_wavelengths_nm() * 1e-9
+    return {p: np.asarray(visfunc(u, v, lam), complex) for p, (u, v) in pair_uv(stations_en, lam).items()}
+
+
+def object_frames(setup: AmberSetup, sky: dict[str, np.ndarray], flux: np.ndarray, nframes: int, rng, *,
+                  piston_rms_m: float = 5e-6, injection: tuple[float, float] = (0.6, 1.0),
+                  noise: bool = True) -> list[list[np.ndarray]]:
+    """Detector counts of ``nframes`` frames of a source with sky visibilities ``sky`` (pair → (nwave,)).
+
+    Per frame: a random atmospheric piston per telescope (OPD, Gaussian of ``piston_rms_m``), which
+    multiplies V_ij by exp(2πi (p_i − p_j)/λ) and cancels in closure phases, and a random injection
+    factor per telescope (uniform in ``injection``) seen by both the photometric and the
+    interferometric channels. The instrument multiplies V_ij by its visibility and phase
+    (``setup.instrument_vis/phase``), as for the lamp in the P2VM files."""
+    lam = setup.channel_wavelengths_nm() * 1e-9
+    frames = []
+    for _ in range(nframes):
+        piston = rng.normal(0.0, piston_rms_m, 3)
+        inj = rng.uniform(*injection, 3)
+        coh = {}
+        for pair in PAIRS:
+            i, j = _PAIRS[pair]
+            atm = np.exp(2j * np.pi * (piston[i] - piston[j]) / lam)
+            coh[pair] = setup.instrument_vis[pair] * np.exp(1j * setup.instrument_phase[pair]) * sky[pair] * atm
+        frames.append(_detector_counts(frame_images(setup, flux * inj[:, None], coh), setup, rng if noise else None))
+    return frames
+
+
+def _baseline_cards(stations_en: np.ndarray) -> dict:
+    """ISS projected baseline length and angle of each pair (constant over the exposure)."""
+    cards = {}
+    for pair in PAIRS:
+        i, j = _PAIRS[pair]
+        b = stations_en[j] - stations_en[i]
+        length = float(np.hypot(b[0], b[1]))
+        angle = float(np.degrees(np.arctan2(b[0], b[1])))  # from North through East
+        for when in ("START", "END"):
+            cards[f"HIERARCH ESO ISS PBL{pair} {when}"] = length
+            cards[f"HIERARCH ESO ISS PBLA{pair} {when}"] = angle
+    return cards
+
+
+def write_object(path: str | os.PathLike, setup: AmberSetup, visfunc, stations_en, *, category: str = "SCIENCE",
+                 target: str = "SIM", ra_deg: float = 0.0, dec_deg: float = 0.0, nframes: int = 100,
+                 flux_level: float = 2.0e4, mjd: float = 60310.1, seed: int = 0, **frame_kw) -> Path:
+    """One AMBER object file (``category`` SCIENCE or CALIB) of a source ``visfunc(u, v, λ)`` seen by
+    three telescopes at ``stations_en`` (3 × 2 projected positions East, North in metres)."""
+    rng = np.random.default_rng(seed)
+    stations_en = np.asarray(stations_en, float)[:, :2]
+    sky = sky_visibilities(visfunc, stations_en, setup)
+    frames = object_frames(setup, sky, lamp_spectrum(setup, flux_level), nframes, rng, **frame_kw)
+    extra = {"HIERARCH ESO OBS TARG NAME": target, "OBJECT": target, "RA": ra_deg, "DEC": dec_deg,
+             "HIERARCH ESO ISS CONF NTEL": 3, **_baseline_cards(stations_en)}
+    return write_raw(path, setup, frames, dpr=(category, "OBJECT", "INTERFEROMETRY"), mjd=mjd, extra=extra)
