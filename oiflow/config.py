@@ -74,24 +74,32 @@ class ReduceConfig(_Model):
     instruments: dict[str, InstrumentReduce] = Field(default_factory=dict)
     calib_dirs: list[Path] = Field(default_factory=list)  # extra calibration files (amdlib: BADPIX, FLATFIELD, …)
     frame_selection: FrameSelection = Field(default_factory=FrameSelection)
-    nboot: int = 20  # bootstrap realisations for error bars
+    nboot: int = 50  # bootstrap realisations for error bars (realisation 0 = all frames)
     seed: int = 1  # bootstrap seed (deterministic reprocessing)
+    debias: bool = True  # subtract the per-frame noise bias from |C|² (native reducer)
+    min_frames: int = 5  # flag a baseline/triangle with fewer selected frames (native reducer)
 
 
 class CalibrateConfig(_Model):
     diameters: Path | None = None  # catalogue file (CSV or FITS)
     calibrators: dict[str, dict[str, float]] = Field(default_factory=dict)  # name → {diameter_mas, error_mas}
-    interpolation: Literal["nearest", "linear", "smooth", "average"] = "smooth"
+    interpolation: Literal["nearest", "linear", "smooth", "average", "linfit"] = "smooth"
     window_h: float = 0.8  # smoothing length for "smooth"
     min_amp_err: float = 0.02  # relative floor on TF errors
     min_phi_err_deg: float = 0.1
     jsdc_lookup: bool = False  # online JSDC lookup (network) with a local cache
+    jsdc_cache: Path | None = None  # JSON cache of JSDC answers (default: <L2 dir>/jsdc_cache.json)
 
 
 class FitTarget(_Model):
     model: Path | dict[str, Any]
     observables: list[str] = Field(default_factory=lambda: ["v2", "t3phi"])
     companion_search: bool = False
+    bootstrap: int = 0  # resamplings by observation (oiflow.fit.fit_files(bootstrap=...))
+    smearing: bool | None = None  # bandwidth smearing; None: the model description's option
+    companion_rmin_mas: float | None = None  # companion-search grid; None: CANDID-like defaults
+    companion_rmax_mas: float | None = None
+    companion_step_mas: float | None = None
 
 
 class FitConfig(_Model):
@@ -99,12 +107,39 @@ class FitConfig(_Model):
 
 
 class ImageTarget(_Model):
-    npix: int = 128
-    pixel_size_mas: float = 0.2
-    regularization: str = "tv"
-    mu: float | Literal["auto"] = "auto"
+    """Settings of one image reconstruction (oiflow.image.reconstruct; IMAGE-OI names in brackets)."""
+
+    npix: int = Field(128, ge=8)  # grid size (NAXIS1 = NAXIS2)
+    pixel_size_mas: float = Field(0.2, gt=0)  # (|CDELT1|)
+    regularization: str = "tv"  # tv/hyperbolic | mem | smooth | compactness | l1 (RGL_NAME)
+    mu: float | Literal["auto"] = "auto"  # regularization weight (RGL_WGT; "auto" = AUTO_WGT)
     device: Literal["cpu", "gpu"] = "cpu"
-    maxiter: int = 500
+    maxiter: int = Field(500, ge=1)  # per optimisation round (MAXITER)
+    tau: float = Field(0.05, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × mean pixel value
+    prior_fwhm_mas: float | None = None  # radial prior size (compactness, l1, MEM default prior)
+    prior: str | None = None  # FITS image used as the MEM prior (RGL_PRIO)
+    extra_regularizers: dict[str, float] = Field(default_factory=dict)  # name -> absolute weight, added
+    initial: str = "dirac"  # dirac | gaussian | ud | random | model | path to a FITS image (INIT_IMG)
+    initial_size_mas: float | None = None  # Gaussian FWHM / UD diameter; None: fitted to the V²
+    initial_model: list[dict[str, Any]] | None = None  # components for initial="model"
+    restarts: int = Field(0, ge=0)  # blur-and-restart rounds after the first
+    blur_fwhm_mas: float | None = None  # blur between rounds; None: half the beam
+    use_vis2: bool = True  # (USE_VIS2)
+    use_t3: Literal["none", "all", "amp", "phi"] = "phi"  # (USE_T3)
+    use_vis: Literal["none", "all", "amp", "phi"] = "none"  # (USE_VIS)
+    target: str | None = None  # (TARGET)
+    wave_min: float | None = None  # metres (WAVE_MIN)
+    wave_max: float | None = None  # metres (WAVE_MAX)
+    polychromatic: Literal["grey", "channels"] = "grey"
+    spectral_mu: float = Field(0.0, ge=0)  # weight of the spectral smoothness (channels mode)
+    transform: Literal["auto", "nufft", "dft"] = "auto"
+    flux: float = Field(1.0, gt=0)  # total flux of the output image (FLUX)
+    chi2_target: float = Field(1.0, gt=0)  # reduced χ² aimed at by mu="auto"
+    mu_method: Literal["chi2", "lcurve"] = "chi2"
+    recenter: bool = True  # move the photocentre to the centre between rounds (no absolute phases)
+    ftol: float = Field(1e-9, gt=0)  # relative decrease of the objective (3 iterations) that stops the optimiser
+    seed: int = 0  # for initial="random"
+    levels: int = Field(1, ge=1)  # multi-resolution: coarser grids (pixel ×2 each) solved first
 
 
 class ImageConfig(_Model):

@@ -81,3 +81,7 @@ class OiflowWarning(UserWarning):
 
 class OIFitsWarning(OiflowWarning):
     """Something in an OIFITS file is off the standard but could be read."""
+
+
+class CalibrationWarning(OiflowWarning):
+    """Something was left out of a calibration (e.g. a calibrator without a known diameter)."""

@@ -33,6 +33,15 @@ from . import PROCSOFT, __version__
 _CHUNK = 1 << 20
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """SHA-256 hex digest of a file's bytes."""
     h = hashlib.sha256()
@@ -54,6 +63,14 @@ def settings_hash(settings: Any) -> str:
     return hashlib.sha256(canonical_json(settings).encode()).hexdigest()
 
 
+def safe_name(name: str) -> str:
+    """A product-name-safe form of a target, observation or setup name: letters, digits and
+    ``_ . + -`` kept, anything else (path separators, spaces, shell metacharacters) → ``_``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", str(name)).strip("._") or "unnamed"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -66,6 +83,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f"{suffix}.tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; products get the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, final)

@@ -62,3 +62,10 @@ def test_provenance_round_trip_through_header(tmp_path):
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError):
         get_xp("tensorflow")
+
+
+def test_atomic_products_get_the_usual_file_mode(tmp_path):
+    from oiflow.provenance import _UMASK, write_text_atomic
+
+    path = write_text_atomic("x", tmp_path / "p.json")
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~_UMASK != 0o600

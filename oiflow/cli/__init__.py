@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 #: modules of oiflow.cli that define commands (each has ``register(app)``)
-COMMAND_MODULES = ["oifits_cmds"]
+COMMAND_MODULES = ["oifits_cmds", "fit_cmds", "image_cmds", "reduce_cmds"]
 
 
 def _version(value: bool):
@@ -46,7 +46,9 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, mapping oiflow errors to exit codes and one-line messages."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # a command's typer.Exit(code), returned by click
+            return rv
     except typer.Exit as exc:
         return exc.exit_code
     except SystemExit as exc:  # click usage errors

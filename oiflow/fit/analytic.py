@@ -125,3 +125,131 @@ def binary(u, v, flux_ratio, x, y, diameter1=0.0, diameter2=0.0, xp=None):
     v1 = uniform_disk(u, v, diameter1, xp) if diameter1 > 0 else point(u, v, xp)
     v2 = uniform_disk(u, v, diameter2, xp) if diameter2 > 0 else point(u, v, xp)
     return (v1 + flux_ratio * v2 * shift_phasor(u, v, x, y, xp)) / (1.0 + flux_ratio)
+
+
+# -- more shapes (the fitter's model components and the simulator's sky models) ----------------
+
+def _small(x, xp, limit=1e-3):
+    """(mask of |x| < limit, x with those entries replaced by 1) — to evaluate f(x)/x^k safely."""
+    tiny = xp.abs(x) < limit
+    return tiny, xp.where(tiny, xp.ones_like(x), x)
+
+
+def _bessel_ratio_series(x, nu: float, xp, nterms: int = 10):
+    """Γ(ν+1) (2/x)^ν J_ν(x) = Σ_m (−1)^m Γ(ν+1) (x/2)^{2m} / (m! Γ(ν+m+1)), for small x."""
+    y = -0.25 * x * x
+    coef = [1.0]
+    for m in range(1, nterms):
+        coef.append(coef[-1] / (m * (nu + m)))
+    out = xp.full_like(x, coef[-1])
+    for c in coef[-2::-1]:
+        out = out * y + c
+    return out
+
+
+def _ld_moment(x, k: int, xp):
+    """Normalised visibility of I(μ) = μ^k (k = 0, 1, 2) at x = πθρ, closed forms on any backend
+    (a power series below x = 1, where the closed forms cancel):
+    k=0: 2 J1(x)/x; k=1: 3 (sin x − x cos x)/x³; k=2: 8 J2(x)/x² with J2 = 2 J1/x − J0.
+    """
+    tiny, xs = _small(x, xp, limit=1.0)
+    if k == 0:
+        _, j1 = _j0_j1(xs, xp)
+        big = 2.0 * j1 / xs
+    elif k == 1:
+        big = 3.0 * (xp.sin(xs) - xs * xp.cos(xs)) / (xs * xs * xs)
+    elif k == 2:
+        j0, j1 = _j0_j1(xs, xp)
+        big = 8.0 * (2.0 * j1 / xs - j0) / (xs * xs)
+    else:  # pragma: no cover - internal
+        raise ValueError(k)
+    return xp.where(tiny, _bessel_ratio_series(x, k / 2.0 + 1.0, xp), big)
+
+
+def ld_quadratic(u, v, diameter, u1, u2, xp=None):
+    """Limb-darkened disk, quadratic law I(μ)/I(1) = 1 − u1 (1 − μ) − u2 (1 − μ)².
+
+    Written as c0 + c1 μ + c2 μ² with c0 = 1 − u1 − u2, c1 = u1 + 2 u2, c2 = −u2; the flux of μ^k
+    over the disk is ∝ 1/(k + 2), so V = Σ c_k V_k/(k+2) / Σ c_k/(k+2) (Hanbury Brown et al. 1974).
+    """
+    xp = xp or array_namespace(u)
+    x = _PI * diameter * radius_frequency(u, v, xp)
+    c = (1.0 - u1 - u2, u1 + 2.0 * u2, -u2)
+    w = [c[k] / (k + 2.0) for k in range(3)]
+    norm = w[0] + w[1] + w[2]
+    vis = w[0] * _ld_moment(x, 0, xp)
+    if w[1] != 0:
+        vis = vis + w[1] * _ld_moment(x, 1, xp)
+    if w[2] != 0:
+        vis = vis + w[2] * _ld_moment(x, 2, xp)
+    return vis / norm + 0j
+
+
+def ld_power(u, v, diameter, alpha, xp=None):
+    """Limb-darkened disk, power law I(μ) = μ^α (Hestroffer 1997):
+    V = Γ(ν+1) (2/x)^ν J_ν(x), ν = α/2 + 1, x = πθρ. α = 0 is the uniform disk."""
+    xp = xp or array_namespace(u)
+    if alpha == 0:
+        return uniform_disk(u, v, diameter, xp)
+    if alpha in (1.0, 2.0):
+        return ld_quadratic(u, v, diameter, *((1.0, 0.0) if alpha == 1.0 else (2.0, -1.0)), xp=xp)
+    import numpy as np
+    from scipy import special
+
+    from ..backend import to_numpy
+
+    nu = alpha / 2.0 + 1.0
+    x = to_numpy(_PI * diameter * radius_frequency(u, v, xp))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        big = special.gamma(nu + 1.0) * (2.0 / x) ** nu * special.jv(nu, x)
+    out = np.where(np.abs(x) < 1.0, _bessel_ratio_series(x, nu, np), big)
+    return _like(out + 0j, u, xp)
+
+
+def _like(a, ref, xp):
+    """Host numpy array ``a`` moved to the backend (and device) of ``ref``."""
+    name = getattr(xp, "__name__", "")
+    if "numpy" in name:
+        return a
+    if "cupy" in name:
+        import cupy
+
+        return cupy.asarray(a)
+    return xp.asarray(a)
+
+
+def ring(u, v, diameter, width=0.0, xp=None):
+    """Uniform annulus of inner ``diameter`` and radial ``width`` (outer diameter = diameter + 2 width);
+    ``width = 0`` is the infinitely thin ring J0(πθρ)."""
+    xp = xp or array_namespace(u)
+    if width <= 0:
+        return thin_ring(u, v, diameter, xp)
+    d_out = diameter + 2.0 * width
+    a_out, a_in = d_out * d_out, diameter * diameter
+    v_out = uniform_disk(u, v, d_out, xp)
+    v_in = uniform_disk(u, v, diameter, xp) if diameter > 0 else 0.0
+    return (a_out * v_out - a_in * v_in) / (a_out - a_in)
+
+
+def background(u, v, xp=None):
+    """Fully resolved flux: V = 0 at every non-zero baseline (it only dilutes the others)."""
+    xp = xp or array_namespace(u)
+    return xp.zeros_like(u) + 0j
+
+
+# -- chromatic flux laws --------------------------------------------------------------------
+
+_H, _C, _KB = 6.62607015e-34, 299792458.0, 1.380649e-23
+
+
+def blackbody_ratio(wavelength, temperature, reference_wavelength, xp=None):
+    """B_λ(λ, T) / B_λ(λ_ref, T): the relative spectrum of a blackbody (λ in m, T in K)."""
+    xp = xp or array_namespace(wavelength)
+    a = _H * _C / (_KB * temperature)
+    num = (reference_wavelength / wavelength) ** 5 * xp.expm1(xp.zeros_like(wavelength) + a / reference_wavelength)
+    return num / xp.expm1(a / wavelength)
+
+
+def power_law_ratio(wavelength, index, reference_wavelength, xp=None):
+    """(λ/λ_ref)^index: a flux with spectral index ``index`` in F_λ."""
+    return (wavelength / reference_wavelength) ** index

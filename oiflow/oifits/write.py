@@ -118,6 +118,14 @@ def _date_obs_from_mjd(mjd) -> str:
     return Time(float(mjd.min()), format="mjd").to_value("iso", subfmt="date")
 
 
+def _set_card(header: fits.Header, card: fits.Card) -> None:
+    """Copy a card, keeping long (HIERARCH) keywords long without astropy's VerifyWarning."""
+    key = card.keyword
+    if len(key) > 8 or " " in key:
+        key = f"HIERARCH {key}"
+    header.set(key, card.value, card.comment)
+
+
 def _table_hdu(oi: OIFits, table: OITable, version: int, history: list[str]) -> fits.BinTableHDU:
     tabledef = TABLES[table.EXTNAME]
     nrows = table.nrows
@@ -165,7 +173,7 @@ def _table_hdu(oi: OIFits, table: OITable, version: int, history: list[str]) -> 
         if card.keyword in ("COMMENT", "HISTORY"):
             header.append(card, end=True)
         else:
-            header.set(card.keyword, card.value, card.comment)
+            _set_card(header, card)
     if isinstance(table, DataTable):
         if not table.keyword("DATE-OBS"):
             header["DATE-OBS"] = _date_obs_from_mjd(table.get("MJD", np.array([])))
@@ -192,7 +200,7 @@ def _primary_hdu(oi: OIFits, version: int, history: list[str], provenance: Prove
         if card.keyword in ("COMMENT", "HISTORY"):
             header.append(card, end=True)
         else:
-            header.set(card.keyword, card.value, card.comment)
+            _set_card(header, card)
     if version == V2:
         header["CONTENT"] = ("OIFITS2", "This file is an OIFITS2 container")
         _fill_main_header(oi, header, history)

@@ -1,0 +1,183 @@
+"""Imaging commands: ``oiflow image`` and the IMAGE-OI engine ``oiflow-image-ci``.
+
+``oiflow-image-ci [options] input.fits output.fits`` follows the contract OImaging uses for
+``mira-ci`` (see shared docs INTEROP.md §1.4): without arguments it prints the usage and
+exits 1 (OImaging's installation probe); options may arrive as ONE argv element (OImaging's
+``cliOptions``), so all arguments are split on white space and the last two words are the
+input and the output; options override the file's IMAGE-OI parameters; on any error it
+exits 1 and leaves no output file (outputs are written atomically).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from .. import __version__
+from ..errors import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("image")(image)
+
+
+def _parse_mu(text: str | None):
+    if text is None:
+        return None
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--mu must be a number or 'auto', not {text!r}") from None
+
+
+def image(
+    files: list[Path] = typer.Argument(..., help="OIFITS files of one target (or one IMAGE-OI input file)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output IMAGE-OI FITS file; image.png and residuals.png go next to it."),
+    npix: int = typer.Option(None, "--npix", help="Image size in pixels [128]."),
+    pixel_size: float = typer.Option(None, "--pixel-size", help="Pixel size in mas [0.2]."),
+    regularization: str = typer.Option(None, "--regularization", "-r", help="tv | mem | smooth | compactness | l1 [tv]."),
+    mu: str = typer.Option(None, "--mu", help="Regularisation weight, or 'auto' (aim at chi2_red = 1) [auto]."),
+    device: str = typer.Option(None, "--device", help="cpu | gpu (falls back to the CPU with a message) [cpu]."),
+    maxiter: int = typer.Option(None, "--maxiter", help="Iterations per round [500]."),
+    initial: str = typer.Option(None, "--initial", help="dirac | gaussian | ud | random | FITS file[HDUNAME] [dirac]."),
+    restarts: int = typer.Option(None, "--restarts", help="Blur-and-restart rounds after the first [0]."),
+    target: str = typer.Option(None, "--target", help="Target name when the files hold several."),
+    use_t3: str = typer.Option(None, "--use-t3", help="none | phi | amp | all [phi]."),
+    use_vis: str = typer.Option(None, "--use-vis", help="none | phi | amp | all [none]."),
+    polychromatic: str = typer.Option(None, "--polychromatic", help="grey | channels [grey]."),
+    config: Path = typer.Option(None, "--config", help="YAML file with ImageTarget fields (options override it)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Reconstruct an image (regularised maximum likelihood) and write an IMAGE-OI file.
+
+    Example: oiflow image data.oifits --out img.fits --npix 128 --pixel-size 0.15 -r tv --mu 1e4
+    """
+    import yaml
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..image import reconstruct_files
+
+    fields = {}
+    if config is not None:
+        try:
+            fields.update(yaml.safe_load(config.read_text()) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{config}: {exc}") from None
+    opts = dict(npix=npix, pixel_size_mas=pixel_size, regularization=regularization, mu=_parse_mu(mu), device=device,
+                maxiter=maxiter, initial=initial, restarts=restarts, target=target, use_t3=use_t3, use_vis=use_vis,
+                polychromatic=polychromatic)
+    fields.update({k: v for k, v in opts.items() if v is not None})
+    console = Console(stderr=True)
+    if quiet:
+        result = reconstruct_files(files, out, fields)
+    else:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("it {task.completed:>4.0f}"),
+                      TextColumn("χ²_red {task.fields[chi2]}"), TextColumn("R {task.fields[reg]}"),
+                      TextColumn("μ {task.fields[mu]}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("imaging", total=None, chi2="-", reg="-", mu="-")
+
+            def progress(info):
+                bar.update(task, completed=info["iteration"], description=str(info["phase"]),
+                           chi2=f"{info['chi2_red']:.3f}" if info.get("chi2_red") is not None else "-",
+                           reg=f"{info['reg']:.3g}" if info.get("reg") is not None else "-", mu=f"{info['mu']:.3g}")
+
+            result = reconstruct_files(files, out, fields, progress=progress)
+    for m in result.messages:
+        console.print(f"[yellow]{m}[/yellow]")
+    terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())
+    typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} ({result.regularization}); "
+               f"{result.niter} iterations, {'converged' if result.converged else result.message}; "
+               f"{result.elapsed:.1f} s on {result.backend}/{result.transform}")
+    for p in result.png_paths:
+        typer.echo(f"  {p}")
+
+
+# -- the IMAGE-OI engine ---------------------------------------------------------------------------
+
+CI_USAGE = """usage: oiflow-image-ci [options] input.fits output.fits
+
+Reconstruct an image from an IMAGE-OI input file (OIFITS + IMAGE-OI INPUT PARAM + images)
+and write an IMAGE-OI output file. Options override the file's parameters:
+
+  -h, -help, --help        this help
+  -v, -version, --version  print the version
+  -npix=N                  image size (pixels)
+  -pixelsize=MAS           pixel size (mas)
+  -regul=NAME              hyperbolic|tv|mem|smooth|compactness|l1
+  -mu=X | -mu=auto         regularisation weight
+  -maxiter=N               iterations per round
+  -initial=NAME            dirac|gaussian|ud|random|FITS file
+  -restarts=N              blur-and-restart rounds
+  -device=cpu|gpu          array backend
+  -levels=N                multi-resolution levels
+Options may use one or two leading dashes; unknown options (e.g. MiRA's -recenter,
+-bootstrap=2, -verb=1) are ignored with a message. Exit status: 0 success, 1 error or usage.
+"""
+
+_CI_OPTIONS = {"npix": ("npix", int), "pixelsize": ("pixel_size_mas", float), "pixel-size": ("pixel_size_mas", float),
+               "regul": ("regularization", str), "regularization": ("regularization", str), "mu": ("mu", _parse_mu),
+               "maxiter": ("maxiter", int), "initial": ("initial", str), "restarts": ("restarts", int),
+               "device": ("device", str), "levels": ("levels", int)}
+
+
+def ci_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``oiflow-image-ci``."""
+    import os
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    words = shlex.split(" ".join(args)) if args else []
+    if not words:
+        sys.stderr.write(CI_USAGE)
+        return 1
+    if any(w in ("-h", "-help", "--help") for w in words):
+        sys.stdout.write(CI_USAGE)
+        return 0
+    if any(w in ("-v", "-version", "--version") for w in words):
+        print(os.environ.get("OIFLOW_IMAGE_CI_VERSION", __version__))
+        return 0
+    positional = [w for w in words if not w.startswith("-")]
+    if len(positional) < 2:
+        sys.stderr.write("error: need an input and an output file\n" + CI_USAGE)
+        return 1
+    inp, out = positional[-2], positional[-1]
+    fields = {}
+    for w in words:
+        if not w.startswith("-"):
+            continue
+        key, _, val = w.lstrip("-").partition("=")
+        if key in _CI_OPTIONS and val:
+            name, conv = _CI_OPTIONS[key]
+            try:
+                fields[name] = conv(val)
+            except (ValueError, ConfigError) as exc:
+                sys.stderr.write(f"error: bad value for -{key}: {exc}\n")
+                return 1
+        else:
+            print(f"oiflow-image-ci: option {w} ignored", flush=True)
+    from ..errors import OiflowError
+    from ..image import reconstruct_files
+
+    def progress(info):
+        if info["iteration"] % 25 == 0:
+            print(f"{info['phase']} it {info['iteration']:4d} chi2_red {info['chi2_red']:.4f} reg {info['reg']:.4g} "
+                  f"mu {info['mu']:.3g}", flush=True)
+
+    print(f"oiflow-image-ci {__version__}: {inp} -> {out}", flush=True)
+    try:
+        result = reconstruct_files([inp], out, fields, progress=progress, plots=False)
+    except (OiflowError, OSError, ValueError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    print(f"done: chi2_red {result.chi2:.4f} {result.chi2_terms} mu {result.mu:.4g} niter {result.niter} "
+          f"converged {result.converged} ({result.elapsed:.2f} s)", flush=True)
+    return 0
+
+
+def ci_entry() -> None:  # console script
+    sys.exit(ci_main())

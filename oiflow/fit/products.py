@@ -1,0 +1,206 @@
+"""L3 fit products: ``fit_<model>.json`` + ``fit_<model>_<observable>.png``, and for the companion
+search ``companion.json``, ``companion_maps.fits`` (χ², nσ, detection limit) and PNG maps.
+
+Every write is atomic (:mod:`oiflow.provenance`) and carries provenance (level 3, stage "fit").
+Map images follow the oiflow image convention: image[iy, ix], North up, East left,
+x_east = −(ix − n//2)·step, CDELT1 < 0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..provenance import Provenance, save_figure_atomic, write_hdulist_atomic, write_json_atomic
+from .data import OBSERVABLES
+from .evaluate import block_residual
+
+_LABEL = {"v2": "V²", "visamp": "|V|", "visphi": "differential phase (deg)", "t3amp": "T3 amplitude",
+          "t3phi": "closure phase (deg)", "flux": "flux (arbitrary scale)"}
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a model name (no separators or shell metacharacters)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name).strip(".") or "model"
+
+
+def provenance(files, settings: dict) -> Provenance:
+    inputs = [f for f in files if f and Path(f).is_file()]
+    return Provenance.for_inputs(3, "fit", inputs, settings=settings)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_fit_products(result, out_dir, plot: bool = True) -> list[Path]:
+    """Write ``fit_<model>.json`` (and the plots) into ``out_dir``; returns the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = safe_name(result.model.name)
+    doc = result.to_dict()
+    prov = provenance(result.files, {"model": doc["model"], "observables": doc["observables"],
+                                     "bandwidth_smearing": doc["bandwidth_smearing"]})
+    doc["provenance"] = prov.to_dict()
+    paths = [write_json_atomic(doc, out_dir / f"fit_{name}.json")]
+    if plot and result.evaluator is not None:
+        paths += plot_fit(result, out_dir, f"fit_{name}")
+    return paths
+
+
+def plot_fit(result, out_dir, prefix: str) -> list[Path]:
+    """Data and model against spatial frequency (wavelength for fluxes), with normalised
+    residuals below: one PNG per observable."""
+    from ..backend import to_numpy
+
+    plt = _figure()
+    ev = result.evaluator
+    models = [to_numpy(m) for m in ev.observables(result.values)]
+    paths = []
+    for b, m in zip(ev.data.blocks, models):
+        res = block_residual(b, m)
+        fig, (ax, axr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        angle = b.name in ("t3phi", "visphi")
+        k = 180 / math.pi if angle else 1.0
+        if b.name == "flux":
+            x, xlabel = b.wavelength * 1e6, "wavelength (µm)"
+        else:
+            x, xlabel = b.spatial_frequency / 1e6, "spatial frequency B/λ (Mλ)" + (", longest baseline" if b.name.startswith("t3") else "")
+        shown = b.value
+        if b.name == "visphi":  # differential: both with the data's per-row mean removed
+            shown = b.value - (b.value - m - res * b.error)
+        ax.errorbar(x, shown * k, yerr=b.error * k, fmt=".", ms=3, color="0.4", ecolor="0.75", lw=0.8,
+                    label="data", zorder=1)
+        mod = m
+        if b.name == "flux":
+            w = 1.0 / b.error**2
+            mod = m * np.sum(b.value * m * w) / np.sum(m * m * w)
+        ax.plot(x, mod * k, ".", ms=3, color="C3", label="model", zorder=2)
+        ax.set_ylabel(_LABEL.get(b.name, b.name))
+        ax.legend(loc="best", fontsize=8)
+        ax.set_title(f"{result.model.name}: {OBSERVABLES[b.name][3]} — χ²_red = {result.chi2_red:.3g} (all data)")
+        axr.axhline(0, color="k", lw=0.6)
+        axr.plot(x, res, ".", ms=3, color="C0")
+        lim = max(3.0, float(np.nanpercentile(np.abs(res), 99.5)) * 1.1)
+        axr.set_ylim(-lim, lim)
+        axr.set_ylabel("residual (σ)")
+        axr.set_xlabel(xlabel)
+        fig.tight_layout()
+        path = Path(out_dir) / f"{prefix}_{b.name}.png"
+        save_figure_atomic(fig, path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# -- companion search ----------------------------------------------------------------------------
+def _map_hdu(name: str, image: np.ndarray, step_mas: float, unit: str, comment: str):
+    from astropy.io import fits
+
+    hdu = fits.ImageHDU(np.asarray(image, dtype=np.float64), name=name)
+    n_y, n_x = image.shape
+    h = hdu.header
+    h["CTYPE1"] = ("XOFFSET", "offset towards East")
+    h["CTYPE2"] = ("YOFFSET", "offset towards North")
+    h["CUNIT1"] = h["CUNIT2"] = "deg"
+    h["CRPIX1"] = n_x // 2 + 1
+    h["CRPIX2"] = n_y // 2 + 1
+    h["CRVAL1"] = h["CRVAL2"] = 0.0
+    h["CDELT1"] = (-step_mas / 3.6e6, "deg; East is left")
+    h["CDELT2"] = (step_mas / 3.6e6, "deg")
+    h["BUNIT"] = unit
+    h["COMMENT"] = comment
+    return hdu
+
+
+def write_companion_products(result, out_dir, plot: bool = True) -> list[Path]:
+    from astropy.io import fits
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = result.to_dict()
+    prov = provenance(result.files, {"grid": doc["grid"], "observables": doc["observables"],
+                                     "bandwidth_smearing": doc["bandwidth_smearing"]})
+    doc["provenance"] = prov.to_dict()
+    paths = [write_json_atomic(doc, out_dir / "companion.json")]
+    primary = fits.PrimaryHDU()
+    prov.apply_to_header(primary.header)
+    primary.header["NSIGMA"] = (float(result.nsigma), "significance of the best companion (CANDID)")
+    primary.header["CHI2R_UD"] = (float(result.chi2r_single), "chi2/n_data of the single star")
+    primary.header["CHI2R_BI"] = (float(result.chi2r_binary), "chi2/n_data of the best binary")
+    hdus = [primary,
+            _map_hdu("CHI2R", result.chi2_map, result.step_mas, "", "chi2/n_data of the fit started at each node"),
+            _map_hdu("NSIGMA", result.nsigma_map, result.step_mas, "", "significance vs the single star")]
+    if result.detection is not None:
+        det = result.detection
+        hdus.append(_map_hdu("DETLIM", det["flux_ratio"], det["step_mas"], "",
+                             f"flux ratio detectable at {det['nsigma']} sigma (injection)"))
+    paths.append(write_hdulist_atomic(fits.HDUList(hdus), out_dir / "companion_maps.fits"))
+    if plot:
+        paths += plot_companion(result, out_dir)
+    return paths
+
+
+def _extent(xs, ys):
+    step = abs(ys[1] - ys[0]) if len(ys) > 1 else 1.0
+    return [xs[0] + step / 2, xs[-1] - step / 2, ys[0] - step / 2, ys[-1] + step / 2]
+
+
+def plot_companion(result, out_dir) -> list[Path]:
+    plt = _figure()
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    ext = _extent(result.x_axis, result.y_axis)
+    im = axes[0].imshow(result.chi2_map / result.chi2r_single, origin="lower", extent=ext, cmap="viridis_r")
+    fig.colorbar(im, ax=axes[0], label="χ²_r(binary) / χ²_r(single star)")
+    im = axes[1].imshow(result.nsigma_map, origin="lower", extent=ext, cmap="magma", vmin=0)
+    fig.colorbar(im, ax=axes[1], label="nσ")
+    b = result.best
+    for ax in axes:
+        ax.plot([b["x_mas"]], [b["y_mas"]], "+", color="r", ms=14, mew=2)
+        ax.plot([0], [0], "*", color="w", ms=10, mec="k")
+        ax.set_xlabel("Δα (mas, East ←)")
+        ax.set_ylabel("Δδ (mas, North ↑)")
+        ax.set_aspect("equal")
+    axes[0].set_title("χ² map (fit from each grid node)")
+    axes[1].set_title(f"best: ({b['x_mas']:.3f}, {b['y_mas']:.3f}) mas, f = {b['flux_ratio']:.4g}, "
+                      f"{result.nsigma:.1f}σ", fontsize=10)
+    fig.tight_layout()
+    path = Path(out_dir) / "companion_chi2.png"
+    save_figure_atomic(fig, path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    if result.detection is not None:
+        det = result.detection
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dmag = -2.5 * np.log10(det["flux_ratio"])
+        im = axes[0].imshow(dmag, origin="lower", extent=_extent(det["x_axis"], det["y_axis"]), cmap="inferno")
+        fig.colorbar(im, ax=axes[0], label=f"Δmag detectable at {det['nsigma']:g}σ")
+        axes[0].plot([0], [0], "*", color="w", ms=10, mec="k")
+        axes[0].set_xlabel("Δα (mas, East ←)")
+        axes[0].set_ylabel("Δδ (mas, North ↑)")
+        axes[0].set_aspect("equal")
+        axes[0].set_title("detection limit (injection)" + (", best companion removed" if det["companion_removed"]
+                                                           else ""), fontsize=10)
+        if len(det["radius_mas"]):
+            axes[1].plot(det["radius_mas"], -2.5 * np.log10(det["flux_ratio_median"]), "-", label="median")
+            axes[1].plot(det["radius_mas"], -2.5 * np.log10(det["flux_ratio_p90"]), "--", label="90 % of positions")
+            axes[1].set_xlabel("separation (mas)")
+            axes[1].set_ylabel(f"Δmag at {det['nsigma']:g}σ")
+            axes[1].legend()
+            axes[1].grid(alpha=0.3)
+        fig.tight_layout()
+        path = Path(out_dir) / "companion_detection_limit.png"
+        save_figure_atomic(fig, path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

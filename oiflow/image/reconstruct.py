@@ -1,0 +1,505 @@
+"""Regularised maximum-likelihood image reconstruction (MiRA-like).
+
+Minimise  f(x) = χ²(y) + μ R(y) (+ spectral term),  y = x / Σx,  x ≥ 0
+
+with a bound-constrained L-BFGS (VMLM-B, :mod:`oiflow.image.optimize`, run on the same array
+backend as the objective) and analytic gradients: the data term's gradient comes from
+the transform's adjoint (:mod:`oiflow.image.transform`), the regulariser's from
+:mod:`oiflow.image.regularizers`. Because the data and regularisers see the normalised image
+y, the objective does not depend on the scale of x: positivity is a bound and the flux
+normalisation is exact (∂f/∂x = (∂f/∂y − ⟨∂f/∂y, y⟩)/Σx).
+
+The array work runs on the chosen backend (numpy, cupy or array_api_strict); only scalars
+travel to the host during the optimisation.
+
+Rounds: after the first optimisation, ``restarts`` blur-and-restart rounds convolve the image
+with a Gaussian (``blur_fwhm_mas``, default half the beam), recentre it (when no absolute
+phase is fitted) and optimise again with a fresh quasi-Newton memory: this lets the optimiser escape
+local minima made of spurious high-frequency structure.
+
+``mu="auto"``: μ is swept down from a value that makes the regulariser dominate, warm
+starting each step, until χ²_red ≤ ``chi2_target`` (discrepancy principle); the bracket is
+refined by bisection in log μ and the largest μ that fits is kept. When the target is not
+reached (or ``mu_method="lcurve"``) the corner of the L-curve (log χ², log R) is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from ..backend import get_xp, resolve_device, to_numpy
+from ..config import ImageTarget
+from ..errors import ConfigError, ImagingError
+from ..units import MAS
+from .data import DeviceGroup, ImagingData, likelihood, model_observables
+from .initial import initial_image
+from .metric import Beam, beam_from_uv, convolve_beam
+from .optimize import vmlmb
+from .regularizers import Regularizer, canonical, spectral
+from .transform import make_transform
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict], None]
+
+
+def image_settings(settings: ImageTarget | dict | None = None, **overrides) -> ImageTarget:
+    """An :class:`ImageTarget` from a model, a dict or nothing, with keyword overrides."""
+    if settings is None:
+        base: dict[str, Any] = {}
+    elif isinstance(settings, ImageTarget):
+        base = settings.model_dump()
+    elif isinstance(settings, dict):
+        base = dict(settings)
+    else:
+        raise ConfigError(f"image settings must be an ImageTarget or a dict, not {type(settings).__name__}")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ImageTarget.model_validate(base)
+    except Exception as exc:
+        raise ConfigError(f"invalid image settings: {exc}") from None
+
+
+@dataclass
+class ImageResult:
+    """The outcome of a reconstruction (numpy arrays on the host)."""
+
+    image: np.ndarray  # (ny, nx) grey or (nchan, ny, nx); total flux = settings.flux per channel
+    pixel_size: float  # rad
+    wavelengths: np.ndarray  # one per image
+    chi2: float  # reduced χ² of all terms
+    chi2_terms: dict[str, float]  # reduced χ² per term
+    ndata: int
+    used: dict[str, int]
+    excluded: dict[str, int]
+    mu: float
+    regularization: str
+    regularization_value: float
+    niter: int  # optimiser iterations, all rounds (auto-μ sweep included)
+    nfev: int
+    converged: bool
+    message: str
+    beam: Beam
+    initial_image: np.ndarray
+    settings: ImageTarget
+    elapsed: float  # seconds
+    backend: str
+    transform: str
+    data: ImagingData | None = None
+    models: list[dict[str, np.ndarray]] = field(default_factory=list)  # per group, per term
+    history: list[dict] = field(default_factory=list)
+    mu_curve: list[dict] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    out_path: str | None = None
+    png_paths: list[str] = field(default_factory=list)
+
+    @property
+    def grey(self) -> bool:
+        return self.image.ndim == 2
+
+    def summary(self) -> dict:
+        return {
+            "chi2": self.chi2, "chi2_terms": self.chi2_terms, "ndata": self.ndata, "mu": self.mu,
+            "regularization": self.regularization, "niter": self.niter, "nfev": self.nfev,
+            "converged": self.converged, "elapsed_s": round(self.elapsed, 3), "backend": self.backend,
+            "transform": self.transform, "npix": int(self.image.shape[-1]),
+            "pixel_size_mas": self.pixel_size / MAS, "flux": float(self.image.sum(axis=(-2, -1)).mean()),
+            "beam_mas": [self.beam.major / MAS, self.beam.minor / MAS, math.degrees(self.beam.pa)],
+            "used": self.used, "excluded": self.excluded, "out_path": self.out_path,
+        }
+
+
+class Objective:
+    """f(x) (host float) and ∂f/∂x (backend array) of the flat variables x (mean pixel 1)."""
+
+    def __init__(self, data: ImagingData, settings: ImageTarget, xp, prior: np.ndarray | None = None):
+        self.xp = xp
+        self.data = data
+        self.n = settings.npix
+        self.pixel_size = settings.pixel_size_mas * MAS
+        self.ngroups = len(data.groups)
+        self.shape = (self.ngroups, self.n, self.n)
+        self.size = self.ngroups * self.n * self.n
+        self.groups = [DeviceGroup(g, xp) for g in data.groups]
+        self.transforms = [make_transform(xp.asarray(g.u), xp.asarray(g.v), self.n, self.pixel_size, xp,
+                                          method=settings.transform) for g in data.groups]
+        fwhm = settings.prior_fwhm_mas * MAS if settings.prior_fwhm_mas else None
+        kw = dict(tau=settings.tau, prior_fwhm=fwhm)
+        self.reg = Regularizer(settings.regularization, (self.n, self.n), self.pixel_size, xp, prior=prior, **kw)
+        self.extra = [(Regularizer(name, (self.n, self.n), self.pixel_size, xp, prior=prior, **kw), float(w))
+                      for name, w in settings.extra_regularizers.items()]
+        self.mu = 0.0
+        self.spectral_mu = float(settings.spectral_mu)
+        self.ndata = data.ndata
+        self.nfev = 0
+        self.last: dict[str, Any] = {}
+
+    @property
+    def lower_bound(self) -> float:
+        return max([self.reg.lower_bound] + [r.lower_bound for r, _ in self.extra]) * self.n * self.n
+
+    def visibilities(self, y_host: np.ndarray) -> list[np.ndarray]:
+        """Model visibilities (numpy) at each group's frequencies for normalised images."""
+        xp = self.xp
+        out = []
+        for k, T in enumerate(self.transforms):
+            out.append(to_numpy(T.forward(xp.asarray(np.ascontiguousarray(y_host[k])))))
+        return out
+
+    def __call__(self, x_flat):
+        """(f, ∂f/∂x) for a flat backend array x (the optimiser's variables)."""
+        xp = self.xp
+        self.nfev += 1
+        x = xp.reshape(x_flat, self.shape)
+        sums = xp.sum(x, axis=(1, 2))
+        chi2_total = 0.0
+        reg_total = 0.0
+        extra_total = 0.0
+        terms: dict[str, float] = {}
+        grads = []
+        ys = x / sums[:, None, None]
+        for k in range(self.ngroups):
+            y = ys[k, ...]
+            V = self.transforms[k].forward(y)
+            chi2, G = likelihood(self.groups[k], V)
+            gy = self.transforms[k].adjoint(G)
+            for term, val in chi2.items():
+                fv = float(to_numpy(val))
+                terms[term] = terms.get(term, 0.0) + fv
+                chi2_total += fv
+            if self.mu > 0:
+                rv, rg = self.reg(y)
+                reg_total += float(to_numpy(rv))
+                gy = gy + self.mu * rg
+            for r, w in self.extra:
+                rv, rg = r(y)
+                extra_total += w * float(to_numpy(rv))
+                gy = gy + w * rg
+            grads.append(gy)
+        gys = xp.stack(grads, axis=0)
+        f = chi2_total + self.mu * reg_total + extra_total
+        if self.spectral_mu > 0 and self.ngroups > 1:
+            sv, sg = spectral(ys, xp)
+            f += self.spectral_mu * float(to_numpy(sv))
+            gys = gys + self.spectral_mu * sg
+        # chain rule through y = x / Σx
+        dots = xp.sum(gys * ys, axis=(1, 2))
+        gx = (gys - dots[:, None, None]) / sums[:, None, None]
+        self.last = {"chi2": chi2_total, "chi2_red": chi2_total / max(self.ndata, 1), "terms": terms,
+                     "reg": reg_total, "f": f}
+        return f, xp.reshape(gx, (-1,))
+
+    def regularization_value(self, x_host: np.ndarray) -> float:
+        xp = self.xp
+        x = np.asarray(x_host, float).reshape(self.shape)
+        total = 0.0
+        for k in range(self.ngroups):
+            y = xp.asarray(x[k] / x[k].sum())
+            total += float(to_numpy(self.reg(y)[0]))
+        return total
+
+
+def _normalised(x: np.ndarray, shape) -> np.ndarray:
+    x = np.asarray(x, float).reshape(shape)
+    return x / x.sum(axis=(1, 2), keepdims=True)
+
+
+def _optimise(obj: Objective, x0: np.ndarray, maxiter: int, ftol: float, progress: Progress | None, phase: str,
+              history: list[dict], round_no: int = 0):
+    """Run VMLM-B from host ``x0``; returns the host solution (mean 1) and the result."""
+    xp = obj.xp
+
+    def cb(x, f, it):
+        info = {"phase": phase, "round": round_no, "iteration": it, "mu": obj.mu,
+                **{k: obj.last.get(k) for k in ("chi2_red", "reg", "f")}}
+        history.append(info)
+        if progress is not None:
+            progress(info)
+
+    res = vmlmb(obj, xp.asarray(np.ascontiguousarray(x0, dtype=np.float64)), obj.lower_bound, xp,
+                maxiter=int(maxiter), ftol=ftol, callback=cb)
+    x = np.asarray(to_numpy(res.x), dtype=np.float64)
+    x = x * (obj.size / x.sum())  # keep mean 1: the objective is scale invariant
+    return x, res
+
+
+def _blur(x: np.ndarray, shape, pixel_size: float, fwhm: float, lower: float) -> np.ndarray:
+    xs = np.asarray(x, float).reshape(shape)
+    out = np.stack([np.clip(convolve_beam(img, pixel_size, fwhm), 0, None) for img in xs])
+    out = np.maximum(out, lower)
+    return out.ravel() * (xs.sum() / out.sum())
+
+
+def _recenter(x: np.ndarray, shape) -> np.ndarray:
+    """Move the photocentre of the (summed) image to the reference pixel (integer pixels)."""
+    xs = np.asarray(x, float).reshape(shape)
+    tot = xs.sum(axis=0)
+    n0, n1 = tot.shape
+    iy, ix = np.indices(tot.shape)
+    s = tot.sum()
+    cy = float((iy * tot).sum() / s)
+    cx = float((ix * tot).sum() / s)
+    dy, dx = int(round(n0 // 2 - cy)), int(round(n1 // 2 - cx))
+    if dy == 0 and dx == 0:
+        return x
+    return np.roll(xs, (dy, dx), axis=(1, 2)).ravel()
+
+
+def _menger_corner(points: list[tuple[float, float]]) -> int:
+    """Index of the point of maximum curvature of a polyline (L-curve corner)."""
+    best, best_k = 0, -np.inf
+    for i in range(1, len(points) - 1):
+        (x1, y1), (x2, y2), (x3, y3) = points[i - 1], points[i], points[i + 1]
+        area2 = (x2 - x1) * (y3 - y1) - (y2 - y1) * (x3 - x1)
+        d = math.dist(points[i - 1], points[i]) * math.dist(points[i], points[i + 1]) * math.dist(points[i - 1], points[i + 1])
+        k = 2 * area2 / d if d > 0 else 0.0
+        if k > best_k:
+            best_k, best = k, i
+    return best
+
+
+def _initial_mu(obj: Objective, x: np.ndarray) -> float:
+    """μ for which the regulariser's gradient is 10× the data term's at ``x``."""
+    mu_saved = obj.mu
+    xd = obj.xp.asarray(x)
+    obj.mu = 0.0
+    g0 = np.asarray(to_numpy(obj(xd)[1]))
+    obj.mu = 1.0
+    g1 = np.asarray(to_numpy(obj(xd)[1]))
+    obj.mu = mu_saved
+    gr = float(np.linalg.norm(g1 - g0))
+    gd = float(np.linalg.norm(g0))
+    if gr <= 0 or not np.isfinite(gr):
+        return 1e4
+    return 10.0 * max(gd, 1e-12) / gr
+
+
+def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, history, curve) -> tuple[float, np.ndarray, int, int]:
+    target = settings.chi2_target
+    step_iter = max(30, settings.maxiter // 5)
+    mu = _initial_mu(obj, x)
+    niter = nfev = 0
+    results = []  # (mu, chi2_red, reg, x)
+    factor = math.sqrt(10.0)
+    for _ in range(24):
+        obj.mu = mu
+        x, res = _optimise(obj, x, step_iter, settings.ftol, progress, "auto-mu", history)
+        niter += res.nit
+        nfev += res.nfev
+        obj(obj.xp.asarray(x))
+        chi2r, reg = obj.last["chi2_red"], obj.last["reg"]
+        results.append((mu, chi2r, reg, x.copy()))
+        curve.append({"mu": mu, "chi2_red": chi2r, "reg": reg})
+        if settings.mu_method == "chi2" and chi2r <= target:
+            break
+        if len(results) >= 4 and chi2r > 0.98 * results[-3][1] and settings.mu_method == "chi2":
+            break  # χ² no longer improves: the target is out of reach
+        if settings.mu_method == "lcurve" and len(results) >= 10:
+            break
+        mu /= factor
+    reached = [r for r in results if r[1] <= target]
+    if settings.mu_method == "chi2" and reached:
+        lo = reached[0]  # largest μ with χ² ≤ target
+        idx = results.index(lo)
+        hi = results[idx - 1] if idx > 0 else None
+        if hi is not None:
+            for _ in range(3):  # bisection in log μ between hi (too smooth) and lo (fits)
+                mid = math.sqrt(hi[0] * lo[0])
+                obj.mu = mid
+                xm, res = _optimise(obj, hi[3], step_iter, settings.ftol, progress, "auto-mu", history)
+                niter += res.nit
+                nfev += res.nfev
+                obj(obj.xp.asarray(xm))
+                entry = (mid, obj.last["chi2_red"], obj.last["reg"], xm.copy())
+                curve.append({"mu": mid, "chi2_red": entry[1], "reg": entry[2]})
+                if entry[1] <= target:
+                    lo = entry
+                else:
+                    hi = entry
+        return lo[0], lo[3], niter, nfev
+    pts = [(math.log10(max(r[1], 1e-300)), math.log10(max(r[2], 1e-300))) for r in results]
+    k = _menger_corner(pts) if len(pts) >= 3 else len(pts) - 1
+    return results[k][0], results[k][3], niter, nfev
+
+
+def _load_prior(settings: ImageTarget) -> np.ndarray | None:
+    if not settings.prior:
+        return None
+    from .imageoi import read_fits_image
+
+    return read_fits_image(settings.prior).resample(settings.npix, settings.pixel_size_mas * MAS)
+
+
+#: how a regulariser's value scales when the pixel size doubles (same sky image): μ is divided
+#: by this on a coarse level so that the balance with χ² stays about the same
+_COARSE_SCALE = {"hyperbolic": 2.0, "smooth": 4.0, "compactness": 4.0, "l1": 1.0, "mem": 1.0}
+
+
+def _levels(settings: ImageTarget, max_freq: float) -> list[tuple[int, float]]:
+    """Grids (npix, pixel size rad) from the coarsest to the requested one: each coarser level
+    halves npix and doubles the pixel while the pixel still samples the data (p·ρmax ≤ 0.45)
+    and the grid keeps ≥ 32 pixels."""
+    n, pix = settings.npix, settings.pixel_size_mas * MAS
+    levels = [(n, pix)]
+    for _ in range(settings.levels - 1):
+        n2, p2 = levels[0][0] // 2, levels[0][1] * 2
+        if n2 < 32 or p2 * max_freq > 0.45:
+            break
+        levels.insert(0, (n2, p2))
+    return levels
+
+
+def _downsample(img: np.ndarray, n_to: int) -> np.ndarray:
+    """Resample a normalised image onto a grid with n_to pixels of proportionally larger size."""
+    return _resample(img, n_to)
+
+
+def _resample(img: np.ndarray, n_to: int) -> np.ndarray:
+    """Resample an image on the same field of view to n_to × n_to (centre pixels aligned),
+    flux normalised to 1 (bilinear interpolation of the surface brightness)."""
+    from scipy.ndimage import map_coordinates
+
+    n_from = img.shape[-1]
+    if n_from == n_to:
+        return img / img.sum()
+    ratio = n_from / n_to
+    k = (np.arange(n_to) - n_to // 2) * ratio + n_from // 2
+    if ratio > 1:  # shrinking: smooth first so that no flux falls between samples
+        img = convolve_beam(img, 1.0, ratio)
+    yy, xx = np.meshgrid(k, k, indexing="ij")
+    out = map_coordinates(img, [yy, xx], order=1, mode="constant", cval=0.0)
+    out = np.clip(out, 0, None)
+    return out / out.sum()
+
+
+def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *, progress: Progress | None = None,
+                initial: np.ndarray | None = None, prior: np.ndarray | None = None, backend: str | None = None) -> ImageResult:
+    """Reconstruct an image (or one per channel) from ``data`` (see :func:`oiflow.image.data.imaging_data`).
+
+    ``initial``: an (n, n) image overriding ``settings.initial``; ``prior``: an (n, n) image
+    for MEM (else ``settings.prior`` or a Gaussian). ``backend`` forces an array namespace
+    name (``"array_api_strict"`` in tests); otherwise ``settings.device`` decides, falling back
+    to numpy with a message when no GPU is usable. ``progress`` receives a dict per iteration
+    (iteration, chi2_red, reg, mu, phase, round, npix).
+
+    With ``settings.levels > 1`` the image is first reconstructed on coarser grids (same field,
+    pixels 2×, 4×… larger, as long as they sample the data), each result being interpolated to
+    start the next: a coarse grid converges in fewer, cheaper iterations. ``mu="auto"`` is
+    searched on the coarsest grid.
+    """
+    t0 = time.perf_counter()
+    settings = image_settings(settings)
+    messages: list[str] = []
+    if backend is None:
+        backend, msg = resolve_device(settings.device)
+        if msg:
+            messages.append(msg)
+            log.warning(msg)
+    xp = get_xp(backend)
+    n = settings.npix
+    pix = settings.pixel_size_mas * MAS
+    max_freq = data.max_frequency
+    if max_freq * pix > 0.5:
+        messages.append(f"pixel {settings.pixel_size_mas} mas undersamples the data (highest frequency needs "
+                        f"≤ {0.5 / max_freq / MAS:.3g} mas): the image will alias")
+        log.warning(messages[-1])
+    if prior is None:
+        prior = _load_prior(settings)
+    if initial is None:
+        init = initial_image(settings.initial, n, pix, size=settings.initial_size_mas * MAS if settings.initial_size_mas else None,
+                             data=data, components=settings.initial_model, seed=settings.seed)
+    else:
+        init = np.asarray(initial, float)
+        if init.shape != (n, n):
+            raise ImagingError(f"initial image has shape {init.shape}, the grid is {(n, n)}")
+        init = np.clip(init, 0, None)
+        if init.sum() <= 0:
+            raise ImagingError("initial image has no positive flux")
+        init = init / init.sum()
+    all_u = np.concatenate([g.u for g in data.groups])
+    all_v = np.concatenate([g.v for g in data.groups])
+    beam = beam_from_uv(np.concatenate([all_u, -all_u]), np.concatenate([all_v, -all_v]))
+    history: list[dict] = []
+    curve: list[dict] = []
+    niter = nfev = 0
+    absolute_phase = any("visphi" in g.terms for g in data.groups)
+    levels = _levels(settings, max_freq)
+    reg_name = canonical(settings.regularization)
+    mu = None if settings.mu == "auto" else float(settings.mu)
+    x = None
+    obj = res = None
+    for li, (n_l, pix_l) in enumerate(levels):
+        final = li == len(levels) - 1
+        factor = _COARSE_SCALE[reg_name] ** round(math.log2(pix_l / pix))
+        s_l = settings.model_copy(update=dict(npix=n_l, pixel_size_mas=pix_l / MAS))
+        prior_l = None if prior is None else _resample(np.clip(np.asarray(prior, float), 0, None), n_l)
+        obj = Objective(data, s_l, xp, prior=prior_l)
+        ng = obj.ngroups
+        if x is None:
+            start = _resample(init, n_l)
+            x = np.tile(start[None], (ng, 1, 1)).ravel() * (n_l * n_l)
+        else:
+            prev = np.asarray(x, float).reshape(ng, levels[li - 1][0], levels[li - 1][0])
+            x = np.stack([_resample(img, n_l) for img in prev]).ravel() * (n_l * n_l)
+        x = np.maximum(x, obj.lower_bound)
+        if mu is None:
+            mu_l, x, ni, nf = _auto_mu(obj, x, s_l, progress, history, curve)
+            niter += ni
+            nfev += nf
+            mu = mu_l * factor
+        obj.mu = mu / factor
+        rounds = settings.restarts + 1 if final else 1
+        for round_no in range(rounds):
+            if round_no > 0:
+                x = _blur(x, obj.shape, pix_l, settings.blur_fwhm_mas * MAS if settings.blur_fwhm_mas
+                          else 0.5 * beam.mean_fwhm, obj.lower_bound)
+                if settings.recenter and not absolute_phase:
+                    x = _recenter(x, obj.shape)
+            phase = "optimise" if final else f"coarse {n_l}px"
+            x, res = _optimise(obj, x, settings.maxiter, settings.ftol, progress, phase, history, round_no)
+            niter += res.nit
+            nfev += res.nfev
+    obj(xp.asarray(x))
+    last = obj.last
+    y = _normalised(x, obj.shape)
+    vis = obj.visibilities(y)
+    models = [model_observables(g, V) for g, V in zip(data.groups, vis)]
+    counts: dict[str, int] = {}
+    for g in data.groups:
+        for term, t in g.terms.items():
+            counts[term] = counts.get(term, 0) + len(t)
+    chi2_terms = {term: last["terms"].get(term, 0.0) / counts[term] for term in counts}
+    image = y * settings.flux
+    return ImageResult(
+        image=image[0] if settings.polychromatic == "grey" else image,
+        pixel_size=pix,
+        wavelengths=data.wavelengths,
+        chi2=last["chi2_red"],
+        chi2_terms=chi2_terms,
+        ndata=data.ndata,
+        used=dict(data.used),
+        excluded=dict(data.excluded),
+        mu=float(mu),
+        regularization=reg_name,
+        regularization_value=obj.regularization_value(x),
+        niter=niter,
+        nfev=nfev,
+        converged=bool(res.success),
+        message=str(res.message),
+        beam=beam,
+        initial_image=init * settings.flux,
+        settings=settings,
+        elapsed=time.perf_counter() - t0,
+        backend=backend,
+        transform=type(obj.transforms[0]).name,
+        data=data,
+        models=models,
+        history=history,
+        mu_curve=curve,
+        messages=messages,
+    )
