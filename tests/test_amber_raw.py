@@ -70,8 +70,9 @@ def test_instrument_response_is_beam_based():
 
 def test_object_frames_never_have_negative_light():
     """Coherences from a real sky × beam-based instrument × pistons: a positive coherence matrix,
-    so the noise-free interferogram is ≥ 0 everywhere (an unphysical set of pair coherences makes
-    amdlib's noise weights negative and biases its V² by ~10%, which is how this was found)."""
+    so the noise-free interferogram is ≥ 0 everywhere (with an unphysical set of pair coherences it
+    goes negative at some fringe phases and amdlib's V² drops by up to 13% on those frames: how
+    this was found)."""
     setup = AmberSetup(nwave=8)
     site = get_site("VLTI")
     pointing = Pointing(site, ["A0", "G1", "K0"], 124.0, -38.0, 60020.2)
