@@ -149,7 +149,8 @@ class ImageConfig(_Model):
 class ClusterConfig(_Model):
     profile: str = "local"  # local | slurm | oar | address, or a path to a profile YAML
     address: str | None = None
-    n_workers: int | None = None
+    n_workers: int | None = None  # overrides the profile's
+    max_parallel: int = 0  # units in flight at once (0: as many as there are)
 
 
 class CatalogConfig(_Model):

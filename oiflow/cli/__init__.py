@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 #: modules of oiflow.cli that define commands (each has ``register(app)``)
-COMMAND_MODULES = ["oifits_cmds", "fit_cmds", "image_cmds", "reduce_cmds"]
+COMMAND_MODULES = ["oifits_cmds", "fit_cmds", "image_cmds", "reduce_cmds", "pipeline_cmds"]
 
 
 def _version(value: bool):
@@ -59,13 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except OiflowError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1
-    except Exception as exc:  # click.exceptions.UsageError and friends
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # click's UsageError and friends (typer may vendor its own click)
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             return 2
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             return 130
         raise
     return 0

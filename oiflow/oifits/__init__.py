@@ -4,6 +4,9 @@
     oi = read_oifits("file.fits")
     v2 = oi.view("vis2")
     write_oifits(oi, "out.fits")          # OIFITS2; version=1 for OIFITS1
+    validate("file.fits").verdict         # clean | valid-with-warnings | non-conformant
+    merge([oi1, oi2]); select(oi, wave_min=1.6e-6, min_snr=3); summarize(oi)
+    # plots: oiflow.oifits.plot.quicklook(oi, "outdir/")
 """
 
 from .findings import Finding, Severity
@@ -21,12 +24,15 @@ from .model import (
     VisTable,
     WavelengthTable,
 )
+from .ops import merge, select
 from .read import read_oifits
+from .summary import summarize
+from .validate import ValidationReport, validate
 from .views import ObservableView
 from .write import to_hdulist, write_oifits
 
 __all__ = [
     "ArrayTable", "CorrTable", "DataTable", "Finding", "FluxTable", "InspolTable", "OIFits", "OITable",
     "ObservableView", "Severity", "T3Table", "TargetTable", "Vis2Table", "VisTable", "WavelengthTable",
-    "read_oifits", "to_hdulist", "write_oifits",
+    "ValidationReport", "merge", "read_oifits", "select", "summarize", "to_hdulist", "validate", "write_oifits",
 ]

@@ -102,7 +102,7 @@ def _time_cols(n, target_id, mjd, int_time, time=None):
     mjd = _n(mjd, n)
     return {
         "TARGET_ID": _n(target_id, n, np.int16),
-        "TIME": _n(time, n) if time is not None else (mjd - np.floor(np.nanmin(mjd) if mjd.size else 0)) * 86400.0,
+        "TIME": _n(time, n) if time is not None else np.zeros(n),  # deprecated in OIFITS2: MJD is the time
         "MJD": mjd,
         "INT_TIME": _n(int_time, n),
     }

@@ -153,7 +153,9 @@ class CorrTable(OITable):
 
     @property
     def ndata(self) -> int:
-        return int(self.keyword("NDATA", 0) or 0)
+        """NDATA, or 0 when the keyword is absent or not an integer."""
+        v = self.keyword("NDATA", 0)
+        return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else 0
 
     def matrix(self) -> np.ndarray:
         """The dense NDATA × NDATA correlation matrix (unit diagonal)."""

@@ -9,6 +9,7 @@ columns that give it meaning.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -18,6 +19,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import OIFitsError, OIFitsWarning
+from . import rawfits
 from .findings import Finding, Severity
 from .model import TABLE_CLASSES, OIFits, OITable
 from .schema import COLUMN_ALIASES, TABLES
@@ -43,12 +45,22 @@ _ESSENTIAL = {
 _TFORM = re.compile(r"^\s*(\d*)\s*([A-Z])")
 
 
-def _strip_header(header: fits.Header) -> fits.Header:
+def _strip_header(header: fits.Header, findings: list[Finding] | None = None, path=None, label=None) -> fits.Header:
+    """The header without structural cards; cards astropy cannot parse are dropped and reported."""
     out = fits.Header()
-    for card in header.cards:
-        if _STRUCTURAL.match(card.keyword or ""):
-            continue
-        out.append(card, end=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for card in header.cards:
+            if _STRUCTURAL.match(card.keyword or ""):
+                continue
+            try:
+                _ = card.value
+                out.append(card, end=True)
+            except Exception as exc:
+                if findings is not None:
+                    findings.append(Finding(Severity.ERROR, "FITS_VERIFY",
+                                            f"unparsable card {card.keyword!r} dropped ({exc.__class__.__name__})",
+                                            label, card.keyword, file=path))
     return out
 
 
@@ -92,21 +104,41 @@ def _shape_column(tabledef, name: str, arr: np.ndarray, nrows: int) -> np.ndarra
 
 
 def _parse_table(hdu, index: int, path: str | None, findings: list[Finding]) -> OITable:
-    extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
+    """An OI table from an astropy BinTableHDU (the general path)."""
+    data = hdu.data
+    nrows = int(hdu.header.get("NAXIS2", 0) or 0)
+
+    def columns():
+        for col in hdu.columns:
+            unit = (col.unit or "").strip() if isinstance(col.unit, str) else ""
+            yield col.name, str(col.format), unit, (
+                lambda c=col: _column_array(data, c.name, c.format, nrows) if data is not None else np.zeros(0))
+
+    return _table_from_columns(hdu.header, columns(), nrows, index, path, findings)
+
+
+def _table_from_raw(raw: rawfits.RawHDU, cols: list, index: int, path, findings) -> OITable:
+    """An OI table from columns decoded by :mod:`rawfits` (the fast path)."""
+    nrows = int(raw.header.get("NAXIS2", 0) or 0)
+    return _table_from_columns(raw.header, ((c.name, c.format, c.unit, lambda c=c: c.array) for c in cols), nrows,
+                               index, path, findings)
+
+
+def _table_from_columns(fits_header, cols, nrows: int, index: int, path, findings) -> OITable:
+    extname = str(fits_header.get("EXTNAME", "")).strip().upper()
     cls = TABLE_CLASSES[extname]
     tabledef = TABLES[extname]
     label = f"{extname}#{index}"
-    header = _strip_header(hdu.header)
-    data = hdu.data
-    nrows = int(hdu.header.get("NAXIS2", 0) or 0)
+    header = _strip_header(fits_header, findings, path, label)
     columns, units, formats = {}, {}, {}
     aliases = COLUMN_ALIASES.get(extname, {})
-    for col in hdu.columns:
-        raw_name = col.name
+    cols = list(cols)
+    present = {name.strip().upper() for name, *_ in cols}
+    for raw_name, fmt, unit, get_array in cols:
         name = raw_name.strip().upper()
         std_name = aliases.get(name, name)
         if std_name != name:
-            if std_name in [c.name.strip().upper() for c in hdu.columns]:
+            if std_name in present:
                 std_name = name  # both present: keep the alias as an extra column
             else:
                 findings.append(Finding(Severity.WARNING, "COLUMN_ALIAS",
@@ -116,7 +148,9 @@ def _parse_table(hdu, index: int, path: str | None, findings: list[Finding]) -> 
                                     label, std_name, file=path))
             continue
         try:
-            arr = _column_array(data, raw_name, col.format, nrows) if data is not None else np.zeros(0)
+            arr = get_array()
+            if nrows and arr.shape and arr.shape[0] != nrows:
+                raise OIFitsError(f"column has {arr.shape[0]} rows, table has {nrows}")
             arr = _shape_column(tabledef, std_name, arr, nrows)
         except OIFitsError as exc:
             raise OIFitsError(exc.message, file=path, hdu=label, column=std_name) from None
@@ -124,28 +158,50 @@ def _parse_table(hdu, index: int, path: str | None, findings: list[Finding]) -> 
             raise OIFitsError(f"cannot read column ({exc.__class__.__name__}: {exc})", file=path, hdu=label,
                               column=std_name) from None
         columns[std_name] = arr
-        units[std_name] = (col.unit or "").strip() if isinstance(col.unit, str) else ""
-        formats[std_name] = str(col.format)
+        units[std_name] = unit
+        formats[std_name] = fmt
     for alternatives in _ESSENTIAL.get(extname, ()):
         if not any(a in columns for a in alternatives):
             raise OIFitsError(f"{extname} lacks mandatory column {' or '.join(alternatives)}", file=path, hdu=label,
                               column=alternatives[0])
+    _check_numeric(extname, tabledef, columns, nrows, path, label)
     return cls(header, columns, units, formats, hdu_index=index)
 
 
-def _open(source, findings: list[Finding], path: str | None) -> fits.HDUList:
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            hdul = fits.open(source, memmap=False, checksum=True, lazy_load_hdus=False)
-    except FileNotFoundError:
-        raise OIFitsError("no such file", file=path) from None
-    except IsADirectoryError:
-        raise OIFitsError("is a directory, not a FITS file", file=path) from None
-    except Exception as exc:
-        raise OIFitsError(f"not a readable FITS file ({exc})", file=path, hdu=0) from None
-    _record_astropy_warnings(caught, findings, path)
-    return hdul
+#: columns every computation uses: they must hold numbers (indices: finite integers)
+_NUMERIC = {
+    "OI_TARGET": ("TARGET_ID", "RAEP0", "DECEP0"),
+    "OI_ARRAY": ("STA_INDEX", "STAXYZ", "DIAMETER"),
+    "OI_WAVELENGTH": ("EFF_WAVE", "EFF_BAND"),
+    "OI_CORR": ("IINDX", "JINDX", "CORR"),
+    "OI_INSPOL": ("TARGET_ID", "MJD_OBS", "MJD_END", "STA_INDEX"),
+    "OI_VIS2": ("TARGET_ID", "MJD", "INT_TIME", "TIME", "VIS2DATA", "VIS2ERR", "UCOORD", "VCOORD", "STA_INDEX", "FLAG"),
+    "OI_VIS": ("TARGET_ID", "MJD", "INT_TIME", "TIME", "VISAMP", "VISAMPERR", "VISPHI", "VISPHIERR", "UCOORD", "VCOORD",
+               "STA_INDEX", "FLAG"),
+    "OI_T3": ("TARGET_ID", "MJD", "INT_TIME", "TIME", "T3AMP", "T3AMPERR", "T3PHI", "T3PHIERR", "U1COORD", "V1COORD",
+              "U2COORD", "V2COORD", "STA_INDEX", "FLAG"),
+    "OI_FLUX": ("TARGET_ID", "MJD", "INT_TIME", "FLUXDATA", "FLUXERR", "STA_INDEX", "FLAG"),
+}
+_INDEX_COLUMNS = ("TARGET_ID", "STA_INDEX", "IINDX", "JINDX")
+
+
+def _check_numeric(extname: str, tabledef, columns: dict, nrows: int, path, label) -> None:
+    for name in _NUMERIC.get(extname, ()):
+        arr = columns.get(name)
+        if arr is None:
+            continue
+        kind = arr.dtype.kind
+        if kind not in "biuf" or (name == "FLAG" and kind not in "biu"):
+            raise OIFitsError(f"column holds {arr.dtype} values, expected {'logical' if name == 'FLAG' else 'numbers'}",
+                              file=path, hdu=label, column=name)
+        if name in _INDEX_COLUMNS and kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise OIFitsError("index column holds non-integer values", file=path, hdu=label, column=name)
+        coldef = tabledef.column(name)
+        if coldef is not None and isinstance(coldef.repeat, int) and nrows:
+            per_row = arr.size // nrows
+            if per_row != coldef.repeat:
+                raise OIFitsError(f"column has {per_row} values per row, the standard says {coldef.repeat}",
+                                  file=path, hdu=label, column=name)
 
 
 _CHECKSUM_MSG = re.compile(r"(Checksum|Datasum) verification failed for HDU \(?'?([^',)]*)'?,?\s*(\d*)")
@@ -179,10 +235,18 @@ def read_oifits(source: str | os.PathLike | fits.HDUList, *, warn: bool = True) 
         hdul, own = source, False
     else:
         path = str(source)
-        if Path(path).is_file() and Path(path).stat().st_size < 2880:
-            raise OIFitsError(f"truncated or empty file ({Path(path).stat().st_size} bytes, a FITS file has at least 2880)",
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise OIFitsError("no such file", file=path) from None
+        except IsADirectoryError:
+            raise OIFitsError("is a directory, not a FITS file", file=path) from None
+        except OSError as exc:
+            raise OIFitsError(f"cannot read file ({exc.strerror or exc})", file=path) from None
+        if len(data) < 2880:
+            raise OIFitsError(f"truncated or empty file ({len(data)} bytes, a FITS file has at least 2880)",
                               file=path, hdu=0)
-        hdul, own = _open(path, findings, path), True
+        return _build_raw(data, path, findings, warn)
     try:
         return _build(hdul, path, findings, warn)
     finally:
@@ -199,7 +263,7 @@ def _build(hdul: fits.HDUList, path: str | None, findings: list[Finding], warn: 
                 warnings.simplefilter("always")
                 hdu = hdul[index]
                 if index == 0:
-                    oi.primary_header = _strip_header(hdu.header)
+                    oi.primary_header = _strip_header(hdu.header, findings, path, "PRIMARY")
                     if hdu.data is not None and getattr(hdu.data, "size", 0):
                         oi.primary_data = np.array(hdu.data)
                     continue
@@ -221,6 +285,75 @@ def _build(hdul: fits.HDUList, path: str | None, findings: list[Finding], warn: 
         except Exception as exc:
             raise OIFitsError(f"cannot read HDU ({exc.__class__.__name__}: {exc})", file=path, hdu=index) from None
 
+    return _finish(oi, path, findings, warn)
+
+
+def _build_raw(data: bytes, path: str, findings: list[Finding], warn: bool) -> OIFits:
+    """Read from the file's bytes: numpy for plain binary tables, astropy for everything else."""
+    hdus = rawfits.scan(data, path)
+    oi = OIFits(path=path)
+    fallback: list = []
+
+    def astropy_hdu(i: int):
+        if not fallback:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fallback.append(fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True))
+        return fallback[0][i]
+
+    try:
+        for raw in hdus:
+            index = raw.index
+            try:
+                hdu_ok, data_ok = rawfits.verify_checksums(data, raw)
+                if data_ok is False:
+                    findings.append(Finding(Severity.ERROR, "CHECKSUM_DATA", "DATASUM verification failed (data corrupted)",
+                                            raw.label, file=path))
+                if hdu_ok is False:
+                    findings.append(Finding(Severity.WARNING, "CHECKSUM_HDU",
+                                            "CHECKSUM verification failed (header or data modified after writing)",
+                                            raw.label, file=path))
+                _record_astropy_warnings(raw.caught, findings, path)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    if index == 0:
+                        oi.primary_header = _strip_header(raw.header, findings, path, "PRIMARY")
+                        try:
+                            oi.primary_data = rawfits.image_data(data, raw)
+                        except ValueError:
+                            pdata = astropy_hdu(0).data
+                            oi.primary_data = None if pdata is None or not getattr(pdata, "size", 0) else np.array(pdata)
+                        continue
+                    extname = raw.extname
+                    is_bintable = str(raw.header.get("XTENSION", "")).strip() == "BINTABLE"
+                    if extname in TABLE_CLASSES and is_bintable:
+                        cols = rawfits.table_columns(data, raw)
+                        if cols is None:
+                            oi.tables.append(_parse_table(astropy_hdu(index), index, path, findings))
+                        else:
+                            oi.tables.append(_table_from_raw(raw, cols, index, path, findings))
+                    else:
+                        if extname in TABLE_CLASSES:
+                            findings.append(Finding(Severity.ERROR, "NOT_A_BINTABLE", f"{extname} is not a binary table",
+                                                    f"{extname}#{index}", file=path))
+                        hdu = astropy_hdu(index)
+                        _ = hdu.data  # load now: the buffer is released after reading
+                        oi.extra_hdus.append(hdu.copy())
+                _record_astropy_warnings(caught, findings, path)
+            except OIFitsError as exc:
+                if exc.file is None:
+                    exc = OIFitsError(exc.message, file=path, hdu=exc.hdu if exc.hdu is not None else index,
+                                      column=exc.column, rows=exc.rows)
+                raise exc from None
+            except Exception as exc:
+                raise OIFitsError(f"cannot read HDU ({exc.__class__.__name__}: {exc})", file=path, hdu=index) from None
+    finally:
+        for h in fallback:
+            h.close()
+    return _finish(oi, path, findings, warn)
+
+
+def _finish(oi: OIFits, path: str | None, findings: list[Finding], warn: bool) -> OIFits:
     if not oi.targets:
         raise OIFitsError("no OI_TARGET table: not an OIFITS file", file=path, hdu="OI_TARGET")
     if not oi.wavelengths:

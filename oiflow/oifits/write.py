@@ -22,7 +22,7 @@ from astropy.time import Time
 from .. import PROCSOFT
 from ..errors import OIFitsError, OIFitsWarning
 from ..provenance import Provenance, write_hdulist_atomic
-from .model import ArrayTable, DataTable, FluxTable, OIFits, OITable, WavelengthTable
+from .model import ArrayTable, DataTable, FluxTable, OIFits, OITable, VisTable, WavelengthTable
 from .schema import MAIN_HEADER_V2, NUMPY_DTYPES, TABLES, V1, V2
 
 _TFORM = re.compile(r"^\s*(\d*)\s*([A-Z])(.*)$")
@@ -146,6 +146,15 @@ def _table_hdu(oi: OIFits, table: OITable, version: int, history: list[str]) -> 
         if "FOVTYPE" not in columns:
             columns["FOVTYPE"] = np.full(nrows, "FWHM")
 
+    if version == V2 and isinstance(table, VisTable):
+        differential = "differential" in (str(table.keyword("AMPTYP", "") or ""), str(table.keyword("PHITYP", "") or ""))
+        if differential and "VISREFMAP" not in columns and nrows and nwave:
+            # GRAVITY/MATISSE differential quantities are referred to the whole band; the standard
+            # needs that choice spelled out in VISREFMAP (every channel is a reference channel)
+            columns["VISREFMAP"] = np.ones((nrows, nwave, nwave), dtype=bool)
+            history.append(f"{label}: VISREFMAP absent for differential visibilities; set to all channels "
+                           "(band-average reference)")
+
     cols = []
     known = [c.name for c in tabledef.columns_for(version)]
     for name in known:
@@ -167,8 +176,14 @@ def _table_hdu(oi: OIFits, table: OITable, version: int, history: list[str]) -> 
     header = hdu.header
     header["EXTNAME"] = table.EXTNAME
     header["OI_REVN"] = tabledef.revn[version]
+    dropped = set()
+    if version == V1:
+        dropped.add("CORRNAME")  # OI_CORR does not exist in OIFITS1
+    if isinstance(table, FluxTable) and table.calstat == "U" and (table.keyword("FOVTYPE") or table.keyword("FOV")):
+        dropped.update(("FOV", "FOVTYPE"))  # defined for calibrated spectra only
+        history.append(f"{label}: FOV/FOVTYPE removed (only defined for calibrated flux, CALSTAT='C')")
     for card in table.header.cards:
-        if card.keyword in ("OI_REVN", "EXTNAME", ""):
+        if card.keyword in ("OI_REVN", "EXTNAME", "") or card.keyword in dropped:
             continue
         if card.keyword in ("COMMENT", "HISTORY"):
             header.append(card, end=True)
@@ -178,7 +193,8 @@ def _table_hdu(oi: OIFits, table: OITable, version: int, history: list[str]) -> 
         if not table.keyword("DATE-OBS"):
             header["DATE-OBS"] = _date_obs_from_mjd(table.get("MJD", np.array([])))
             history.append(f"{label}: DATE-OBS derived from MJD")
-        if version == V2 and not table.arrname:
+        calibrated_flux = isinstance(table, FluxTable) and table.calstat == "C"
+        if version == V2 and not table.arrname and not calibrated_flux:
             if len(oi.arrays) == 1:
                 header["ARRNAME"] = oi.arrays[0].arrname
                 history.append(f"{label}: ARRNAME set to the file's only OI_ARRAY")
@@ -231,8 +247,10 @@ def _fill_main_header(oi: OIFits, header: fits.Header, history: list[str]) -> No
         "OBSERVER": lambda: "UNKNOWN",
         "INSMODE": lambda: _single_or_multi(w.insname for w in oi.wavelengths),
         "OBJECT": lambda: _single_or_multi(oi.target_names().values()),
+        "DATE-OBS": lambda: _date_obs_from_mjd(np.concatenate(
+            [np.asarray(t.get("MJD", np.zeros(0)), float).ravel() for t in oi.data_tables] or [np.zeros(0)])),
     }
-    for key in MAIN_HEADER_V2:
+    for key in (*MAIN_HEADER_V2, "DATE-OBS"):
         if key in ("CONTENT", "DATE"):
             continue
         val = header.get(key)
@@ -243,6 +261,13 @@ def _fill_main_header(oi: OIFits, header: fits.Header, history: list[str]) -> No
 
 def to_hdulist(oi: OIFits, version: int = V2, provenance: Provenance | None = None) -> fits.HDUList:
     """Build the astropy HDUList that :func:`write_oifits` writes."""
+    with warnings.catch_warnings():
+        # copying ESO HIERARCH cards makes astropy announce each one; they are written as read
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        return _to_hdulist(oi, version, provenance)
+
+
+def _to_hdulist(oi: OIFits, version: int, provenance: Provenance | None) -> fits.HDUList:
     if version not in (V1, V2):
         raise OIFitsError(f"unknown OIFITS version {version}; use 1 or 2")
     history: list[str] = []
@@ -267,5 +292,7 @@ def write_oifits(oi: OIFits, path: str | os.PathLike, *, version: int = V2,
     if not overwrite and os.path.exists(path):
         raise OIFitsError("output exists and overwrite is False", file=path)
     hdul = to_hdulist(oi, version=version, provenance=provenance)
-    write_hdulist_atomic(hdul, path, checksum=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        write_hdulist_atomic(hdul, path, checksum=True)
     return str(path)

@@ -1,0 +1,200 @@
+"""Server mode: deployments from YAML, served with cron schedules; ad-hoc submission.
+
+``configs/deployments.yaml``::
+
+    deployments:
+      - name: nightly                       # reprocess the archive every morning
+        flow: reprocess_archive
+        cron: "0 9 * * *"
+        timezone: UTC
+        parameters: {root: archive, config: {input: {level: 2}, output: {root: products}}}
+      - name: adhoc                         # no schedule: run by `oiflow submit`
+        flow: run_pipeline
+        parameters: {config: {input: {level: 2, files: []}, output: {root: products}}}
+
+Each deployment runs an *entry* flow that picks the Dask task runner from the run's own
+``config.cluster`` and runs the stage flow under it (the task runner is chosen per run, at
+flow level). Relative paths in parameters are made absolute when served or submitted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow
+
+from oiflow.catalog import Catalog
+from oiflow.config import RunConfig, _deep_update
+from oiflow.errors import ConfigError
+
+from flows.pipeline import run_pipeline
+from flows.reprocess import reprocess_archive
+from flows.runners import profile_of, task_runner
+
+
+@flow(name="reprocess-archive-job")
+def reprocess_archive_job(root: Path, config: RunConfig, force: bool = False):
+    """Deployment entry: :func:`flows.reprocess.reprocess_archive` on the config's cluster."""
+    runner = task_runner(profile_of(config.cluster))
+    return reprocess_archive.with_options(task_runner=runner)(root=root, config=config, force=force, return_state=True)
+
+
+@flow(name="pipeline-job")
+def pipeline_job(config: RunConfig, force: bool = False):
+    """Deployment entry: :func:`flows.pipeline.run_pipeline` on the config's cluster."""
+    runner = task_runner(profile_of(config.cluster))
+    return run_pipeline.with_options(task_runner=runner)(config=config, force=force, return_state=True)
+
+
+ENTRY_FLOWS = {"reprocess_archive": reprocess_archive_job, "run_pipeline": pipeline_job}
+
+
+@dataclass
+class DeploymentSpec:
+    name: str
+    flow: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    cron: str | None = None
+    timezone: str = "UTC"
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def flow_name(self) -> str:
+        return ENTRY_FLOWS[self.flow].name
+
+
+def _absolute(params: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make ``root``, ``config.output.root``, ``config.input.*`` paths absolute against ``base``."""
+    out = dict(params)
+
+    def fix(p):
+        return str(p) if p is None or Path(str(p)).is_absolute() else str((base / str(p)).resolve())
+
+    if out.get("root") is not None:
+        out["root"] = fix(out["root"])
+    cfg = out.get("config")
+    if isinstance(cfg, dict):
+        cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+        if isinstance(cfg.get("output"), dict) and cfg["output"].get("root") is not None:
+            cfg["output"]["root"] = fix(cfg["output"]["root"])
+        inp = cfg.get("input")
+        if isinstance(inp, dict):
+            if inp.get("night"):
+                inp["night"] = fix(inp["night"])
+            for key in ("nights", "files"):
+                if inp.get(key):
+                    inp[key] = [fix(p) for p in inp[key]]
+        out["config"] = cfg
+    return out
+
+
+def load_deployments(path: str | os.PathLike) -> list[DeploymentSpec]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"deployments file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    specs = []
+    for i, d in enumerate(data.get("deployments") or []):
+        try:
+            spec = DeploymentSpec(**d)
+        except TypeError as exc:
+            raise ConfigError(f"{p}: deployment #{i + 1}: {exc}") from None
+        if spec.flow not in ENTRY_FLOWS:
+            raise ConfigError(f"{p}: deployment {spec.name!r}: unknown flow {spec.flow!r} "
+                              f"(one of {', '.join(ENTRY_FLOWS)})")
+        spec.parameters = _absolute(spec.parameters, Path.cwd())
+        if "config" in spec.parameters:  # validate now, not at 3 a.m.
+            try:
+                RunConfig.model_validate(spec.parameters["config"])
+            except Exception as exc:
+                raise ConfigError(f"{p}: deployment {spec.name!r}: invalid config: {exc}") from None
+        specs.append(spec)
+    if not specs:
+        raise ConfigError(f"{p}: no deployments")
+    return specs
+
+
+def to_deployments(specs: list[DeploymentSpec]):
+    out = []
+    for s in specs:
+        kwargs: dict[str, Any] = dict(name=s.name, parameters=s.parameters, description=s.description or None,
+                                      tags=s.tags or None)
+        if s.cron:
+            from prefect.client.schemas.schedules import CronSchedule
+
+            kwargs["schedules"] = [CronSchedule(cron=s.cron, timezone=s.timezone)]
+        out.append(ENTRY_FLOWS[s.flow].to_deployment(**kwargs))
+    return out
+
+
+def serve_deployments(specs: list[DeploymentSpec]) -> None:
+    from prefect import serve
+
+    serve(*to_deployments(specs), print_starting_message=True)
+
+
+def _nest(params: dict[str, Any]) -> dict[str, Any]:
+    """{"config.output.root": x} → {"config": {"output": {"root": x}}}."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def ui_url(flow_run_id: str) -> str:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
+    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def submit(deployment: str, params: dict[str, Any], *, watch: bool = False, timeout: float = 3600.0) -> dict[str, Any]:
+    """Create a run of ``deployment`` with ``params`` merged (deeply) into its defaults."""
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("oiflow submit needs a Prefect server: export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    with get_client(sync_client=True) as client:
+        if "/" not in deployment:
+            matches = [d for d in client.read_deployments() if d.name == deployment]
+            if len(matches) != 1:
+                raise ConfigError(f"deployment {deployment!r}: {len(matches)} match(es); use flow-name/deployment-name")
+            dep = matches[0]
+        else:
+            try:
+                dep = client.read_deployment_by_name(deployment)
+            except Exception:
+                raise ConfigError(f"no deployment named {deployment!r} on {os.environ['PREFECT_API_URL']}") from None
+    merged = _deep_update(dict(dep.parameters or {}), _absolute(_nest(params), Path.cwd()))
+    config = RunConfig.model_validate(merged.get("config", {}))
+    fr = run_deployment(dep.id, parameters=merged, timeout=timeout if watch else 0, as_subflow=False)
+    root = Path(config.output.root)
+    info: dict[str, Any] = {
+        "flow_run_id": str(fr.id), "flow_run_name": fr.name, "state": fr.state.name if fr.state else "Scheduled",
+        "state_type": fr.state.type.value if fr.state else "SCHEDULED", "ui_url": ui_url(str(fr.id)),
+        "products_root": str(root), "catalog": config.catalog.url or str(root / "catalog.sqlite"), "summary": None,
+    }
+    if watch and fr.state is not None and fr.state.is_final():
+        from flows.summary import RunSummary
+
+        rows = []
+        if (root / "catalog.sqlite").is_file() or config.catalog.url:
+            with Catalog.for_root(root, config.catalog.url) as cat:
+                rows = cat.products(flow_run_id=str(fr.id))
+        info["summary"] = RunSummary(flow=dep.name, root=str(root), products=rows, flow_run_id=str(fr.id))
+        if not fr.state.is_completed():
+            info["summary"].failures.append({"unit": "-", "item": fr.name, "error": fr.state.message or fr.state.name})
+    return info

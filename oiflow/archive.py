@@ -1,0 +1,131 @@
+"""Units of (re)processing and change detection over an archive of nights.
+
+A :class:`WorkUnit` is what one coarse task processes — a night, a target — with the checksums
+of its inputs, its effective settings and the version of the code that processes it. Its
+:attr:`~WorkUnit.cache_key` (a SHA-256 hex digest, never path-like) is stored in the catalogue
+with the run; :func:`plan_units` returns the units whose key differs from the last successful
+run or whose outputs have gone, so that an unchanged archive costs a scan and nothing else.
+
+An archive is a directory of night directories, each holding the files of one night::
+
+    <archive>/<night>/*.fits | *.oifits | *.fits.gz
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import __version__
+from .catalog import Catalog
+from .errors import ConfigError
+from .provenance import canonical_json, settings_hash
+
+#: file name patterns of OIFITS / FITS inputs inside a night directory
+INPUT_PATTERNS = ("*.fits", "*.oifits", "*.fits.gz", "*.fit")
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(*modules: str) -> str:
+    """``<oiflow version>+<12 hex>``: the package version and a hash of the source files of
+    ``modules`` (dotted names; a package counts all its ``.py`` files). A code change in a
+    stage therefore invalidates that stage's earlier products, even without a version bump."""
+    h = hashlib.sha256(__version__.encode())
+    for name in sorted(set(modules)):
+        mod = importlib.import_module(name)
+        path = Path(mod.__file__)
+        files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+        for f in files:
+            h.update(str(f.relative_to(path.parent)).encode())
+            h.update(f.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One stage applied to one unit: inputs (with checksums), settings and code version."""
+
+    stage: str
+    unit: str
+    inputs: tuple[InputFile, ...]
+    settings: dict[str, Any] = field(hash=False, compare=False)
+    code_version: str
+    out_dir: str
+
+    @property
+    def settings_hash(self) -> str:
+        return settings_hash(self.settings)
+
+    @property
+    def input_digest(self) -> str:
+        blob = canonical_json(sorted([i.name, i.sha256] for i in self.inputs))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def cache_key(self) -> str:
+        """SHA-256 of (stage, unit, input checksums, settings, code version)."""
+        blob = canonical_json(["oiflow-unit-v1", self.stage, self.unit, self.input_digest, self.settings_hash,
+                               self.code_version])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def input_records(self) -> list[dict[str, str]]:
+        return [{"name": i.name, "path": i.path, "sha256": i.sha256} for i in self.inputs]
+
+
+def night_dirs(archive: str | os.PathLike) -> list[Path]:
+    """The night directories of an archive (subdirectories holding input files), sorted."""
+    root = Path(archive)
+    if not root.is_dir():
+        raise ConfigError(f"archive directory not found: {root}")
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and input_files(d))
+
+
+def input_files(directory: str | os.PathLike) -> list[Path]:
+    d = Path(directory)
+    found: set[Path] = set()
+    for pattern in INPUT_PATTERNS:
+        found.update(p for p in d.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    return sorted(found)
+
+
+def make_unit(stage: str, unit: str, files: Iterable[str | os.PathLike], settings: dict[str, Any],
+              code: str, out_dir: str | os.PathLike, catalog: Catalog) -> WorkUnit:
+    """A work unit with input checksums taken through the catalogue's checksum cache."""
+    inputs = tuple(InputFile(str(Path(f).resolve()), catalog.file_sha256(f)) for f in files)
+    return WorkUnit(stage=stage, unit=unit, inputs=inputs, settings=dict(settings), code_version=code,
+                    out_dir=str(Path(out_dir).resolve()))
+
+
+@dataclass
+class Plan:
+    """Units to process and units skipped because they are up to date."""
+
+    todo: list[WorkUnit]
+    skipped: list[WorkUnit]
+
+
+def plan_units(units: Iterable[WorkUnit], catalog: Catalog, *, force: bool = False, verify: bool = False) -> Plan:
+    """Split ``units`` into those that need work and those already done with the same key
+    (and outputs still present; checksums re-read with ``verify``)."""
+    todo, skipped = [], []
+    for u in units:
+        if not force and catalog.up_to_date(u.stage, u.unit, u.cache_key, verify=verify):
+            skipped.append(u)
+        else:
+            todo.append(u)
+    return Plan(todo=todo, skipped=skipped)

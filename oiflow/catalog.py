@@ -1,0 +1,517 @@
+"""The product catalogue: one row per product granule, plus the bookkeeping of stage runs.
+
+A **granule** is (target, instrument mode, night) of one product file, as in OiDB/OITools
+(``../shared/docs/LEVELS.md``): one OIFITS file can hold several granules. Columns follow
+ObsCore + the OiDB extensions (``target_name``, ``s_ra``/``s_dec`` in degrees, ``t_min``/``t_max``
+in MJD, ``em_min``/``em_max`` in metres, ``calib_level``, ``nb_vis``/``nb_vis2``/``nb_t3`` as ROW
+counts, ``nb_channels``…) plus what reprocessing needs (checksum, size, software, settings hash,
+input checksums, flow run id, time). Non-OIFITS L3 products (fit JSON, images) get one granule
+per target with the observational columns left empty.
+
+A **stage run** records that one stage processed one unit (a night, a target) with a given
+*cache key* (hash of input checksums + settings + code version) and which outputs it wrote;
+:meth:`Catalog.up_to_date` answers "can this unit be skipped?" — the basis of idempotent
+reprocessing. The catalogue lives in SQLite under the product root by default
+(``<root>/catalog.sqlite``) or in any SQLAlchemy database (PostgreSQL) by URL.
+
+Conventions: ``night`` is the local date at the start of the night (``YYYY-MM-DD``): the UTC
+date of ``MJD + longitude/360 − 0.5`` with the longitude of the array (from OI_ARRAY
+ARRAYX/Y/Z), or of ``MJD − 0.5`` (noon UTC) when the array position is unknown.
+``instrument_name`` is the primary header's INSTRUME when present (else the INSNAME) and
+``instrument_mode`` the INSNAME.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from . import PROCSOFT
+from .errors import ConfigError, DataError, OiflowError
+from .provenance import sha256_file
+
+CATALOG_FILENAME = "catalog.sqlite"
+
+#: stage-run states
+RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class Granule(_Base):
+    """One (product file, target, instrument mode, night) row, ObsCore/OiDB style."""
+
+    __tablename__ = "granule"
+    __table_args__ = (UniqueConstraint("access_url", "target_name", "instrument_mode", "night", name="uq_granule"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # ObsCore
+    dataproduct_type: Mapped[str] = mapped_column(String(32))  # visibility | fit | image
+    calib_level: Mapped[int] = mapped_column(Integer, index=True)
+    target_name: Mapped[str] = mapped_column(String(128), index=True)
+    obs_id: Mapped[str | None] = mapped_column(String(256))
+    s_ra: Mapped[float | None] = mapped_column(Float)  # deg
+    s_dec: Mapped[float | None] = mapped_column(Float)  # deg
+    t_min: Mapped[float | None] = mapped_column(Float)  # MJD
+    t_max: Mapped[float | None] = mapped_column(Float)  # MJD
+    t_exptime: Mapped[float | None] = mapped_column(Float)  # s (minimum INT_TIME, as OITools)
+    em_min: Mapped[float | None] = mapped_column(Float)  # m
+    em_max: Mapped[float | None] = mapped_column(Float)  # m
+    em_res_power: Mapped[float | None] = mapped_column(Float)  # λ/Δλ (median)
+    facility_name: Mapped[str | None] = mapped_column(String(64))
+    instrument_name: Mapped[str | None] = mapped_column(String(64))
+    access_url: Mapped[str] = mapped_column(String(1024), index=True)  # absolute path of the product
+    access_format: Mapped[str] = mapped_column(String(64))
+    access_estsize: Mapped[int | None] = mapped_column(Integer)  # kbyte
+    # OiDB extensions
+    instrument_mode: Mapped[str] = mapped_column(String(128), default="")
+    night: Mapped[str] = mapped_column(String(10), index=True, default="")  # YYYY-MM-DD
+    nb_channels: Mapped[int | None] = mapped_column(Integer)
+    nb_vis: Mapped[int] = mapped_column(Integer, default=0)
+    nb_vis2: Mapped[int] = mapped_column(Integer, default=0)
+    nb_t3: Mapped[int] = mapped_column(Integer, default=0)
+    procsoft: Mapped[str] = mapped_column(String(64), default=PROCSOFT)
+    # reprocessing bookkeeping
+    stage: Mapped[str] = mapped_column(String(32))
+    checksum: Mapped[str] = mapped_column(String(64))  # sha256 of the file
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes
+    settings_hash: Mapped[str] = mapped_column(String(64), default="")
+    input_checksums: Mapped[list] = mapped_column(JSON, default=list)  # [{"name", "sha256"}]
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    created: Mapped[_dt.datetime] = mapped_column(DateTime, default=_utcnow)
+
+    COLUMNS = (
+        "id", "dataproduct_type", "calib_level", "target_name", "obs_id", "s_ra", "s_dec", "t_min", "t_max",
+        "t_exptime", "em_min", "em_max", "em_res_power", "facility_name", "instrument_name", "instrument_mode",
+        "night", "nb_channels", "nb_vis", "nb_vis2", "nb_t3", "access_url", "access_format", "access_estsize",
+        "procsoft", "stage", "checksum", "size", "settings_hash", "input_checksums", "flow_run_id", "run_id",
+        "created",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {c: getattr(self, c) for c in self.COLUMNS}
+        out["created"] = self.created.isoformat() if self.created else None
+        return out
+
+
+class StageRun(_Base):
+    """One stage applied to one unit (a night, a target): what went in, what came out."""
+
+    __tablename__ = "stage_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stage: Mapped[str] = mapped_column(String(32), index=True)
+    unit: Mapped[str] = mapped_column(String(512), index=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    input_digest: Mapped[str] = mapped_column(String(64))
+    settings_hash: Mapped[str] = mapped_column(String(64))
+    code_version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=RUNNING)
+    inputs: Mapped[list] = mapped_column(JSON, default=list)  # [{"path", "sha256"}]
+    outputs: Mapped[list] = mapped_column(JSON, default=list)  # [{"path", "sha256", "size"}]
+    failures: Mapped[list] = mapped_column(JSON, default=list)  # [{"item", "error"}]
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    started: Mapped[_dt.datetime] = mapped_column(DateTime, default=_utcnow)
+    finished: Mapped[_dt.datetime | None] = mapped_column(DateTime)
+
+
+class InputFile(_Base):
+    """Cache of input checksums keyed on (path, size, mtime): a rescan of an unchanged archive
+    does not re-read every file."""
+
+    __tablename__ = "input_file"
+
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+# -- granules from an OIFITS file ----------------------------------------------------------
+
+
+def _mjd_to_night(mjd: float, longitude_deg: float | None) -> str:
+    shift = (longitude_deg or 0.0) / 360.0 - 0.5
+    day = math.floor(mjd + shift)
+    return (_dt.date(1858, 11, 17) + _dt.timedelta(days=day)).isoformat()
+
+
+def _array_longitude(array) -> float | None:
+    """Geodetic-ish longitude (deg) of an OI_ARRAY from ARRAYX/Y/Z (geocentric metres)."""
+    if array is None:
+        return None
+    x, y = array.keyword("ARRAYX"), array.keyword("ARRAYY")
+    try:
+        x, y = float(x), float(y)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(x) and math.isfinite(y)) or math.hypot(x, y) < 1e5:  # no real position
+        return None
+    return math.degrees(math.atan2(y, x))
+
+
+def _finite(values) -> np.ndarray:
+    a = np.asarray(values, dtype=float).ravel()
+    return a[np.isfinite(a)]
+
+
+def granules_of(oi, calib_level: int) -> list[dict[str, Any]]:
+    """The granules of an in-memory :class:`~oiflow.oifits.OIFits`: one dict per
+    (target, INSNAME, night) with the ObsCore/OiDB observational columns.
+
+    ``nb_vis``/``nb_vis2``/``nb_t3`` count ROWS of OI_VIS/OI_VIS2/OI_T3 (as OiDB), flags ignored;
+    OI_FLUX rows define granules but are not counted.
+    """
+    from .oifits.model import FluxTable, T3Table, Vis2Table, VisTable
+
+    names = oi.target_names()
+    tgt = oi.target if oi.targets else None
+    coords: dict[int, tuple[float | None, float | None]] = {}
+    if tgt is not None:
+        ra = tgt.get("RAEP0")
+        dec = tgt.get("DECEP0")
+        for k, tid in enumerate(np.asarray(tgt["TARGET_ID"]).astype(int)):
+            coords[int(tid)] = (float(ra[k]) if ra is not None else None, float(dec[k]) if dec is not None else None)
+    instrume = str(oi.primary_header.get("INSTRUME", "") or "").strip()
+    counters = {VisTable: "nb_vis", Vis2Table: "nb_vis2", T3Table: "nb_t3"}
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for table in oi.data_tables:
+        if not isinstance(table, (VisTable, Vis2Table, T3Table, FluxTable)) or table.nrows == 0:
+            continue
+        wave = oi.wavelength_of(table)
+        lon = _array_longitude(oi.array_of(table))
+        nrows = table.nrows
+        tids = np.asarray(table.get("TARGET_ID", np.ones(nrows)), dtype=int).reshape(nrows)
+        mjd = np.asarray(table.get("MJD", np.full(nrows, np.nan)), dtype=float).reshape(nrows)
+        itime = np.asarray(table.get("INT_TIME", np.full(nrows, np.nan)), dtype=float).reshape(nrows)
+        nights = np.array([_mjd_to_night(m, lon) if np.isfinite(m) else "" for m in mjd], dtype=object)
+        eff_wave = _finite(wave.eff_wave)
+        band = _finite(wave.get("EFF_BAND", []))
+        res = float(np.median(eff_wave / band)) if band.size == eff_wave.size and band.size and np.all(band > 0) else None
+        counter = next((c for cls, c in counters.items() if isinstance(table, cls)), None)
+        for tid, night in {(int(t), n) for t, n in zip(tids, nights)}:
+            rows = (tids == tid) & (nights == night)
+            target = names.get(tid, f"TARGET_ID={tid}")
+            key = (target, wave.insname, night)
+            g = out.get(key)
+            if g is None:
+                ra, dec = coords.get(tid, (None, None))
+                g = out[key] = {
+                    "dataproduct_type": "visibility", "calib_level": int(calib_level), "target_name": target,
+                    "s_ra": ra, "s_dec": dec, "t_min": None, "t_max": None, "t_exptime": None,
+                    "em_min": float(eff_wave.min()) if eff_wave.size else None,
+                    "em_max": float(eff_wave.max()) if eff_wave.size else None,
+                    "em_res_power": res, "nb_channels": int(wave.nwave),
+                    "instrument_name": instrume or wave.insname, "instrument_mode": wave.insname,
+                    "facility_name": table.arrname or (oi.arrays[0].arrname if oi.arrays else None),
+                    "night": night, "nb_vis": 0, "nb_vis2": 0, "nb_t3": 0,
+                }
+            t = _finite(mjd[rows])
+            if t.size:
+                g["t_min"] = float(t.min()) if g["t_min"] is None else min(g["t_min"], float(t.min()))
+                g["t_max"] = float(t.max()) if g["t_max"] is None else max(g["t_max"], float(t.max()))
+            it = _finite(itime[rows])
+            if it.size:
+                g["t_exptime"] = float(it.min()) if g["t_exptime"] is None else min(g["t_exptime"], float(it.min()))
+            if counter:
+                g[counter] += int(rows.sum())
+    return [out[k] for k in sorted(out)]
+
+
+@dataclass
+class ProductRecord:
+    """What a stage wrote: a file plus its granules and provenance, ready to be registered.
+
+    Built where the product is written (a task on a worker); registered by the flow, so that
+    only one process writes to the catalogue.
+    """
+
+    path: str
+    calib_level: int
+    stage: str
+    sha256: str
+    size: int
+    granules: list[dict[str, Any]] = field(default_factory=list)
+    settings_hash: str = ""
+    inputs: list[dict[str, str]] = field(default_factory=list)  # [{"name", "sha256"}]
+    procsoft: str = PROCSOFT
+    access_format: str = "application/fits"
+    obs_id: str | None = None
+
+    @classmethod
+    def for_file(cls, path, *, calib_level: int, stage: str, granules, settings_hash: str = "",
+                 inputs: Iterable[dict[str, str]] = (), access_format: str = "application/fits",
+                 obs_id: str | None = None) -> "ProductRecord":
+        p = Path(path).resolve()
+        return cls(path=str(p), calib_level=calib_level, stage=stage, sha256=sha256_file(p), size=p.stat().st_size,
+                   granules=list(granules), settings_hash=settings_hash, inputs=list(inputs),
+                   access_format=access_format, obs_id=obs_id)
+
+    def to_output(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+
+# -- the catalogue ---------------------------------------------------------------------------
+
+
+def default_url(root: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(root).resolve() / CATALOG_FILENAME}"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout = 30000")
+    cur.close()
+
+
+class Catalog:
+    """The product catalogue of one product tree.
+
+    ``Catalog(url)`` opens (and creates the tables of) a database; ``Catalog.for_root(root)``
+    uses ``<root>/catalog.sqlite`` unless ``url`` is given. Reading never writes.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._create_tables()
+        except OiflowError:
+            raise
+        except Exception as exc:  # bad URL, server down, missing driver
+            raise ConfigError(f"cannot open the product catalogue at {self.safe_url}: {exc}") from None
+
+    def _create_tables(self, attempts: int = 5) -> None:
+        """Create missing tables; another process creating them at the same time is not an error."""
+        from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
+
+        for k in range(attempts):
+            try:
+                _Base.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                if "already exists" not in str(exc) and "duplicate" not in str(exc).lower() or k == attempts - 1:
+                    raise
+
+    @classmethod
+    def for_root(cls, root: str | os.PathLike, url: str | None = None) -> "Catalog":
+        return cls(url or default_url(root))
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<invalid URL>"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- products ------------------------------------------------------------------------
+    def register(self, records: Iterable[ProductRecord], *, run_id: int | None = None,
+                 flow_run_id: str | None = None) -> int:
+        """Register products: each file's granules REPLACE any earlier rows for the same path
+        (one transaction), so re-registering never duplicates. Returns the number of rows."""
+        n = 0
+        with Session(self.engine) as s, s.begin():
+            for rec in records:
+                s.execute(delete(Granule).where(Granule.access_url == rec.path))
+                granules = rec.granules or [{"target_name": "", "calib_level": rec.calib_level}]
+                for g in granules:
+                    row = Granule(
+                        dataproduct_type=g.get("dataproduct_type", "visibility"),
+                        calib_level=int(g.get("calib_level", rec.calib_level)),
+                        target_name=g.get("target_name", ""),
+                        obs_id=g.get("obs_id", rec.obs_id),
+                        s_ra=g.get("s_ra"), s_dec=g.get("s_dec"), t_min=g.get("t_min"), t_max=g.get("t_max"),
+                        t_exptime=g.get("t_exptime"), em_min=g.get("em_min"), em_max=g.get("em_max"),
+                        em_res_power=g.get("em_res_power"), facility_name=g.get("facility_name"),
+                        instrument_name=g.get("instrument_name"), instrument_mode=g.get("instrument_mode", ""),
+                        night=g.get("night", ""), nb_channels=g.get("nb_channels"),
+                        nb_vis=int(g.get("nb_vis", 0)), nb_vis2=int(g.get("nb_vis2", 0)), nb_t3=int(g.get("nb_t3", 0)),
+                        access_url=rec.path, access_format=rec.access_format,
+                        access_estsize=int(math.ceil(rec.size / 1024)), procsoft=rec.procsoft, stage=rec.stage,
+                        checksum=rec.sha256, size=rec.size, settings_hash=rec.settings_hash,
+                        input_checksums=list(rec.inputs), flow_run_id=flow_run_id, run_id=run_id,
+                    )
+                    s.add(row)
+                    n += 1
+        return n
+
+    def products(self, *, target: str | None = None, level: int | None = None, night: str | None = None,
+                 path_prefix: str | None = None, paths: Iterable[str] | None = None,
+                 flow_run_id: str | None = None) -> list[dict[str, Any]]:
+        """Granule rows as dicts, filtered; ordered by night, target, instrument mode, path."""
+        q = select(Granule)
+        if flow_run_id is not None:
+            q = q.where(Granule.flow_run_id == str(flow_run_id))
+        if paths is not None:
+            q = q.where(Granule.access_url.in_([str(p) for p in paths]))
+        if target is not None:
+            q = q.where(Granule.target_name == target)
+        if level is not None:
+            q = q.where(Granule.calib_level == int(level))
+        if night is not None:
+            q = q.where(Granule.night == night)
+        if path_prefix is not None:
+            q = q.where(Granule.access_url.startswith(str(path_prefix)))
+        q = q.order_by(Granule.night, Granule.target_name, Granule.instrument_mode, Granule.access_url)
+        with Session(self.engine) as s:
+            return [g.to_dict() for g in s.scalars(q)]
+
+    # -- stage runs ----------------------------------------------------------------------
+    def begin_run(self, stage: str, unit: str, *, cache_key: str, input_digest: str, settings_hash: str,
+                  code_version: str, inputs: list[dict[str, str]], flow_run_id: str | None = None) -> int:
+        with Session(self.engine) as s, s.begin():
+            run = StageRun(stage=stage, unit=unit, cache_key=cache_key, input_digest=input_digest,
+                           settings_hash=settings_hash, code_version=code_version, status=RUNNING,
+                           inputs=list(inputs), flow_run_id=flow_run_id)
+            s.add(run)
+            s.flush()
+            return int(run.id)
+
+    def close_interrupted(self, stage: str, unit: str) -> int:
+        """Mark RUNNING runs of (stage, unit) left by a killed process as FAILED; returns how many."""
+        with Session(self.engine) as s, s.begin():
+            runs = list(s.scalars(select(StageRun).where(StageRun.stage == stage, StageRun.unit == unit,
+                                                         StageRun.status == RUNNING)))
+            for run in runs:
+                run.status, run.finished = FAILED, _utcnow()
+                run.failures = [{"item": unit, "error": "interrupted (the process running it stopped)"}]
+            return len(runs)
+
+    def outputs_of(self, stage: str, units: Iterable[str]) -> list[str]:
+        """Output paths of the last completed run of each unit."""
+        out: list[str] = []
+        for u in units:
+            run = self.last_run(stage, u)
+            if run is not None:
+                out += [o["path"] for o in run.outputs]
+        return out
+
+    def finish_run(self, run_id: int, *, status: str, outputs: list[dict[str, Any]],
+                   failures: list[dict[str, str]] = ()) -> None:
+        if status not in (COMPLETED, FAILED):
+            raise DataError(f"a finished run is {COMPLETED} or {FAILED}, not {status!r}")
+        with Session(self.engine) as s, s.begin():
+            run = s.get(StageRun, run_id)
+            if run is None:
+                raise DataError(f"no stage run with id {run_id} in {self.safe_url}")
+            run.status, run.outputs, run.failures, run.finished = status, list(outputs), list(failures), _utcnow()
+
+    def last_run(self, stage: str, unit: str, status: str | None = COMPLETED) -> StageRun | None:
+        q = select(StageRun).where(StageRun.stage == stage, StageRun.unit == unit)
+        if status is not None:
+            q = q.where(StageRun.status == status)
+        q = q.order_by(StageRun.id.desc()).limit(1)
+        with Session(self.engine) as s:
+            run = s.scalars(q).first()
+            if run is not None:
+                s.expunge(run)
+            return run
+
+    def runs(self, stage: str | None = None) -> list[StageRun]:
+        q = select(StageRun).order_by(StageRun.id)
+        if stage is not None:
+            q = q.where(StageRun.stage == stage)
+        with Session(self.engine) as s:
+            out = list(s.scalars(q))
+            for r in out:
+                s.expunge(r)
+            return out
+
+    def up_to_date(self, stage: str, unit: str, cache_key: str, *, verify: bool = False) -> bool:
+        """True when the last completed run of (stage, unit) had this cache key and all its
+        outputs are still there with the recorded size (and checksum with ``verify``)."""
+        run = self.last_run(stage, unit)
+        if run is None or run.cache_key != cache_key:
+            return False
+        for out in run.outputs:
+            p = Path(out["path"])
+            try:
+                if p.stat().st_size != int(out["size"]):
+                    return False
+            except FileNotFoundError:
+                return False
+            if verify and sha256_file(p) != out["sha256"]:
+                return False
+        return True
+
+    # -- input checksums -------------------------------------------------------------------
+    def file_sha256(self, path: str | os.PathLike) -> str:
+        """SHA-256 of a file, cached on (path, size, mtime_ns): unchanged files are not re-read
+        (and nothing is written when the cache is current)."""
+        p = Path(path).resolve()
+        st = p.stat()
+        with Session(self.engine) as s:
+            row = s.get(InputFile, str(p))
+            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+                return row.sha256
+        digest = sha256_file(p)
+        with Session(self.engine) as s, s.begin():
+            s.merge(InputFile(path=str(p), size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest))
+        return digest
+
+
+def products_table_markdown(rows: list[dict[str, Any]], root: str | os.PathLike | None = None) -> str:
+    """A Markdown table of granule rows (for run summaries and Prefect artifacts)."""
+    head = "| night | target | instrument mode | level | VIS | VIS2 | T3 | λ (µm) | product |\n|---|---|---|---|---|---|---|---|---|\n"
+    lines = []
+    for r in rows:
+        lam = f"{r['em_min'] * 1e6:.2f}–{r['em_max'] * 1e6:.2f}" if r.get("em_min") and r.get("em_max") else ""
+        path = r["access_url"]
+        if root is not None:
+            try:
+                path = str(Path(path).relative_to(Path(root).resolve()))
+            except ValueError:
+                pass
+        lines.append(f"| {r['night']} | {r['target_name']} | {r['instrument_mode']} | L{r['calib_level']} | "
+                     f"{r['nb_vis']} | {r['nb_vis2']} | {r['nb_t3']} | {lam} | {path} |")
+    return head + "\n".join(lines) + ("\n" if lines else "")
+
+
+def dumps(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=2, default=str)

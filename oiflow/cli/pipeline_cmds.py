@@ -1,0 +1,279 @@
+"""Pipeline commands: products, run, reprocess, server start, serve, submit.
+
+The flows live in the top-level ``flows`` package (Prefect); they are imported inside the
+commands that run them, after :func:`flows.runtime.configure` has set oiflow's quiet,
+telemetry-free Prefect defaults. ``oiflow products`` and ``--dry-run`` never import Prefect.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..catalog import Catalog, dumps
+from ..cluster import job_script, load_profile
+from ..config import load_config
+from ..errors import ConfigError, OiflowError
+
+server_app = typer.Typer(help="The Prefect server (UI and API) for scheduled and submitted jobs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("products")(products)
+    app.command("run")(run)
+    app.command("reprocess")(reprocess)
+    app.command("serve")(serve)
+    app.command("submit")(submit)
+    server_app.command("start")(server_start)
+    app.add_typer(server_app, name="server")
+
+
+def _verbose() -> bool:
+    import logging
+
+    return logging.getLogger().getEffectiveLevel() <= logging.INFO
+
+
+def _flows(module: str):
+    """Import ``flows.<module>`` after configuring Prefect's environment."""
+    from flows import runtime  # noqa: PLC0415  (no Prefect import here)
+
+    runtime.configure(verbose=_verbose())
+    return importlib.import_module(f"flows.{module}")
+
+
+# -- products --------------------------------------------------------------------------------
+
+
+def products(
+    root: Path = typer.Option(Path("products"), "--root", help="Product tree (catalogue in <root>/catalog.sqlite)."),
+    url: str | None = typer.Option(None, "--catalog", help="Catalogue database URL (e.g. postgresql://...)."),
+    target: str | None = typer.Option(None, "--target", help="Only this target (OI_TARGET name)."),
+    level: int | None = typer.Option(None, "--level", help="Only this calib_level (1, 2, 3)."),
+    night: str | None = typer.Option(None, "--night", help="Only this night (YYYY-MM-DD, local date at the start of the night)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows (all catalogue columns)."),
+):
+    """List catalogued product granules (one row per product file, target, instrument mode, night).
+
+    Example: oiflow products --root products --target AX_CIR --level 2 --json
+    """
+    if url is None and not (root / "catalog.sqlite").is_file():
+        raise ConfigError(f"no catalogue at {root / 'catalog.sqlite'} (run a flow first, or give --catalog URL)")
+    with Catalog.for_root(root, url) as cat:
+        rows = cat.products(target=target, level=level, night=night)
+    if as_json:
+        typer.echo(dumps(rows))
+        return
+    print_products(rows, root)
+
+
+def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or f"{len(rows)} product granule(s)")
+    for col in ("night", "target", "instrument mode", "level", "VIS", "VIS2", "T3", "λ (µm)", "product"):
+        table.add_column(col, overflow="fold")
+    base = Path(root).resolve() if root is not None else None
+    for r in rows:
+        lam = f"{r['em_min'] * 1e6:.2f}–{r['em_max'] * 1e6:.2f}" if r.get("em_min") and r.get("em_max") else ""
+        path = Path(r["access_url"])
+        if base is not None and path.is_relative_to(base):
+            path = path.relative_to(base)
+        table.add_row(r["night"], r["target_name"], r["instrument_mode"], f"L{r['calib_level']}", str(r["nb_vis"]),
+                      str(r["nb_vis2"]), str(r["nb_t3"]), lam, str(path))
+    Console(width=max(140, Console().width)).print(table)
+
+
+def _print_summary(summary, state) -> int:
+    if summary is None:
+        msg = getattr(state, "message", None) or "the flow failed before producing a summary"
+        typer.echo(f"error: {msg}", err=True)
+        return 1
+    print_products(summary.products, summary.root, title=f"{summary.flow}: {len(summary.products)} product granule(s) "
+                                                         f"under {summary.root}")
+    typer.echo(f"{summary.state_message} ({summary.seconds:.1f} s)")
+    if summary.failures:
+        typer.echo("failed:", err=True)
+        for f in summary.failures:
+            typer.echo(f"  {f['unit']}: {Path(f['item']).name}: {f['error']}", err=True)
+        return 1
+    return 0
+
+
+def _overrides(root: Path | None, url: str | None, cluster: str | None, workers: int | None,
+               max_parallel: int | None) -> dict:
+    ov: dict[str, Any] = {}
+    if root is not None:
+        ov.setdefault("output", {})["root"] = str(root)
+    if url is not None:
+        ov.setdefault("catalog", {})["url"] = url
+    if cluster is not None:
+        ov.setdefault("cluster", {})["profile"] = cluster
+    if workers is not None:
+        ov.setdefault("cluster", {})["n_workers"] = workers
+    if max_parallel is not None:
+        ov.setdefault("cluster", {})["max_parallel"] = max_parallel
+    return ov
+
+
+def _dry_run(config) -> None:
+    profile = load_profile(config.cluster.profile, {"n_workers": config.cluster.n_workers,
+                                                    "address": config.cluster.address})
+    from flows.runtime import QUIET_ENV
+
+    env = {"PREFECT_API_URL": os.environ.get("PREFECT_API_URL", "<the flow's Prefect API URL>"), **QUIET_ENV}
+    if profile.kind in ("slurm", "oar"):
+        n = f"adaptive {profile.adapt}" if profile.adapt else f"{profile.worker_count()} job(s)"
+        typer.echo(f"# {profile.kind} profile {config.cluster.profile}: {n}, each running this script\n")
+        typer.echo(job_script(profile, env))
+    elif profile.kind == "local":
+        typer.echo(f"# local profile: LocalCluster with {profile.worker_count()} worker process(es) x "
+                   f"{profile.threads_per_worker} thread(s)")
+    else:
+        typer.echo(f"# address profile: existing Dask scheduler at {profile.address}")
+
+
+# -- run / reprocess -----------------------------------------------------------------------
+
+
+def run(
+    config_path: Path = typer.Argument(..., metavar="CONFIG", help="Run configuration (YAML)."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Cluster profile: local, slurm, oar, address, or a YAML path."),
+    workers: int | None = typer.Option(None, "--workers", help="Dask workers (local) or jobs (slurm/oar)."),
+    root: Path | None = typer.Option(None, "--root", help="Product tree root (output.root)."),
+    url: str | None = typer.Option(None, "--catalog", help="Catalogue URL (catalog.url)."),
+    force: bool = typer.Option(False, "--force", help="Redo units even when up to date."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cluster setup (the job script for slurm/oar) and stop."),
+):
+    """Run the pipeline of CONFIG and print a summary table of the products.
+
+    With nothing configured it starts Prefect's temporary server and a local Dask cluster.
+    Exits 1 when an item failed (the others are processed; the summary lists what failed).
+
+    Example: oiflow run configs/demo.yaml --cluster oar --dry-run
+    """
+    config = load_config(config_path, _overrides(root, url, cluster, workers, None))
+    if dry_run:
+        _dry_run(config)
+        return
+    pipeline = _flows("pipeline")
+    pipeline.check_available(config)
+    run_mod = _flows("run")
+    profile = _flows("runners").profile_of(config.cluster)
+    summary, state = run_mod.run_flow(pipeline.run_pipeline, profile, verbose=_verbose(), config=config, force=force)
+    raise typer.Exit(_print_summary(summary, state))
+
+
+def reprocess(
+    archive: Path = typer.Argument(..., help="Archive root: one directory per night."),
+    config_path: Path | None = typer.Option(None, "--config", help="Run configuration (YAML)."),
+    level: int | None = typer.Option(None, "--level", help="Level of the archived OIFITS (1 or 2)."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Cluster profile."),
+    workers: int | None = typer.Option(None, "--workers", help="Dask workers (local) or jobs (slurm/oar)."),
+    max_parallel: int | None = typer.Option(None, "--max-parallel", help="Nights in flight at once (0: all)."),
+    root: Path | None = typer.Option(None, "--root", help="Product tree root (output.root)."),
+    url: str | None = typer.Option(None, "--catalog", help="Catalogue URL (catalog.url)."),
+    force: bool = typer.Option(False, "--force", help="Redo nights even when up to date."),
+):
+    """Reprocess the nights of ARCHIVE whose inputs, settings or code changed since their last
+    successful run (from the catalogue); unchanged nights cost a scan and no writes.
+
+    Example: oiflow reprocess /data/archive --level 2 --root products --max-parallel 4
+    """
+    ov = _overrides(root, url, cluster, workers, max_parallel)
+    if level is not None:
+        ov.setdefault("input", {})["level"] = level
+    config = load_config(config_path, ov)
+    if config.input.level == 0:
+        raise ConfigError("reprocessing raw (L0) nights needs the reduce stage, not available in this build; "
+                          "give --level 1 or 2")
+    reprocess_mod = _flows("reprocess")
+    run_mod = _flows("run")
+    profile = _flows("runners").profile_of(config.cluster)
+    summary, state = run_mod.run_flow(reprocess_mod.reprocess_archive, profile, verbose=_verbose(),
+                                      root=archive, config=config, force=force)
+    raise typer.Exit(_print_summary(summary, state))
+
+
+# -- server mode -----------------------------------------------------------------------------
+
+
+def server_start(
+    port: int = typer.Option(4200, "--port", help="Port on 127.0.0.1."),
+):
+    """Start a Prefect server (UI and API) on 127.0.0.1, in the foreground. Then, in other
+    shells: export PREFECT_API_URL=http://127.0.0.1:PORT/api; oiflow serve ...; oiflow submit ...
+    """
+    from flows import runtime
+
+    runtime.configure(verbose=_verbose())
+    typer.echo(f"Prefect UI: http://127.0.0.1:{port}   API: export PREFECT_API_URL=http://127.0.0.1:{port}/api")
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    env = dict(os.environ, PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
+               PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api")  # the UI must call this server's API
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+def serve(
+    deployments: Path = typer.Argument(..., help="Deployments file (YAML), e.g. configs/deployments.yaml."),
+    check: bool = typer.Option(False, "--check", help="Validate the file and print the deployments, then stop."),
+):
+    """Serve the deployments of a YAML file (cron schedules for nightly reprocessing,
+    parameterised deployments for ad-hoc jobs) until interrupted. Needs PREFECT_API_URL.
+
+    Example: oiflow serve configs/deployments.yaml
+    """
+    dep = _flows("deployments")
+    specs = dep.load_deployments(deployments)
+    if check:
+        for s in specs:
+            sched = f"cron {s.cron!r}" if s.cron else "on demand"
+            typer.echo(f"{s.flow_name}/{s.name}: {sched}; parameters {json.dumps(s.parameters, default=str)}")
+        return
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("oiflow serve needs a Prefect server: start one with `oiflow server start` and "
+                          "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    dep.serve_deployments(specs)
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"--param expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+def submit(
+    deployment: str = typer.Argument(..., help="Deployment name (flow-name/deployment-name, or deployment-name)."),
+    param: list[str] = typer.Option([], "--param", help="key=value (JSON values accepted); dotted keys set nested "
+                                                        "fields, e.g. config.output.root=products."),
+    watch: bool = typer.Option(False, "--watch", help="Wait for the run to finish and print its products."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="With --watch: seconds to wait."),
+):
+    """Submit a run of a served deployment and say where its products will be.
+
+    Example: oiflow submit reprocess-archive/adhoc --param root=/data/archive --param config.output.root=products --watch
+    """
+    dep = _flows("deployments")
+    params = dict(_parse_param(p) for p in param)
+    info = dep.submit(deployment, params, watch=watch, timeout=timeout)
+    typer.echo(f"flow run {info['flow_run_name']} ({info['flow_run_id']}): {info['state']}")
+    typer.echo(f"UI: {info['ui_url']}")
+    typer.echo(f"products: {info['products_root']} (catalogue: {info['catalog']})")
+    if watch and info.get("summary") is not None:
+        code = _print_summary(info["summary"], None)
+        raise typer.Exit(code)
+    if watch and info["state_type"] != "COMPLETED":
+        raise typer.Exit(1)

@@ -1,0 +1,59 @@
+"""Paths of the product tree (ARCHITECTURE.md) and safe names.
+
+::
+
+    <root>/<night>/L1/<obs-id>.fits
+    <root>/<night>/L2/<target>_<night>.fits     (ingested files keep their own, sanitised, name)
+    <root>/L3/<target>/<night-or-set>/...
+    <root>/catalog.sqlite
+
+Names coming from data (targets, file names, night directories) are sanitised: only letters,
+digits, ``.``, ``_``, ``+`` and ``-`` are kept, anything else becomes ``_``; a leading dot is
+removed so that no product can be hidden or climb out of the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+#: suffix of the temporary files written by oiflow.provenance.atomic_path
+TMP_SUFFIX = ".tmp"
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe version of ``name`` (no separators, no shell metacharacters)."""
+    out = _UNSAFE.sub("_", str(name).strip()).lstrip(".")
+    out = out.replace("..", "_")
+    return out or "_"
+
+
+def level_dir(root: str | os.PathLike, night: str, level: int) -> Path:
+    """``<root>/<night>/L<level>`` for levels 0–2."""
+    return Path(root) / safe_name(night) / f"L{int(level)}"
+
+
+def l3_dir(root: str | os.PathLike, target: str, subset: str) -> Path:
+    """``<root>/L3/<target>/<night-or-set>``."""
+    return Path(root) / "L3" / safe_name(target) / safe_name(subset)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, product: str | None = None) -> list[Path]:
+    """Delete temporary files left by an interrupted atomic write (``.<stem>.<random><suffix>.tmp``,
+    see :func:`oiflow.provenance.atomic_path`) in ``directory`` — only those of ``product`` (a
+    file name) when given. Returns what was removed. Call it where no other writer of the same
+    products is active (the stage that is about to write them)."""
+    d = Path(directory)
+    removed: list[Path] = []
+    if not d.is_dir():
+        return removed
+    prefix = "." if product is None else f".{Path(product).stem}."
+    suffix = TMP_SUFFIX if product is None else f"{Path(product).suffix}{TMP_SUFFIX}"
+    for p in d.iterdir():
+        if p.name.startswith(prefix) and p.name.endswith(suffix) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

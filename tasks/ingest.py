@@ -1,0 +1,17 @@
+"""Task: ingest the L1/L2 OIFITS files of one unit (a night, or one loose file)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from oiflow.archive import WorkUnit
+from oiflow.ingest import UnitResult, ingest_unit
+
+from tasks.policy import task_options
+
+
+@task(**task_options("ingest"), task_run_name="ingest {unit.unit}")
+def ingest(unit: WorkUnit) -> UnitResult:
+    """Copy the unit's OIFITS files into the product tree and describe them for the catalogue.
+    Safe to rerun: writes are atomic and give the same bytes."""
+    return ingest_unit(unit)

@@ -1,0 +1,168 @@
+"""The product catalogue: granule columns from OIFITS, registration without duplicates, stage
+runs for idempotent reprocessing, the `oiflow products` command — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowdata import MJD0, make_file
+from oiflow import catalog as catmod
+from oiflow.catalog import COMPLETED, FAILED, Catalog, ProductRecord, granules_of
+from oiflow.cli import main
+from oiflow.oifits import read_oifits
+from oiflow.oifits.build import array_table, new_oifits, target_table, vis2_table, wavelength_table, t3_table
+
+PG_URL = os.environ.get("OIFLOW_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request, tmp_path):
+    if request.param == "sqlite":
+        cat = Catalog.for_root(tmp_path / "products")
+        assert cat.url == f"sqlite:///{(tmp_path / 'products' / 'catalog.sqlite').resolve()}"
+    else:
+        if not PG_URL:
+            pytest.skip("no PostgreSQL server: set OIFLOW_TEST_POSTGRES_URL (.ci/postgres.sh starts one)")
+        cat = Catalog(PG_URL)
+        catmod._Base.metadata.drop_all(cat.engine)  # a clean database per test
+        catmod._Base.metadata.create_all(cat.engine)
+        assert cat.engine.dialect.name == "postgresql"
+    yield cat
+    cat.close()
+
+
+def test_granules_of_real_pionier_file(shared_data):
+    """AX Cir (PIONIER): 300 V² rows and 200 T3 rows of 3 channels (MANIFEST: 900/600 points)."""
+    oi = read_oifits(shared_data / "oifits/real/pionier/AXCir.oifits", warn=False)
+    (g,) = granules_of(oi, 2)
+    assert (g["target_name"], g["nb_vis"], g["nb_vis2"], g["nb_t3"], g["nb_channels"]) == ("AX_CIR", 0, 300, 200, 3)
+    assert g["em_min"] == pytest.approx(1.6135e-6, rel=1e-4) and g["em_max"] == pytest.approx(1.7699e-6, rel=1e-4)
+    assert g["s_ra"] == pytest.approx(223.146829) and g["s_dec"] == pytest.approx(-63.80985)
+    assert g["instrument_mode"].startswith("PIONIER_Pnat") and g["facility_name"] == "VLTI"
+    v2 = oi.view("vis2")
+    assert g["t_min"] == pytest.approx(np.nanmin(v2.mjd)) and g["t_max"] == pytest.approx(np.nanmax(v2.mjd))
+    assert g["night"] == "2013-07-14"  # MJD 56487.97–56488.06 (UTC 23:21–01:31), Paranal: same evening
+
+
+def test_granules_split_by_target_insname_and_night():
+    """Two targets, two instrument modes, rows on two nights → one granule per combination, row counts."""
+    wave_a, wave_b = np.array([1.6e-6, 1.7e-6]), np.array([2.2e-6])
+    mjd = np.array([60000.9, 60000.95, 60001.8, 60000.9])  # MJD 60000 = 2023-02-25: 3 rows that night, 1 the next
+    tid = np.array([1, 1, 1, 2])
+    n = len(mjd)
+    v2a = vis2_table("INS_A", "ARR", target_id=tid, mjd=mjd, u=np.ones(n), v=np.ones(n),
+                     sta_index=np.tile([1, 2], (n, 1)), vis2=np.ones((n, 2)), vis2err=np.full((n, 2), .1))
+    v2b = vis2_table("INS_B", "ARR", target_id=np.array([2, 2]), mjd=np.array([60000.9, 60000.91]), u=np.ones(2),
+                     v=np.ones(2), sta_index=np.tile([1, 2], (2, 1)), vis2=np.ones((2, 1)), vis2err=np.full((2, 1), .1))
+    t3a = t3_table("INS_A", "ARR", target_id=np.array([1]), mjd=np.array([60000.9]), u1=np.ones(1), v1=np.ones(1),
+                   u2=np.ones(1), v2=np.ones(1), sta_index=np.array([[1, 2, 3]]), t3phi=np.zeros((1, 2)),
+                   t3phierr=np.ones((1, 2)), t3amp=np.ones((1, 2)), t3amperr=np.ones((1, 2)))
+    oi = new_oifits(target_table(["STAR_A", "STAR_B"], ra_deg=[10.0, 20.0], dec_deg=[-5.0, 5.0]),
+                    [array_table("ARR", ["S1", "S2", "S3"], np.zeros((3, 3)), frame="SKY")],
+                    [wavelength_table("INS_A", wave_a), wavelength_table("INS_B", wave_b)], [v2a, v2b, t3a])
+    got = {(g["target_name"], g["instrument_mode"], g["night"]): g for g in granules_of(oi, 1)}
+    assert set(got) == {("STAR_A", "INS_A", "2023-02-25"), ("STAR_A", "INS_A", "2023-02-26"),
+                        ("STAR_B", "INS_A", "2023-02-25"), ("STAR_B", "INS_B", "2023-02-25")}
+    a1 = got[("STAR_A", "INS_A", "2023-02-25")]
+    assert (a1["nb_vis2"], a1["nb_t3"], a1["nb_channels"], a1["calib_level"]) == (2, 1, 2, 1)
+    assert a1["t_min"] == pytest.approx(60000.9) and a1["t_max"] == pytest.approx(60000.95)
+    assert got[("STAR_A", "INS_A", "2023-02-26")]["nb_vis2"] == 1
+    b = got[("STAR_B", "INS_B", "2023-02-25")]
+    assert (b["nb_vis2"], b["nb_channels"], b["s_ra"], b["s_dec"]) == (2, 1, 20.0, 5.0)
+    assert b["em_min"] == pytest.approx(2.2e-6, rel=1e-6)  # EFF_WAVE is float32
+
+
+def test_night_uses_the_site_longitude():
+    # 2016-05-31T00:55 UTC at Paranal (−70.4°) is the night that began on 2016-05-30
+    assert catmod._mjd_to_night(57539.038, -70.4) == "2016-05-30"
+    # 15:00 UTC (10:18 local mean time) still belongs to it; 17:30 UTC (12:48) to the next night
+    assert catmod._mjd_to_night(57539.625, -70.4) == "2016-05-30"
+    assert catmod._mjd_to_night(57539.729, -70.4) == "2016-05-31"
+    # unknown site: nights change at 12:00 UTC
+    assert catmod._mjd_to_night(57539.49, None) == "2016-05-30"
+    assert catmod._mjd_to_night(57539.51, None) == "2016-05-31"
+
+
+def _record(path: Path, level=2) -> ProductRecord:
+    g = granules_of(read_oifits(path, warn=False), level)
+    return ProductRecord.for_file(path, calib_level=level, stage="ingest", granules=g, settings_hash="s" * 64,
+                                  inputs=[{"name": path.name, "sha256": "0" * 64}])
+
+
+def test_register_replaces_rows_of_the_same_file(catalog, tmp_path):
+    f1 = make_file(tmp_path / "a.fits", target="HD_A", mjd=MJD0)
+    f2 = make_file(tmp_path / "b.fits", target="HD_B", mjd=MJD0 - 1)
+    assert catalog.register([_record(f1), _record(f2)], flow_run_id="run-1") == 2
+    assert catalog.register([_record(f1)], flow_run_id="run-2") == 1  # re-registering: replaced, not added
+    rows = catalog.products()
+    assert len(rows) == 2
+    by_target = {r["target_name"]: r for r in rows}
+    a = by_target["HD_A"]
+    assert a["flow_run_id"] == "run-2" and a["size"] == f1.stat().st_size and a["access_estsize"] >= 1
+    assert a["nb_vis2"] == 6 and a["nb_t3"] == 4 and a["nb_channels"] == 8 and a["night"] == "2023-12-31"
+    assert a["input_checksums"] == [{"name": "a.fits", "sha256": "0" * 64}]
+    assert [r["target_name"] for r in catalog.products(night="2023-12-30")] == ["HD_B"]
+    assert catalog.products(level=1) == [] and len(catalog.products(level=2)) == 2
+    assert [r["access_url"] for r in catalog.products(target="HD_A")] == [str(f1.resolve())]
+    assert len(catalog.products(flow_run_id="run-1")) == 1
+
+
+def test_stage_runs_decide_what_is_up_to_date(catalog, tmp_path):
+    out = make_file(tmp_path / "o.fits")
+    rec = _record(out)
+    assert not catalog.up_to_date("ingest", "n1", "k" * 64)
+    rid = catalog.begin_run("ingest", "n1", cache_key="k" * 64, input_digest="i" * 64, settings_hash="s" * 64,
+                            code_version="0.1.0+abc", inputs=[{"path": "x", "sha256": "0" * 64}], flow_run_id="f")
+    assert not catalog.up_to_date("ingest", "n1", "k" * 64)  # RUNNING is not done
+    catalog.finish_run(rid, status=COMPLETED, outputs=[rec.to_output()])
+    assert catalog.up_to_date("ingest", "n1", "k" * 64)
+    assert catalog.up_to_date("ingest", "n1", "k" * 64, verify=True)
+    assert not catalog.up_to_date("ingest", "n1", "other" * 12)  # inputs/settings/code changed
+    out.write_bytes(out.read_bytes()[:-2880])  # product damaged or replaced
+    assert not catalog.up_to_date("ingest", "n1", "k" * 64)
+    out.unlink()
+    assert not catalog.up_to_date("ingest", "n1", "k" * 64)
+    # a run left RUNNING by a killed process is closed as FAILED, never counted as done
+    rid2 = catalog.begin_run("ingest", "n2", cache_key="k" * 64, input_digest="i" * 64, settings_hash="s" * 64,
+                             code_version="v", inputs=[])
+    assert catalog.close_interrupted("ingest", "n2") == 1
+    last = catalog.last_run("ingest", "n2", status=None)
+    assert last.id == rid2 and last.status == FAILED and "interrupted" in last.failures[0]["error"]
+
+
+def test_checksum_cache_reads_unchanged_files_once(catalog, tmp_path, monkeypatch):
+    f = tmp_path / "in.bin"
+    f.write_bytes(b"abc")
+    calls = []
+    real = catmod.sha256_file
+    monkeypatch.setattr(catmod, "sha256_file", lambda p: calls.append(p) or real(p))
+    first = catalog.file_sha256(f)
+    assert first == real(f) and catalog.file_sha256(f) == first and len(calls) == 1
+    f.write_bytes(b"abcd")  # new size → re-read
+    assert catalog.file_sha256(f) == real(f) != first and len(calls) == 2
+
+
+def test_bad_url_is_a_config_error():
+    from oiflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot open the product catalogue"):
+        Catalog("postgresql+psycopg2://nobody:secret@127.0.0.1:1/none")
+
+
+def test_products_command_filters_and_json(tmp_path, capsys):
+    root = tmp_path / "products"
+    with Catalog.for_root(root) as cat:
+        cat.register([_record(make_file(tmp_path / "a.fits", target="HD_A")),
+                      _record(make_file(tmp_path / "b.fits", target="HD_B", mjd=MJD0 - 1), level=1)])
+    assert main(["products", "--root", str(root), "--json", "--level", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["target_name"], r["calib_level"], r["night"]) for r in rows] == [("HD_B", 1, "2023-12-30")]
+    assert main(["products", "--root", str(root), "--target", "HD_A"]) == 0
+    out = capsys.readouterr().out
+    assert "HD_A" in out and "HD_B" not in out and "2023-12-31" in out
+    assert main(["products", "--root", str(tmp_path / "nothing")]) == 2

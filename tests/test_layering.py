@@ -1,0 +1,61 @@
+"""Layering: oiflow/ never imports Prefect; task policy (retries, cache keys) behaves."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_oiflow_package_has_no_prefect_imports():
+    offenders = []
+    for path in (REPO / "oiflow").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names
+                          if n.split(".")[0] in ("prefect", "prefect_dask")]
+    assert offenders == []
+
+
+def test_importing_oiflow_and_its_cli_does_not_load_prefect():
+    code = ("import sys, pkgutil, importlib, oiflow\n"
+            "for m in pkgutil.walk_packages(oiflow.__path__, 'oiflow.'):\n"
+            "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+            "import oiflow.cli\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('prefect', 'prefect_dask')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_retry_only_transient_errors():
+    from oiflow.errors import DataError, EngineError
+    from tasks.policy import is_transient
+
+    assert is_transient(OSError("NFS stale handle")) and is_transient(TimeoutError())
+    assert is_transient(ConnectionResetError())
+    for exc in (DataError("bad"), EngineError("crash", returncode=1), FileNotFoundError("x"), PermissionError(),
+                ValueError("bug")):
+        assert not is_transient(exc)
+
+
+def test_task_cache_key_is_a_hex_digest():
+    from types import SimpleNamespace
+
+    from tasks.policy import unit_cache_key
+
+    unit = SimpleNamespace(cache_key="/some/path/that/must/not/leak")
+    ctx = SimpleNamespace(task=SimpleNamespace(name="ingest"))
+    key = unit_cache_key(ctx, {"unit": unit})
+    assert len(key) == 64 and set(key) <= set("0123456789abcdef")
+    assert key != unit_cache_key(SimpleNamespace(task=SimpleNamespace(name="reduce")), {"unit": unit})
