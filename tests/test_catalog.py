@@ -112,6 +112,26 @@ def test_register_replaces_rows_of_the_same_file(catalog, tmp_path):
     assert len(catalog.products(flow_run_id="run-1")) == 1
 
 
+def test_l3_products_one_granule_each_and_unregister(catalog, tmp_path):
+    """A fit JSON: calib_level 3, one granule spanning its inputs (long joined instrument
+    modes fit the columns, PostgreSQL included); unregister removes rows, not files."""
+    f1 = make_file(tmp_path / "a.fits", target="HD_A", mjd=MJD0, insname="M" * 100)
+    f2 = make_file(tmp_path / "b.fits", target="HD_A", mjd=MJD0 - 1, insname="N" * 100)
+    inputs = [g for f in (f1, f2) for g in granules_of(read_oifits(f), 2)]
+    fit = tmp_path / "fit_ud.json"
+    fit.write_text("{}")
+    g = catmod.l3_granule(inputs, "HD_A", dataproduct_type="fit", obs_id="HD_A/2023-12-30_to_2023-12-31")
+    rec = ProductRecord.for_file(fit, calib_level=3, stage="fit", granules=[g], access_format="application/json",
+                                 obs_id=g["obs_id"])
+    assert catalog.register([_record(f1), rec]) == 2
+    (row,) = catalog.products(level=3)
+    assert (row["dataproduct_type"], row["night"], row["nb_vis2"], row["nb_t3"]) == ("fit", "", 12, 8)
+    assert len(row["instrument_mode"]) == 128 and row["access_format"] == "application/json"
+    assert row["t_min"] < row["t_max"] and row["obs_id"] == "HD_A/2023-12-30_to_2023-12-31"
+    assert catalog.unregister([str(fit.resolve())]) == 1 and catalog.unregister([]) == 0
+    assert catalog.products(level=3) == [] and len(catalog.products()) == 1 and fit.is_file()
+
+
 def test_stage_runs_decide_what_is_up_to_date(catalog, tmp_path):
     out = make_file(tmp_path / "o.fits")
     rec = _record(out)
