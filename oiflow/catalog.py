@@ -326,6 +326,11 @@ class ProductRecord:
 # -- the catalogue ---------------------------------------------------------------------------
 
 
+def _clip(value, width: int):
+    """A string within its column's width (PostgreSQL refuses longer ones; SQLite keeps them)."""
+    return value[:width] if isinstance(value, str) else value
+
+
 def default_url(root: str | os.PathLike) -> str:
     return f"sqlite:///{Path(root).resolve() / CATALOG_FILENAME}"
 
@@ -406,12 +411,13 @@ class Catalog:
                     row = Granule(
                         dataproduct_type=g.get("dataproduct_type", "visibility"),
                         calib_level=int(g.get("calib_level", rec.calib_level)),
-                        target_name=g.get("target_name", ""),
-                        obs_id=g.get("obs_id", rec.obs_id),
+                        target_name=_clip(g.get("target_name", ""), 128),
+                        obs_id=_clip(g.get("obs_id", rec.obs_id), 256),
                         s_ra=g.get("s_ra"), s_dec=g.get("s_dec"), t_min=g.get("t_min"), t_max=g.get("t_max"),
                         t_exptime=g.get("t_exptime"), em_min=g.get("em_min"), em_max=g.get("em_max"),
-                        em_res_power=g.get("em_res_power"), facility_name=g.get("facility_name"),
-                        instrument_name=g.get("instrument_name"), instrument_mode=g.get("instrument_mode", ""),
+                        em_res_power=g.get("em_res_power"), facility_name=_clip(g.get("facility_name"), 64),
+                        instrument_name=_clip(g.get("instrument_name"), 64),
+                        instrument_mode=_clip(g.get("instrument_mode", ""), 128),
                         night=g.get("night", ""), nb_channels=g.get("nb_channels"),
                         nb_vis=int(g.get("nb_vis", 0)), nb_vis2=int(g.get("nb_vis2", 0)), nb_t3=int(g.get("nb_t3", 0)),
                         access_url=rec.path, access_format=rec.access_format,
