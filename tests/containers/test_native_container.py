@@ -96,3 +96,20 @@ def test_native_failures_in_the_worker_image(docker_runner, worker_image, tmp_pa
     assert item == "empty" and reason.startswith("native reducer failed (exit status 3)")
     assert "no OBJECT exposures to reduce" in reason and f"[log: {out / 'native.log'}]" in reason
     assert sorted(p.name for p in out.iterdir()) == ["native.log"]  # no staging left, no result.json
+
+
+def test_native_job_killed_at_its_timeout_leaves_nothing(docker_runner, worker_image, tmp_path):
+    """The demo night takes longer than 2 s in the image: the container is killed at 2 s, the night
+    fails with the reason, the log is kept, and no product, result file or staging directory is left."""
+    from oiflow.config import EngineConfig
+
+    out = tmp_path / "L1"
+    cfg = ReduceConfig(runner="docker", image=worker_image, engine=EngineConfig(timeout_s=2))
+    res = NativeBackend().reduce_night(NIGHT, out, cfg, docker_runner)
+    assert res.products == []
+    ((item, reason),) = res.failures
+    assert item == "night-sim" and reason.startswith("native reducer failed (timed out)")
+    assert sorted(p.name for p in out.iterdir()) == ["native.log"]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name or ".native-run" in p.name]
+    assert [c for c in docker_runner.client.containers.list(all=True)
+            if c.labels.get("org.oiflow.job") == "native reducer (night-sim)"] == []
