@@ -6,7 +6,8 @@
 # OIFLOW_PODMAN_ROOT=DIR (optional) gives Podman a store of its own under DIR (images, containers,
 # its database and runtime files), instead of the machine's /var/lib/containers/storage: images
 # built there do not replace anyone else's `localhost/oiflow-*` images, and a fresh DIR is a
-# clean start (what CI measures). Everything under DIR can be deleted when no service runs on it.
+# clean start (what CI measures). To delete DIR: stop its service (podman-service.sh stop), then
+# `umount DIR/storage/overlay` (Podman's overlay driver keeps that directory bind-mounted) and rm -rf DIR.
 
 _OIFLOW_CONTAINERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 

@@ -139,3 +139,10 @@ def test_native_job_as_a_subprocess_gives_the_in_process_bytes(small_night, tmp_
         assert card_value(tmp_path / "b" / p.name, "HIERARCH OIFLOW IMAGE") is None  # local ignores images
     assert sorted(x.name for x in (tmp_path / "b").iterdir()) == sorted([p.name for p in local.products] + ["native.log"])
     assert sub.runs[0]["command"][1:3] == ["-m", "oiflow.reduce.backends.native_job"]
+
+
+def test_a_direct_call_records_in_process(small_night, tmp_path):
+    plan = plan_night(small_night)
+    p = reduce_observation(plan, plan.observations[0].obs_id, tmp_path)
+    assert card_value(p, "HIERARCH OIFLOW ENGINE") == "in-process"
+    assert card_value(p, "HIERARCH OIFLOW IMAGE") is None and card_value(p, "HIERARCH OIFLOW IMAGEID") is None

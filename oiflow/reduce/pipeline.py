@@ -54,9 +54,10 @@ def _settings(config: ReduceConfig) -> dict:
 
 
 def execution_cards(execution: Mapping[str, str | None] | None) -> dict[str, str]:
-    """Header cards for ``execution`` = {"engine": "docker", "image": …, "image_id": …}."""
+    """Header cards for ``execution`` = {"engine": "docker", "image": …, "image_id": …};
+    None (a direct call) is ``{"engine": "in-process"}``."""
     cards = {}
-    for key, value in (execution or {}).items():
+    for key, value in ({"engine": "in-process"} if execution is None else execution).items():
         if key not in EXECUTION_CARDS:
             raise ValueError(f"unknown execution field {key!r} (one of {', '.join(EXECUTION_CARDS)})")
         if value:
@@ -70,9 +71,10 @@ def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config
     """Reduce one observation of ``plan`` to ``out_dir/<obs_id>.fits`` (L1 OIFITS2).
 
     ``calibration`` (the setup's P2VM) is computed from the plan's calibration files when not
-    given. ``execution`` ({"engine", "image", "image_id"}, e.g. from the native backend) is written
-    as ``HIERARCH OIFLOW ENGINE/IMAGE/IMAGEID`` cards. Raises :class:`ReductionError` naming what
-    is wrong (missing calibration files, a corrupt raw file, inconsistent shapes).
+    given. ``execution`` ({"engine", "image", "image_id"}, e.g. from the native backend's container
+    job; default: engine ``in-process``) is written as ``HIERARCH OIFLOW ENGINE/IMAGE/IMAGEID``
+    cards. Raises :class:`ReductionError` naming what is wrong (missing calibration files, a
+    corrupt raw file, inconsistent shapes).
     """
     config = config or ReduceConfig()
     obs = plan.observation(obs_id)
