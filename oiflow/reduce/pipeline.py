@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -36,18 +37,43 @@ class ReduceResult:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (observation id or file, reason)
 
 
+#: ReduceConfig fields that say where and how the reducer runs, not what it computes: left out of
+#: the products' settings (and their hash), so that the same reduction run in-process or in the
+#: worker image gives the same product. How it ran is recorded by ``execution`` instead.
+EXECUTION_FIELDS = frozenset({"runner", "image", "engine", "instruments"})
+
+#: header cards that record how a product was made (see ``execution`` in :func:`reduce_observation`)
+EXECUTION_CARDS = {"engine": "HIERARCH OIFLOW ENGINE", "image": "HIERARCH OIFLOW IMAGE",
+                   "image_id": "HIERARCH OIFLOW IMAGEID"}
+
+
 def _settings(config: ReduceConfig) -> dict:
-    s = config.model_dump(mode="json")
+    s = config.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
     s["reducer"] = "native-p2vm"
     return s
 
 
+def execution_cards(execution: Mapping[str, str | None] | None) -> dict[str, str]:
+    """Header cards for ``execution`` = {"engine": "docker", "image": …, "image_id": …};
+    None (a direct call) is ``{"engine": "in-process"}``."""
+    cards = {}
+    for key, value in ({"engine": "in-process"} if execution is None else execution).items():
+        if key not in EXECUTION_CARDS:
+            raise ValueError(f"unknown execution field {key!r} (one of {', '.join(EXECUTION_CARDS)})")
+        if value:
+            cards[EXECUTION_CARDS[key]] = str(value)  # long values: CONTINUE cards
+    return cards
+
+
 def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config: ReduceConfig | None = None,
-                       calibration: P2VMCalibration | None = None) -> Path:
+                       calibration: P2VMCalibration | None = None,
+                       execution: Mapping[str, str | None] | None = None) -> Path:
     """Reduce one observation of ``plan`` to ``out_dir/<obs_id>.fits`` (L1 OIFITS2).
 
     ``calibration`` (the setup's P2VM) is computed from the plan's calibration files when not
-    given. Raises :class:`ReductionError` naming what is wrong (missing calibration files, a
+    given. ``execution`` ({"engine", "image", "image_id"}, e.g. from the native backend's container
+    job; default: engine ``in-process``) is written as ``HIERARCH OIFLOW ENGINE/IMAGE/IMAGEID``
+    cards. Raises :class:`ReductionError` naming what is wrong (missing calibration files, a
     corrupt raw file, inconsistent shapes).
     """
     config = config or ReduceConfig()
@@ -64,7 +90,7 @@ def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config
     fs = config.frame_selection
     res = compute_observables(cf, nboot=config.nboot, seed=config.seed, min_snr=fs.min_snr,
                               keep_fraction=fs.keep_fraction, debias=config.debias, min_frames=config.min_frames)
-    extra = {"HIERARCH OIFLOW CHI2 MEDIAN": round(float(np.median(cf.chi2)), 4)}
+    extra = {"HIERARCH OIFLOW CHI2 MEDIAN": round(float(np.median(cf.chi2)), 4), **execution_cards(execution)}
     oi = l1_oifits(obs, exp, res, plan.night, extra)
     prov = Provenance.for_inputs(1, "reduce", [obs.path, *calibration.files], settings=_settings(config))
     out = Path(out_dir) / f"{obs.obs_id}.fits"
@@ -72,8 +98,10 @@ def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config
     return out
 
 
-def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig | None = None) -> ReduceResult:
-    """Reduce every observation of a night directory; failures are collected, not raised."""
+def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig | None = None,
+                 execution: Mapping[str, str | None] | None = None) -> ReduceResult:
+    """Reduce every observation of a night directory; failures are collected, not raised.
+    ``execution``: see :func:`reduce_observation`."""
     config = config or ReduceConfig()
     plan = plan_night(raw_dir)
     result = ReduceResult()
@@ -90,7 +118,8 @@ def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig 
                 calibrations[obs.setup] = cal
             if isinstance(cal, Exception):
                 raise cal
-            result.products.append(reduce_observation(plan, obs.obs_id, out_dir, config, calibration=cal))
+            result.products.append(reduce_observation(plan, obs.obs_id, out_dir, config, calibration=cal,
+                                                       execution=execution))
         except OiflowError as exc:
             log.warning("%s", exc)
             result.failures.append((obs.obs_id, str(exc)))
