@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import ReduceConfig
 from ..errors import OiflowError, ReductionError
-from ..oifits import write_oifits
+from ..oifits import OIFits, write_oifits
 from ..provenance import Provenance
 from .estimators import compute_observables
 from .l1 import l1_oifits
@@ -50,6 +50,15 @@ def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config
     given. Raises :class:`ReductionError` naming what is wrong (missing calibration files, a
     corrupt raw file, inconsistent shapes).
     """
+    oi, prov = l1_product(plan, obs_id, config, calibration)
+    out = Path(out_dir) / f"{obs_id}.fits"
+    write_oifits(oi, out, provenance=prov)
+    return out
+
+
+def l1_product(plan: NightPlan, obs_id: str, config: ReduceConfig | None = None,
+               calibration: P2VMCalibration | None = None) -> tuple[OIFits, Provenance]:
+    """The L1 OIFITS of one observation and its provenance, in memory (what :func:`reduce_observation` writes)."""
     config = config or ReduceConfig()
     obs = plan.observation(obs_id)
     if calibration is None:
@@ -67,9 +76,7 @@ def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config
     extra = {"HIERARCH OIFLOW CHI2 MEDIAN": round(float(np.median(cf.chi2)), 4)}
     oi = l1_oifits(obs, exp, res, plan.night, extra)
     prov = Provenance.for_inputs(1, "reduce", [obs.path, *calibration.files], settings=_settings(config))
-    out = Path(out_dir) / f"{obs.obs_id}.fits"
-    write_oifits(oi, out, provenance=prov)
-    return out
+    return oi, prov
 
 
 def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig | None = None) -> ReduceResult:
