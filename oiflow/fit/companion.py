@@ -138,6 +138,10 @@ class _Device:
         a = lambda x, dt=None: None if x is None else xp.asarray(x) if dt is None else xp.asarray(x, dtype=dt)  # noqa
         self.U, self.V, self.half_eps = a(ctx.U), a(ctx.V), a(0.5 * ctx.eps)
         self.rho = xp.sqrt(self.U * self.U + self.V * self.V)
+        self.rho_max = float(np.sqrt(np.max(ctx.U * ctx.U + ctx.V * ctx.V))) if ctx.U.size else 0.0
+        # (π ρ MAS / 2)^{2k} for the primary's power series (see _ud_nodes)
+        w = (0.5 * math.pi * MAS * np.sqrt(ctx.U * ctx.U + ctx.V * ctx.V)) ** 2
+        self.ud_powers = xp.asarray(np.stack([w**k for k in range(len(_UD_SERIES))]))
         self.v2_idx = a(ctx.v2_idx, xp.int64)
         self.v2_val, self.v2_err = a(ctx.v2_val), a(ctx.v2_err)
         self.t3_idx = None if ctx.t3_idx is None else [a(ctx.t3_idx[:, k], xp.int64) for k in range(3)]
@@ -151,6 +155,25 @@ class _Device:
             self.t3_v = [a(ctx.V[ctx.t3_idx[:, k]]) for k in range(3)]
         self.cp_val, self.cp_err = a(ctx.cp_val), a(ctx.cp_err)
         self.t3a_val, self.t3a_err = a(ctx.t3a_val), a(ctx.t3a_err)
+        self.dtype = xp.float64
+        self.f32 = _Float32(self)
+
+
+class _Float32:
+    """The frequencies, signs and errors of a :class:`_Device` in single precision: the Jacobian
+    only steers the Levenberg–Marquardt steps (residuals and χ² stay in double precision), and
+    single precision halves the cost of its many array passes."""
+
+    def __init__(self, dev: _Device):
+        xp = dev.xp
+        c = lambda x: None if x is None else xp.astype(x, xp.float32)  # noqa: E731
+        self.xp, self.dtype = xp, xp.float32
+        self.U, self.V = c(dev.U), c(dev.V)
+        self.v2_idx, self.t3_idx, self.cp_val, self.t3a_val = dev.v2_idx, dev.t3_idx, dev.cp_val, dev.t3a_val
+        self.v2_err, self.cp_err, self.t3a_err = c(dev.v2_err), c(dev.cp_err), c(dev.t3a_err)
+        self.t3_sign = None if dev.t3_sign is None else [c(x) for x in dev.t3_sign]
+        self.t3_u = None if dev.t3_u is None else [c(x) for x in dev.t3_u]
+        self.t3_v = None if dev.t3_v is None else [c(x) for x in dev.t3_v]
 
 
 _UD_SERIES = [(-1) ** k / (math.factorial(k) * math.factorial(k + 1)) for k in range(16)]
@@ -178,6 +201,32 @@ def _ud(z, xp, derivative: bool):
     return v, xp.where(tiny, -z / 4.0, -2.0 * j2 / zs)
 
 
+def _ud_nodes(d, dev: _Device, derivative: bool):
+    """The primary's A = 2J1(z)/z, z = π ρ d, for every node (diameter d, (n,)) and frequency, and
+    dA/dd. With every z ≤ 4 the power series Σ_k c_k (d²)^k (π ρ/2)^{2k} is one matrix product
+    (n, K) @ (K, F) with the frequency powers computed once per device, instead of a Horner
+    recurrence over every (node, frequency)."""
+    xp = dev.xp
+    zfac = (math.pi * MAS) * dev.rho
+    dmax = float(to_numpy(xp.max(d)))
+    if dmax * dev.rho_max * math.pi * MAS > 4.0:
+        A, dA = _ud(zfac[None, :] * d[:, None], xp, derivative)
+        return A, (dA * zfac[None, :] if derivative else None)
+    K = len(_UD_SERIES)
+    d2 = d * d
+    powers = [xp.ones_like(d)]
+    for _ in range(1, K):
+        powers.append(powers[-1] * d2)
+    D = xp.stack([c * pw for c, pw in zip(_UD_SERIES, powers)], axis=1)  # (n, K): c_k d^{2k}
+    A = xp.matmul(D, dev.ud_powers)
+    if not derivative:
+        return A, None
+    # dA/dd = Σ_k 2k c_k d^{2k−1} w^k
+    Dd = xp.stack([xp.zeros_like(d)] + [2.0 * k * c * pw * d for k, (c, pw) in
+                                         enumerate(zip(_UD_SERIES[1:], powers[:-1]), start=1)], axis=1)
+    return A, xp.matmul(Dd, dev.ud_powers)
+
+
 def _cos_sin(phi, xp):
     """cos and sin of large phases: exact range reduction in double precision, then single
     precision trigonometry (|error| < 1e-7, 5–7× faster than double on common CPUs)."""
@@ -191,7 +240,7 @@ def _terms(p, dev: _Device, jacobian: bool):
     W = ⟨exp(−2πi(ux + vy))⟩ over a channel uniform in wavenumber = sinc(φ Δλ/2λ) e^{−iφ}, and
     (with ``jacobian``) dA/dd and G = dW/dφ (dW/dx = G·2π u, dW/dy = G·2π v)."""
     xp = dev.xp
-    x, y, d = p[:, 0][:, None], p[:, 1][:, None], p[:, 3][:, None]
+    x, y = p[:, 0][:, None], p[:, 1][:, None]
     phi = (_TWO_PI * MAS) * (dev.U[None, :] * x + dev.V[None, :] * y)
     c, sn = _cos_sin(phi, xp)
     z = phi * dev.half_eps[None, :]
@@ -199,15 +248,14 @@ def _terms(p, dev: _Device, jacobian: bool):
     tiny = xp.abs(z) < 1e-4
     zsafe = xp.where(tiny, xp.ones_like(z), z)
     s = xp.where(tiny, 1.0 - z * z / 6.0, zs_ / zsafe)
-    zfac = (math.pi * MAS) * dev.rho[None, :]
-    A, dA = _ud(zfac * d, xp, jacobian)
+    A, dA = _ud_nodes(p[:, 3], dev, jacobian)
     out = {"A": A, "Wr": s * c, "Wi": -s * sn}
     if jacobian:
         ds = xp.where(tiny, -z / 3.0, (zc - s) / zsafe) * dev.half_eps[None, :]
         # G = (ds − i s) e^{−iφ}
         out["Gr"] = ds * c - s * sn
         out["Gi"] = -ds * sn - s * c
-        out["dA"] = dA * zfac
+        out["dA"] = dA
     return out
 
 
@@ -227,6 +275,7 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
     xp = dev.xp
     f = f[:, None]
     A, Wr, Wi = t["A"], t["Wr"], t["Wi"]
+    # `dev` is a _Device (double precision) or its _Float32 view (the Jacobian)
     q = 1.0 / (1.0 + f)
     blocks = []
     two_pi = _TWO_PI * MAS
@@ -262,10 +311,8 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
             # d/dx: Σ_k 2π u_k [(a_k + b_k) Re G_k + i (a_k − b_k) Im G_k], with (a, b) the real
             # coefficients of (W_k, W_k*) in N; dCP = Im(dN/N), d|B|/|B| = Re(dN/N)
             coef = ((f * a23, f2 * A1), (f * a13, f2 * A2), (f2 * A3, f * a12))
-            qx = 0.0
-            qy = 0.0
-            px = 0.0
-            py = 0.0
+            want_cp, want_amp = dev.cp_val is not None, dev.t3a_val is not None
+            qx = qy = px = py = 0.0
             for k in range(3):
                 gr = _take(t["Gr"], idx[k], xp)
                 gi = _take(t["Gi"], idx[k], xp)
@@ -273,11 +320,13 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
                     gi = gi * sg[k][None, :]
                 a, b = coef[k]
                 cr, ci = (a + b) * gr, (a - b) * gi  # dN/dφ_k = cr + i ci
-                im = cr * ii + ci * ir
-                re = cr * ir - ci * ii
                 uk, vk = dev.t3_u[k][None, :], dev.t3_v[k][None, :]
-                qx, qy = qx + uk * im, qy + vk * im
-                px, py = px + uk * re, py + vk * re
+                if want_cp:
+                    im = cr * ii + ci * ir
+                    qx, qy = qx + uk * im, qy + vk * im
+                if want_amp:
+                    re = cr * ir - ci * ii
+                    px, py = px + uk * re, py + vk * re
             # d/df
             dfr = 3.0 * f2 + lin_r + 2.0 * f * quad_r
             dfi = lin_i + 2.0 * f * quad_i
@@ -287,9 +336,11 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
                    + d3 * (a12 + f * (A2 * R1 + A1 * R2) + f2 * R3))
             ddi = (d1 * (f * (A3 * I2 - A2 * I3) - f2 * I1) + d2 * (f * (A3 * I1 - A1 * I3) - f2 * I2)
                    + d3 * (f * (A2 * I1 + A1 * I2) + f2 * I3))
-            im_f, re_f = dfr * ii + dfi * ir, dfr * ir - dfi * ii
-            im_d, re_d = ddr * ii + ddi * ir, ddr * ir - ddi * ii
-            cols = [(two_pi * qx, two_pi * qy, im_f, im_d), (two_pi * px, two_pi * py, re_f - 3.0 * q, re_d)]
+            cols = [None, None]  # closure phase: Im(dN/N); |B|: Re(dN/N)
+            if want_cp:
+                cols[0] = (two_pi * qx, two_pi * qy, dfr * ii + dfi * ir, ddr * ii + ddi * ir)
+            if want_amp:
+                cols[1] = (two_pi * px, two_pi * py, dfr * ir - dfi * ii - 3.0 * q, ddr * ir - ddi * ii)
         if dev.cp_val is not None:
             cp = xp.atan2(Ni, Nr)
             blocks.append((cp, xp.stack(cols[0], axis=2) if jacobian else None))
@@ -301,27 +352,58 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
 
 def binary_residuals(p, dev: _Device, jacobian: bool = True):
     """Normalised residuals (n, M) of UD + point models for n parameter rows p = (x mas, y mas,
-    flux ratio, primary diameter mas) and, with ``jacobian``, their derivatives (n, M, 4)."""
+    flux ratio, primary diameter mas) and, with ``jacobian``, their derivatives (n, M, 4), the
+    latter in single precision."""
+    t = _terms(p, dev, jacobian)
+    r = _residuals(t, p[:, 2], dev)
+    if not jacobian:
+        return r, None
+    return r, dev.xp.concat(_jacobian_blocks(t, p[:, 2], dev), axis=1)
+
+
+def _residuals(t: dict, f, dev: _Device):
+    """Normalised residuals (n, M) in double precision from the terms of :func:`_terms`."""
     xp = dev.xp
-    blocks = _binary_observables(_terms(p, dev, jacobian), p[:, 2], dev, jacobian)
-    res, jac = [], []
+    blocks = _binary_observables(t, f, dev, False)
+    res = []
     k = 0
     if dev.v2_idx is not None:
-        m, j = blocks[k]
+        res.append((dev.v2_val[None, :] - blocks[k][0]) / dev.v2_err[None, :])
         k += 1
-        res.append((dev.v2_val[None, :] - m) / dev.v2_err[None, :])
-        jac.append(None if j is None else -j / dev.v2_err[None, :, None])
     if dev.cp_val is not None:
-        m, j = blocks[k]
+        res.append(_wrap(dev.cp_val[None, :] - blocks[k][0], xp) / dev.cp_err[None, :])
         k += 1
-        res.append(_wrap(dev.cp_val[None, :] - m, xp) / dev.cp_err[None, :])
-        jac.append(None if j is None else -j / dev.cp_err[None, :, None])
     if dev.t3a_val is not None:
-        m, j = blocks[k]
-        res.append((dev.t3a_val[None, :] - m) / dev.t3a_err[None, :])
-        jac.append(None if j is None else -j / dev.t3a_err[None, :, None])
-    r = xp.concat(res, axis=1)
-    return r, (xp.concat(jac, axis=1) if jacobian else None)
+        res.append((dev.t3a_val[None, :] - blocks[k][0]) / dev.t3a_err[None, :])
+    return xp.concat(res, axis=1)
+
+
+def _jacobian_blocks(t: dict, f, dev: _Device) -> list:
+    """Derivatives of the normalised residuals, one (n, m, 4) single-precision array per
+    observable block (V², closure phase, |B|)."""
+    xp = dev.xp
+    g = dev.f32
+    t32 = {k: xp.astype(v, xp.float32) for k, v in t.items()}
+    blocks = _binary_observables(t32, xp.astype(f, xp.float32), g, True)
+    errs = [e for e, present in ((g.v2_err, dev.v2_idx), (g.cp_err, dev.cp_val), (g.t3a_err, dev.t3a_val))
+            if present is not None]
+    return [-j / e[None, :, None] for (_, j), e in zip(blocks, errs)]
+
+
+def _normal_equations(t: dict, f, r, dev: _Device):
+    """JᵀJ (n, 4, 4) and Jᵀr (n, 4) in double precision, block by block (J is never assembled)."""
+    xp = dev.xp
+    r32 = xp.astype(r, xp.float32)
+    A = g = None
+    start = 0
+    for j in _jacobian_blocks(t, f, dev):
+        m = j.shape[1]
+        jt = xp.permute_dims(j, (0, 2, 1))
+        a = xp.matmul(jt, j)
+        b = xp.matmul(jt, r32[:, start:start + m, None])[:, :, 0]
+        A, g = (a, b) if A is None else (A + a, g + b)
+        start += m
+    return xp.astype(A, xp.float64), xp.astype(g, xp.float64)
 
 
 def _project(p, xp):
@@ -340,28 +422,35 @@ def solve_nodes(p0, ctx: BinaryContext, xp=None, n_iter: int = 30, tol: float = 
     dev = _Device(ctx, xp)
     p_all = _project(xp.asarray(np.asarray(p0, float)), xp)
     n = p_all.shape[0]
-    r, J = binary_residuals(p_all, dev)
+    t = _terms(p_all, dev, True)
+    r = _residuals(t, p_all[:, 2], dev)
     chi2_all = xp.sum(r * r, axis=1)
+    A, g = _normal_equations(t, p_all[:, 2], r, dev)
     p, chi2 = p_all, chi2_all
     lam = xp.full((n,), 1e-3, dtype=xp.float64)
     ids = np.arange(n)  # node index of each active row (host)
     follow = np.arange(n)  # merged nodes point to the node that carries on for them
     eye = xp.eye(4, dtype=xp.float64)[None, ...]
     for it in range(n_iter):
-        Jt = xp.permute_dims(J, (0, 2, 1))
-        A = xp.matmul(Jt, J)
-        g = xp.matmul(Jt, r[:, :, None])
-        step = xp.linalg.solve(A + lam[:, None, None] * (A * eye + 1e-12 * eye), g)[:, :, 0]
+        step = xp.linalg.solve(A + lam[:, None, None] * (A * eye + 1e-12 * eye), g[:, :, None])[:, :, 0]
         trial = _project(p - step, xp)
-        r_t, J_t = binary_residuals(trial, dev)
+        t_t = _terms(trial, dev, True)
+        r_t = _residuals(t_t, trial[:, 2], dev)
         chi2_t = xp.sum(r_t * r_t, axis=1)
         ok = xp.isfinite(chi2_t) & (chi2_t < chi2)
         gain = xp.where(ok, (chi2 - chi2_t) / chi2, xp.zeros_like(chi2))
         p = xp.where(ok[:, None], trial, p)
-        r = xp.where(ok[:, None], r_t, r)
-        J = xp.where(ok[:, None, None], J_t, J)
         chi2 = xp.where(ok, chi2_t, chi2)
         lam = xp.where(ok, xp.maximum(lam / 5.0, xp.full_like(lam, 1e-7)), lam * 4.0)
+        ok_h = to_numpy(ok).astype(bool)
+        if ok_h.any():  # the normal equations of the accepted steps only
+            sel = xp.asarray(np.flatnonzero(ok_h))
+            sub = {k: xp.take(v, sel, axis=0) for k, v in t_t.items()}
+            A_s, g_s = _normal_equations(sub, xp.take(trial[:, 2], sel, axis=0), xp.take(r_t, sel, axis=0), dev)
+            pos = xp.asarray(np.cumsum(ok_h) - 1)
+            okx = xp.asarray(ok_h)
+            A = xp.where(okx[:, None, None], xp.take(A_s, pos, axis=0), A)
+            g = xp.where(okx[:, None], xp.take(g_s, pos, axis=0), g)
         done = to_numpy((ok & (gain < tol)) | (lam > 1e4)).copy()
         if merge > 0 and it >= 4 and ids.size > 1:
             ph, ch = to_numpy(p), to_numpy(chi2)
@@ -380,7 +469,7 @@ def solve_nodes(p0, ctx: BinaryContext, xp=None, n_iter: int = 30, tol: float = 
                 break
             k = xp.asarray(keep)
             p, chi2, lam = xp.take(p, k, axis=0), xp.take(chi2, k, axis=0), xp.take(lam, k, axis=0)
-            r, J = xp.take(r, k, axis=0), xp.take(J, k, axis=0)
+            A, g = xp.take(A, k, axis=0), xp.take(g, k, axis=0)
             ids = ids[keep]
     else:
         p_all, chi2_all = _scatter(p_all, chi2_all, ids, p, chi2, xp)
