@@ -131,31 +131,31 @@ class BinaryContext:
 
 
 class _Device:
-    """The context moved to the namespace ``xp`` (once per chunk of nodes)."""
+    """The context moved to the namespace ``xp`` (once per chunk of nodes).
+
+    The vectorised model works on frequency-major arrays (F, n) — one row per frequency, the n
+    nodes contiguous — so that picking the frequencies of a V² or a closure triangle is a copy
+    of whole rows, and per-node parameters broadcast along the contiguous axis."""
 
     def __init__(self, ctx: BinaryContext, xp):
         self.xp = xp
         a = lambda x, dt=None: None if x is None else xp.asarray(x) if dt is None else xp.asarray(x, dtype=dt)  # noqa
-        self.U, self.V, self.half_eps = a(ctx.U), a(ctx.V), a(0.5 * ctx.eps)
-        self.rho = xp.sqrt(self.U * self.U + self.V * self.V)
-        self.rho_max = float(np.sqrt(np.max(ctx.U * ctx.U + ctx.V * ctx.V))) if ctx.U.size else 0.0
-        # (π ρ MAS / 2)^{2k} for the primary's power series (see _ud_nodes)
-        w = (0.5 * math.pi * MAS * np.sqrt(ctx.U * ctx.U + ctx.V * ctx.V)) ** 2
-        self.ud_powers = xp.asarray(np.stack([w**k for k in range(len(_UD_SERIES))]))
+        col = lambda x: None if x is None else xp.asarray(np.asarray(x, float)[:, None])  # noqa: E731
+        self.U, self.V, self.half_eps = col(ctx.U), col(ctx.V), col(0.5 * ctx.eps)
+        self.zfac = col((math.pi * MAS) * np.sqrt(ctx.U * ctx.U + ctx.V * ctx.V))  # z = zfac · d
         self.v2_idx = a(ctx.v2_idx, xp.int64)
-        self.v2_val, self.v2_err = a(ctx.v2_val), a(ctx.v2_err)
+        self.v2_val, self.v2_err = col(ctx.v2_val), col(ctx.v2_err)
         self.t3_idx = None if ctx.t3_idx is None else [a(ctx.t3_idx[:, k], xp.int64) for k in range(3)]
         self.t3_sign = self.t3_u = self.t3_v = None
         if ctx.t3_idx is not None:
             # sign of the imaginary parts (−1 where the stored frequency is the conjugate)
             sign = np.where(ctx.t3_conj, -1.0, 1.0)
-            self.t3_sign = [a(sign[:, k]) if ctx.t3_conj[:, k].any() else None for k in range(3)]
+            self.t3_sign = [col(sign[:, k]) if ctx.t3_conj[:, k].any() else None for k in range(3)]
             # stored (sign-folded) frequencies: dW_k/dx = conj?(G_stored) · 2π u_stored
-            self.t3_u = [a(ctx.U[ctx.t3_idx[:, k]]) for k in range(3)]
-            self.t3_v = [a(ctx.V[ctx.t3_idx[:, k]]) for k in range(3)]
-        self.cp_val, self.cp_err = a(ctx.cp_val), a(ctx.cp_err)
-        self.t3a_val, self.t3a_err = a(ctx.t3a_val), a(ctx.t3a_err)
-        self.dtype = xp.float64
+            self.t3_u = [col(ctx.U[ctx.t3_idx[:, k]]) for k in range(3)]
+            self.t3_v = [col(ctx.V[ctx.t3_idx[:, k]]) for k in range(3)]
+        self.cp_val, self.cp_err = col(ctx.cp_val), col(ctx.cp_err)
+        self.t3a_val, self.t3a_err = col(ctx.t3a_val), col(ctx.t3a_err)
         self.f32 = _Float32(self)
 
 
@@ -167,7 +167,7 @@ class _Float32:
     def __init__(self, dev: _Device):
         xp = dev.xp
         c = lambda x: None if x is None else xp.astype(x, xp.float32)  # noqa: E731
-        self.xp, self.dtype = xp, xp.float32
+        self.xp = xp
         self.U, self.V = c(dev.U), c(dev.V)
         self.v2_idx, self.t3_idx, self.cp_val, self.t3a_val = dev.v2_idx, dev.t3_idx, dev.cp_val, dev.t3a_val
         self.v2_err, self.cp_err, self.t3a_err = c(dev.v2_err), c(dev.cp_err), c(dev.t3a_err)
@@ -201,32 +201,6 @@ def _ud(z, xp, derivative: bool):
     return v, xp.where(tiny, -z / 4.0, -2.0 * j2 / zs)
 
 
-def _ud_nodes(d, dev: _Device, derivative: bool):
-    """The primary's A = 2J1(z)/z, z = π ρ d, for every node (diameter d, (n,)) and frequency, and
-    dA/dd. With every z ≤ 4 the power series Σ_k c_k (d²)^k (π ρ/2)^{2k} is one matrix product
-    (n, K) @ (K, F) with the frequency powers computed once per device, instead of a Horner
-    recurrence over every (node, frequency)."""
-    xp = dev.xp
-    zfac = (math.pi * MAS) * dev.rho
-    dmax = float(to_numpy(xp.max(d)))
-    if dmax * dev.rho_max * math.pi * MAS > 4.0:
-        A, dA = _ud(zfac[None, :] * d[:, None], xp, derivative)
-        return A, (dA * zfac[None, :] if derivative else None)
-    K = len(_UD_SERIES)
-    d2 = d * d
-    powers = [xp.ones_like(d)]
-    for _ in range(1, K):
-        powers.append(powers[-1] * d2)
-    D = xp.stack([c * pw for c, pw in zip(_UD_SERIES, powers)], axis=1)  # (n, K): c_k d^{2k}
-    A = xp.matmul(D, dev.ud_powers)
-    if not derivative:
-        return A, None
-    # dA/dd = Σ_k 2k c_k d^{2k−1} w^k
-    Dd = xp.stack([xp.zeros_like(d)] + [2.0 * k * c * pw * d for k, (c, pw) in
-                                         enumerate(zip(_UD_SERIES[1:], powers[:-1]), start=1)], axis=1)
-    return A, xp.matmul(Dd, dev.ud_powers)
-
-
 def _cos_sin(phi, xp):
     """cos and sin of large phases: exact range reduction in double precision, then single
     precision trigonometry (|error| < 1e-7, 5–7× faster than double on common CPUs)."""
@@ -236,35 +210,38 @@ def _cos_sin(phi, xp):
 
 
 def _terms(p, dev: _Device, jacobian: bool):
-    """Per node and frequency: the primary's A = V_UD (real), the companion's band-averaged phasor
-    W = ⟨exp(−2πi(ux + vy))⟩ over a channel uniform in wavenumber = sinc(φ Δλ/2λ) e^{−iφ}, and
-    (with ``jacobian``) dA/dd and G = dW/dφ (dW/dx = G·2π u, dW/dy = G·2π v)."""
+    """Per frequency and node, (F, n): the primary's A = V_UD (real), the companion's
+    band-averaged phasor W = ⟨exp(−2πi(ux + vy))⟩ over a channel uniform in wavenumber
+    = sinc(φ Δλ/2λ) e^{−iφ}, and (with ``jacobian``) dA/dd and G = dW/dφ (dW/dx = G·2π u,
+    dW/dy = G·2π v)."""
     xp = dev.xp
-    x, y = p[:, 0][:, None], p[:, 1][:, None]
-    phi = (_TWO_PI * MAS) * (dev.U[None, :] * x + dev.V[None, :] * y)
+    phi = (_TWO_PI * MAS) * (dev.U * p[:, 0][None, :] + dev.V * p[:, 1][None, :])  # (F, n)
     c, sn = _cos_sin(phi, xp)
-    z = phi * dev.half_eps[None, :]
+    z = phi * dev.half_eps
     zc, zs_ = _cos_sin(z, xp)
     tiny = xp.abs(z) < 1e-4
     zsafe = xp.where(tiny, xp.ones_like(z), z)
     s = xp.where(tiny, 1.0 - z * z / 6.0, zs_ / zsafe)
-    A, dA = _ud_nodes(p[:, 3], dev, jacobian)
+    A, dA = _ud(dev.zfac * p[:, 3][None, :], xp, jacobian)
     out = {"A": A, "Wr": s * c, "Wi": -s * sn}
     if jacobian:
-        ds = xp.where(tiny, -z / 3.0, (zc - s) / zsafe) * dev.half_eps[None, :]
+        ds = xp.where(tiny, -z / 3.0, (zc - s) / zsafe) * dev.half_eps
         # G = (ds − i s) e^{−iφ}
         out["Gr"] = ds * c - s * sn
         out["Gi"] = -ds * sn - s * c
-        out["dA"] = dA
+        out["dA"] = dA * dev.zfac
     return out
 
 
 def _take(arr, idx, xp):
-    return xp.take(arr, idx, axis=1)
+    return xp.take(arr, idx, axis=0)
 
 
-def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
-    """Model blocks [(model (n, m), jacobian (n, m, 4) or None), ...] in the order V², T3PHI, T3AMP.
+def _binary_observables(t: dict, f, dev, jacobian: bool, model: bool = True):
+    """Model blocks [(model (m, n), jacobian columns (4 × (m, n)) or None), ...] in the order V²,
+    T3PHI, T3AMP. ``dev`` is a :class:`_Device` (double precision) or its :class:`_Float32`
+    view (the Jacobian, with single-precision terms); ``model=False`` skips the closure phase
+    and |B| models (not needed next to the Jacobian).
 
     V² is the band average of |V|²: (A² + f² + 2fA Re W)/(1+f)². The bispectrum is the band
     average of V_ij V_jk conj(V_ik), expanded in powers of f (each phasor product is smeared
@@ -273,9 +250,8 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
     Everything is real arithmetic on (real, imaginary) pairs; the closure-phase derivatives are
     Im(dN/N) (the (1+f)³ factor is real)."""
     xp = dev.xp
-    f = f[:, None]
+    f = f[None, :]
     A, Wr, Wi = t["A"], t["Wr"], t["Wi"]
-    # `dev` is a _Device (double precision) or its _Float32 view (the Jacobian)
     q = 1.0 / (1.0 + f)
     blocks = []
     two_pi = _TWO_PI * MAS
@@ -284,16 +260,16 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
         jac = None
         if jacobian:
             gx = 2.0 * f * A * t["Gr"] * q * q * two_pi
-            cols = [gx * dev.U[None, :], gx * dev.V[None, :],
+            cols = [gx * dev.U, gx * dev.V,
                     (2.0 * f + 2.0 * A * Wr) * q * q - 2.0 * v2 * q, (2.0 * A + 2.0 * f * Wr) * t["dA"] * q * q]
-            jac = xp.stack([_take(c, dev.v2_idx, xp) for c in cols], axis=2)
+            jac = tuple(_take(c, dev.v2_idx, xp) for c in cols)
         blocks.append((_take(v2, dev.v2_idx, xp), jac))
     if dev.t3_idx is not None:
         idx = dev.t3_idx
         sg = dev.t3_sign  # −1 where the stored frequency is the conjugate: Im parts flip
         A1, A2, A3 = (_take(A, idx[k], xp) for k in range(3))
         R1, R2, R3 = (_take(Wr, idx[k], xp) for k in range(3))
-        I1, I2, I3 = (_take(Wi, idx[k], xp) if sg[k] is None else _take(Wi, idx[k], xp) * sg[k][None, :]
+        I1, I2, I3 = (_take(Wi, idx[k], xp) if sg[k] is None else _take(Wi, idx[k], xp) * sg[k]
                       for k in range(3))
         a23, a13, a12 = A2 * A3, A1 * A3, A1 * A2
         f2 = f * f
@@ -304,23 +280,23 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
         quad_i = A3 * I3 - A2 * I2 - A1 * I1
         Nr = A1 * a23 + f2 * f + f * lin_r + f2 * quad_r
         Ni = f * lin_i + f2 * quad_i
-        n2 = Nr * Nr + Ni * Ni
-        cols = []
+        cols = [None, None]  # closure phase: Im(dN/N); |B|: Re(dN/N)
+        want_cp, want_amp = dev.cp_val is not None, dev.t3a_val is not None
         if jacobian:
+            n2 = Nr * Nr + Ni * Ni
             ir, ii = Nr / n2, -Ni / n2  # 1/N
             # d/dx: Σ_k 2π u_k [(a_k + b_k) Re G_k + i (a_k − b_k) Im G_k], with (a, b) the real
             # coefficients of (W_k, W_k*) in N; dCP = Im(dN/N), d|B|/|B| = Re(dN/N)
             coef = ((f * a23, f2 * A1), (f * a13, f2 * A2), (f2 * A3, f * a12))
-            want_cp, want_amp = dev.cp_val is not None, dev.t3a_val is not None
             qx = qy = px = py = 0.0
             for k in range(3):
                 gr = _take(t["Gr"], idx[k], xp)
                 gi = _take(t["Gi"], idx[k], xp)
                 if sg[k] is not None:
-                    gi = gi * sg[k][None, :]
+                    gi = gi * sg[k]
                 a, b = coef[k]
                 cr, ci = (a + b) * gr, (a - b) * gi  # dN/dφ_k = cr + i ci
-                uk, vk = dev.t3_u[k][None, :], dev.t3_v[k][None, :]
+                uk, vk = dev.t3_u[k], dev.t3_v[k]
                 if want_cp:
                     im = cr * ii + ci * ir
                     qx, qy = qx + uk * im, qy + vk * im
@@ -336,17 +312,15 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
                    + d3 * (a12 + f * (A2 * R1 + A1 * R2) + f2 * R3))
             ddi = (d1 * (f * (A3 * I2 - A2 * I3) - f2 * I1) + d2 * (f * (A3 * I1 - A1 * I3) - f2 * I2)
                    + d3 * (f * (A2 * I1 + A1 * I2) + f2 * I3))
-            cols = [None, None]  # closure phase: Im(dN/N); |B|: Re(dN/N)
             if want_cp:
                 cols[0] = (two_pi * qx, two_pi * qy, dfr * ii + dfi * ir, ddr * ii + ddi * ir)
             if want_amp:
                 cols[1] = (two_pi * px, two_pi * py, dfr * ir - dfi * ii - 3.0 * q, ddr * ir - ddi * ii)
-        if dev.cp_val is not None:
-            cp = xp.atan2(Ni, Nr)
-            blocks.append((cp, xp.stack(cols[0], axis=2) if jacobian else None))
-        if dev.t3a_val is not None:
-            amp = xp.sqrt(n2) * q * q * q
-            blocks.append((amp, xp.stack([c * amp for c in cols[1]], axis=2) if jacobian else None))
+        if want_cp:
+            blocks.append((xp.atan2(Ni, Nr) if model else None, cols[0]))
+        if want_amp:
+            amp = xp.sqrt(Nr * Nr + Ni * Ni) * q * q * q if (model or jacobian) else None
+            blocks.append((amp if model else None, tuple(c * amp for c in cols[1]) if jacobian else None))
     return blocks
 
 
@@ -354,56 +328,63 @@ def binary_residuals(p, dev: _Device, jacobian: bool = True):
     """Normalised residuals (n, M) of UD + point models for n parameter rows p = (x mas, y mas,
     flux ratio, primary diameter mas) and, with ``jacobian``, their derivatives (n, M, 4), the
     latter in single precision."""
+    xp = dev.xp
     t = _terms(p, dev, jacobian)
-    r = _residuals(t, p[:, 2], dev)
+    r = xp.permute_dims(_residuals(t, p[:, 2], dev), (1, 0))
     if not jacobian:
         return r, None
-    return r, dev.xp.concat(_jacobian_blocks(t, p[:, 2], dev), axis=1)
+    cols = [xp.concat(c, axis=0) for c in zip(*_jacobian_blocks(t, p[:, 2], dev))]
+    return r, xp.permute_dims(xp.stack(cols, axis=0), (2, 1, 0))
 
 
 def _residuals(t: dict, f, dev: _Device):
-    """Normalised residuals (n, M) in double precision from the terms of :func:`_terms`."""
+    """Normalised residuals (M, n) in double precision from the terms of :func:`_terms`."""
     xp = dev.xp
     blocks = _binary_observables(t, f, dev, False)
     res = []
     k = 0
     if dev.v2_idx is not None:
-        res.append((dev.v2_val[None, :] - blocks[k][0]) / dev.v2_err[None, :])
+        res.append((dev.v2_val - blocks[k][0]) / dev.v2_err)
         k += 1
     if dev.cp_val is not None:
-        res.append(_wrap(dev.cp_val[None, :] - blocks[k][0], xp) / dev.cp_err[None, :])
+        res.append(_wrap(dev.cp_val - blocks[k][0], xp) / dev.cp_err)
         k += 1
     if dev.t3a_val is not None:
-        res.append((dev.t3a_val[None, :] - blocks[k][0]) / dev.t3a_err[None, :])
-    return xp.concat(res, axis=1)
+        res.append((dev.t3a_val - blocks[k][0]) / dev.t3a_err)
+    return xp.concat(res, axis=0)
 
 
 def _jacobian_blocks(t: dict, f, dev: _Device) -> list:
-    """Derivatives of the normalised residuals, one (n, m, 4) single-precision array per
-    observable block (V², closure phase, |B|)."""
+    """Derivatives of the normalised residuals: per observable block (V², closure phase, |B|)
+    the four single-precision columns (m, n) (x, y, flux ratio, diameter)."""
     xp = dev.xp
     g = dev.f32
     t32 = {k: xp.astype(v, xp.float32) for k, v in t.items()}
-    blocks = _binary_observables(t32, xp.astype(f, xp.float32), g, True)
+    blocks = _binary_observables(t32, xp.astype(f, xp.float32), g, True, model=False)
     errs = [e for e, present in ((g.v2_err, dev.v2_idx), (g.cp_err, dev.cp_val), (g.t3a_err, dev.t3a_val))
             if present is not None]
-    return [-j / e[None, :, None] for (_, j), e in zip(blocks, errs)]
+    return [tuple(-c / e for c in cols) for (_, cols), e in zip(blocks, errs)]
 
 
 def _normal_equations(t: dict, f, r, dev: _Device):
-    """JᵀJ (n, 4, 4) and Jᵀr (n, 4) in double precision, block by block (J is never assembled)."""
+    """JᵀJ (n, 4, 4) and Jᵀr (n, 4) in double precision from the terms (F, n) and the residuals
+    (M, n): sums over the data axis of products of the single-precision Jacobian columns, block
+    by block (the Jacobian is never assembled)."""
     xp = dev.xp
     r32 = xp.astype(r, xp.float32)
-    A = g = None
+    A = [[0.0] * 4 for _ in range(4)]
+    g = [0.0] * 4
     start = 0
-    for j in _jacobian_blocks(t, f, dev):
-        m = j.shape[1]
-        jt = xp.permute_dims(j, (0, 2, 1))
-        a = xp.matmul(jt, j)
-        b = xp.matmul(jt, r32[:, start:start + m, None])[:, :, 0]
-        A, g = (a, b) if A is None else (A + a, g + b)
+    for cols in _jacobian_blocks(t, f, dev):
+        m = cols[0].shape[0]
+        rb = r32[start:start + m, :]
+        for i in range(4):
+            g[i] = g[i] + xp.sum(cols[i] * rb, axis=0)
+            for j in range(i, 4):
+                A[i][j] = A[i][j] + xp.sum(cols[i] * cols[j], axis=0)
         start += m
-    return xp.astype(A, xp.float64), xp.astype(g, xp.float64)
+    rows = [xp.stack([A[min(i, j)][max(i, j)] for j in range(4)], axis=1) for i in range(4)]
+    return xp.astype(xp.stack(rows, axis=1), xp.float64), xp.astype(xp.stack(g, axis=1), xp.float64)
 
 
 def _project(p, xp):
@@ -424,7 +405,7 @@ def solve_nodes(p0, ctx: BinaryContext, xp=None, n_iter: int = 30, tol: float = 
     n = p_all.shape[0]
     t = _terms(p_all, dev, True)
     r = _residuals(t, p_all[:, 2], dev)
-    chi2_all = xp.sum(r * r, axis=1)
+    chi2_all = xp.sum(r * r, axis=0)
     A, g = _normal_equations(t, p_all[:, 2], r, dev)
     p, chi2 = p_all, chi2_all
     lam = xp.full((n,), 1e-3, dtype=xp.float64)
@@ -436,17 +417,19 @@ def solve_nodes(p0, ctx: BinaryContext, xp=None, n_iter: int = 30, tol: float = 
         trial = _project(p - step, xp)
         t_t = _terms(trial, dev, True)
         r_t = _residuals(t_t, trial[:, 2], dev)
-        chi2_t = xp.sum(r_t * r_t, axis=1)
+        chi2_t = xp.sum(r_t * r_t, axis=0)
         ok = xp.isfinite(chi2_t) & (chi2_t < chi2)
         gain = xp.where(ok, (chi2 - chi2_t) / chi2, xp.zeros_like(chi2))
         p = xp.where(ok[:, None], trial, p)
         chi2 = xp.where(ok, chi2_t, chi2)
         lam = xp.where(ok, xp.maximum(lam / 5.0, xp.full_like(lam, 1e-7)), lam * 4.0)
         ok_h = to_numpy(ok).astype(bool)
-        if ok_h.any():  # the normal equations of the accepted steps only
+        if ok_h.all():
+            A, g = _normal_equations(t_t, trial[:, 2], r_t, dev)
+        elif ok_h.any():  # the normal equations of the accepted steps only
             sel = xp.asarray(np.flatnonzero(ok_h))
-            sub = {k: xp.take(v, sel, axis=0) for k, v in t_t.items()}
-            A_s, g_s = _normal_equations(sub, xp.take(trial[:, 2], sel, axis=0), xp.take(r_t, sel, axis=0), dev)
+            sub = {k: xp.take(v, sel, axis=1) for k, v in t_t.items()}
+            A_s, g_s = _normal_equations(sub, xp.take(trial[:, 2], sel, axis=0), xp.take(r_t, sel, axis=1), dev)
             pos = xp.asarray(np.cumsum(ok_h) - 1)
             okx = xp.asarray(ok_h)
             A = xp.where(okx[:, None, None], xp.take(A_s, pos, axis=0), A)
@@ -630,7 +613,7 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
     default; "cupy" on a GPU). ``client``: a ``dask.distributed.Client`` to spread node chunks.
     ``threads``: without a client, node chunks run in this many threads (default: the CPU count;
     numpy releases the GIL in its array operations). ``chunk``: nodes per chunk (default: the
-    grid split evenly over the threads, at most 128).
+    grid split evenly into two chunks per thread, at most 96 nodes each).
     ``remove_companion``: remove the best companion before the detection-limit map (default:
     when it is detected at ≥ ``detection_nsigma``). With ``out_dir``, writes
     ``companion.json``, ``companion_maps.fits`` and PNG plots there.
@@ -668,8 +651,8 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
 
     t = time.perf_counter()
     threads = threads or (os.cpu_count() or 1)
-    if chunk is None:
-        chunk = max(8, min(128, math.ceil(len(p0) / threads)))
+    if chunk is None:  # at least two chunks per thread (nodes converge at different rates), at most 96 nodes
+        chunk = max(8, min(96, math.ceil(len(p0) / (2 * threads))))
     chunks = [p0[i:i + chunk] for i in range(0, len(p0), chunk)]
     if client is not None:
         ctx_future = client.scatter(ctx, broadcast=True)
@@ -748,8 +731,13 @@ def _backend_name(xp) -> str:
 # -- detection limits by injection ----------------------------------------------------------------
 def _data_models(p, dev: _Device):
     """Model observables (n, M) in the residual order (V², closure phase, |B|)."""
-    blocks = _binary_observables(_terms(p, dev, False), p[:, 2], dev, False)
-    return dev.xp.concat([m for m, _ in blocks], axis=1)
+    xp = dev.xp
+    return xp.permute_dims(_models(_terms(p, dev, False), p[:, 2], dev), (1, 0))
+
+
+def _models(t: dict, f, dev: _Device):
+    """Model observables (M, n) from the terms of :func:`_terms`."""
+    return dev.xp.concat([m for m, _ in _binary_observables(t, f, dev, False)], axis=0)
 
 
 def _kinds(ctx: BinaryContext):
@@ -773,28 +761,28 @@ def _detection_chunk(pos, ctx, backend, base_val, d0, ratio3, n_iter, fmin, fmax
     is_phase = xp.asarray(is_phase)
     base = xp.asarray(base_val)  # data with the detected companion removed
     n = pos.shape[0]
-    single = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0]])), dev)  # (1, M)
-    r0 = base[None, :] - single
-    r0 = xp.where(is_phase[None, :], _wrap(r0, xp), r0) / err[None, :]
+    single = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0]])), dev)[0, :]  # (M,)
+    r0 = base - single
+    r0 = xp.where(is_phase, _wrap(r0, xp), r0) / err
     chi2_0 = float(to_numpy(xp.sum(r0 * r0)))
     # derivative of the single-star model with respect to its diameter (for the linearised refit)
     h = max(1e-4 * d0, 1e-5)
-    plus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0 + h]])), dev)
-    minus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, max(d0 - h, 0.0)]])), dev)
-    jd = ((plus - minus) / (h + min(h, d0)))[0] / err
+    plus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0 + h]])), dev)[0, :]
+    minus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, max(d0 - h, 0.0)]])), dev)[0, :]
+    jd = (plus - minus) / (h + min(h, d0)) / err
     jj = float(to_numpy(xp.sum(jd * jd)))
     p = xp.stack([xp.asarray(pos[:, 0]), xp.asarray(pos[:, 1]), xp.zeros((n,), dtype=xp.float64),
                   xp.full((n,), d0, dtype=xp.float64)], axis=1)
     terms = _terms(p, dev, False)
     lo = xp.full((n,), math.log(fmin), dtype=xp.float64)
     hi = xp.full((n,), math.log(fmax), dtype=xp.float64)
+    single_c, err_c, phase_c, r0_c, jd_c = (v[:, None] for v in (single, err, is_phase, r0, jd))
 
     def ratio(logf):
-        blocks = _binary_observables(terms, xp.exp(logf), dev, False)
-        delta = xp.concat([m for m, _ in blocks], axis=1) - single
-        delta = xp.where(is_phase[None, :], _wrap(delta, xp), delta) / err[None, :]
-        r = r0 + delta  # residual of the single star on the injected data
-        chi2_ud = xp.sum(r * r, axis=1) - xp.sum(r * jd[None, :], axis=1) ** 2 / jj
+        delta = _models(terms, xp.exp(logf), dev) - single_c  # (M, n)
+        delta = xp.where(phase_c, _wrap(delta, xp), delta) / err_c
+        r = r0_c + delta  # residual of the single star on the injected data
+        chi2_ud = xp.sum(r * r, axis=0) - xp.sum(r * jd_c, axis=0) ** 2 / jj
         return chi2_ud / chi2_0  # the binary (the injected model) keeps χ² = chi2_0
 
     reach = ratio(hi) >= ratio3
