@@ -145,6 +145,9 @@ class _Device:
         self.zfac = col((math.pi * MAS) * np.sqrt(ctx.U * ctx.U + ctx.V * ctx.V))  # z = zfac · d
         self.v2_idx = a(ctx.v2_idx, xp.int64)
         self.v2_val, self.v2_err = col(ctx.v2_val), col(ctx.v2_err)
+        self.v2_u = self.v2_v = None
+        if ctx.v2_idx is not None:
+            self.v2_u, self.v2_v = col(ctx.U[ctx.v2_idx]), col(ctx.V[ctx.v2_idx])
         self.t3_idx = None if ctx.t3_idx is None else [a(ctx.t3_idx[:, k], xp.int64) for k in range(3)]
         self.t3_sign = self.t3_u = self.t3_v = None
         if ctx.t3_idx is not None:
@@ -169,6 +172,7 @@ class _Float32:
         c = lambda x: None if x is None else xp.astype(x, xp.float32)  # noqa: E731
         self.xp = xp
         self.U, self.V = c(dev.U), c(dev.V)
+        self.v2_u, self.v2_v = c(dev.v2_u), c(dev.v2_v)
         self.v2_idx, self.t3_idx, self.cp_val, self.t3a_val = dev.v2_idx, dev.t3_idx, dev.cp_val, dev.t3a_val
         self.v2_err, self.cp_err, self.t3a_err = c(dev.v2_err), c(dev.cp_err), c(dev.t3a_err)
         self.t3_sign = None if dev.t3_sign is None else [c(x) for x in dev.t3_sign]
@@ -237,33 +241,17 @@ def _take(arr, idx, xp):
     return xp.take(arr, idx, axis=0)
 
 
-def _binary_observables(t: dict, f, dev, jacobian: bool, model: bool = True):
-    """Model blocks [(model (m, n), jacobian columns (4 × (m, n)) or None), ...] in the order V²,
-    T3PHI, T3AMP. ``dev`` is a :class:`_Device` (double precision) or its :class:`_Float32`
-    view (the Jacobian, with single-precision terms); ``model=False`` skips the closure phase
-    and |B| models (not needed next to the Jacobian).
-
-    V² is the band average of |V|²: (A² + f² + 2fA Re W)/(1+f)². The bispectrum is the band
-    average of V_ij V_jk conj(V_ik), expanded in powers of f (each phasor product is smeared
-    by the sinc of its own total phase; the f³ term has none):
-    N = A1A2A3 + f³ + f(A2A3 W1 + A1A3 W2 + A1A2 W3*) + f²(A3 W3 + A2 W2* + A1 W1*), B = N/(1+f)³.
-    Everything is real arithmetic on (real, imaginary) pairs; the closure-phase derivatives are
-    Im(dN/N) (the (1+f)³ factor is real)."""
+def _flux_coefficients(t: dict, dev) -> dict:
+    """What the models take from the terms independently of the flux ratio f, at the frequencies
+    of each observable: V² = (A² + f² + 2f·A Re W)/(1+f)² and the bispectrum numerator
+    N = c0 + f·lin + f²·quad + f³ (complex lin, quad; see :func:`_binary_observables`).
+    Computed once, they give the models for any f cheaply (the detection-limit bisection)."""
     xp = dev.xp
-    f = f[None, :]
     A, Wr, Wi = t["A"], t["Wr"], t["Wi"]
-    q = 1.0 / (1.0 + f)
-    blocks = []
-    two_pi = _TWO_PI * MAS
+    c: dict = {}
     if dev.v2_idx is not None:
-        v2 = (A * A + f * f + 2.0 * f * A * Wr) * q * q
-        jac = None
-        if jacobian:
-            gx = 2.0 * f * A * t["Gr"] * q * q * two_pi
-            cols = [gx * dev.U, gx * dev.V,
-                    (2.0 * f + 2.0 * A * Wr) * q * q - 2.0 * v2 * q, (2.0 * A + 2.0 * f * Wr) * t["dA"] * q * q]
-            jac = tuple(_take(c, dev.v2_idx, xp) for c in cols)
-        blocks.append((_take(v2, dev.v2_idx, xp), jac))
+        Av, Rv = _take(A, dev.v2_idx, xp), _take(Wr, dev.v2_idx, xp)
+        c["v2"] = (Av, Rv, Av * Av, Av * Rv)
     if dev.t3_idx is not None:
         idx = dev.t3_idx
         sg = dev.t3_sign  # −1 where the stored frequency is the conjugate: Im parts flip
@@ -272,13 +260,52 @@ def _binary_observables(t: dict, f, dev, jacobian: bool, model: bool = True):
         I1, I2, I3 = (_take(Wi, idx[k], xp) if sg[k] is None else _take(Wi, idx[k], xp) * sg[k]
                       for k in range(3))
         a23, a13, a12 = A2 * A3, A1 * A3, A1 * A2
+        c["t3"] = dict(A=(A1, A2, A3), R=(R1, R2, R3), I=(I1, I2, I3), a=(a23, a13, a12), c0=A1 * a23,
+                       lin=(a23 * R1 + a13 * R2 + a12 * R3, a23 * I1 + a13 * I2 - a12 * I3),
+                       quad=(A3 * R3 + A2 * R2 + A1 * R1, A3 * I3 - A2 * I2 - A1 * I1))
+    return c
+
+
+def _binary_observables(t: dict, f, dev, jacobian: bool, model: bool = True, coef: dict | None = None):
+    """Model blocks [(model (m, n), jacobian columns (4 × (m, n)) or None), ...] in the order V²,
+    T3PHI, T3AMP. ``dev`` is a :class:`_Device` (double precision) or its :class:`_Float32`
+    view (the Jacobian, with single-precision terms); ``model=False`` skips the closure phase
+    and |B| models (not needed next to the Jacobian); ``coef``: :func:`_flux_coefficients` of
+    ``t`` when already computed.
+
+    V² is the band average of |V|²: (A² + f² + 2fA Re W)/(1+f)². The bispectrum is the band
+    average of V_ij V_jk conj(V_ik), expanded in powers of f (each phasor product is smeared
+    by the sinc of its own total phase; the f³ term has none):
+    N = A1A2A3 + f³ + f(A2A3 W1 + A1A3 W2 + A1A2 W3*) + f²(A3 W3 + A2 W2* + A1 W1*), B = N/(1+f)³.
+    Everything is real arithmetic on (real, imaginary) pairs; the closure-phase derivatives are
+    Im(dN/N) (the (1+f)³ factor is real)."""
+    xp = dev.xp
+    c = coef if coef is not None else _flux_coefficients(t, dev)
+    f = f[None, :]
+    q = 1.0 / (1.0 + f)
+    blocks = []
+    two_pi = _TWO_PI * MAS
+    if dev.v2_idx is not None:
+        Av, Rv, AA, AR = c["v2"]
+        v2 = (AA + f * f + 2.0 * f * AR) * q * q
+        jac = None
+        if jacobian:
+            gx = 2.0 * f * Av * _take(t["Gr"], dev.v2_idx, xp) * q * q * two_pi
+            jac = (gx * dev.v2_u, gx * dev.v2_v, (2.0 * f + 2.0 * AR) * q * q - 2.0 * v2 * q,
+                   (2.0 * Av + 2.0 * f * Rv) * _take(t["dA"], dev.v2_idx, xp) * q * q)
+        blocks.append((v2, jac))
+    if dev.t3_idx is not None:
+        idx = dev.t3_idx
+        sg = dev.t3_sign
+        t3 = c["t3"]
+        A1, A2, A3 = t3["A"]
+        R1, R2, R3 = t3["R"]
+        I1, I2, I3 = t3["I"]
+        a23, a13, a12 = t3["a"]
+        lin_r, lin_i = t3["lin"]
+        quad_r, quad_i = t3["quad"]
         f2 = f * f
-        # N = A1A2A3 + f³ + f(a23 W1 + a13 W2 + a12 W3*) + f²(A3 W3 + A2 W2* + A1 W1*)
-        lin_r = a23 * R1 + a13 * R2 + a12 * R3
-        lin_i = a23 * I1 + a13 * I2 - a12 * I3
-        quad_r = A3 * R3 + A2 * R2 + A1 * R1
-        quad_i = A3 * I3 - A2 * I2 - A1 * I1
-        Nr = A1 * a23 + f2 * f + f * lin_r + f2 * quad_r
+        Nr = t3["c0"] + f2 * f + f * lin_r + f2 * quad_r
         Ni = f * lin_i + f2 * quad_i
         cols = [None, None]  # closure phase: Im(dN/N); |B|: Re(dN/N)
         want_cp, want_amp = dev.cp_val is not None, dev.t3a_val is not None
@@ -287,14 +314,14 @@ def _binary_observables(t: dict, f, dev, jacobian: bool, model: bool = True):
             ir, ii = Nr / n2, -Ni / n2  # 1/N
             # d/dx: Σ_k 2π u_k [(a_k + b_k) Re G_k + i (a_k − b_k) Im G_k], with (a, b) the real
             # coefficients of (W_k, W_k*) in N; dCP = Im(dN/N), d|B|/|B| = Re(dN/N)
-            coef = ((f * a23, f2 * A1), (f * a13, f2 * A2), (f2 * A3, f * a12))
+            ab = ((f * a23, f2 * A1), (f * a13, f2 * A2), (f2 * A3, f * a12))
             qx = qy = px = py = 0.0
             for k in range(3):
                 gr = _take(t["Gr"], idx[k], xp)
                 gi = _take(t["Gi"], idx[k], xp)
                 if sg[k] is not None:
                     gi = gi * sg[k]
-                a, b = coef[k]
+                a, b = ab[k]
                 cr, ci = (a + b) * gr, (a - b) * gi  # dN/dφ_k = cr + i ci
                 uk, vk = dev.t3_u[k], dev.t3_v[k]
                 if want_cp:
@@ -320,7 +347,7 @@ def _binary_observables(t: dict, f, dev, jacobian: bool, model: bool = True):
             blocks.append((xp.atan2(Ni, Nr) if model else None, cols[0]))
         if want_amp:
             amp = xp.sqrt(Nr * Nr + Ni * Ni) * q * q * q if (model or jacobian) else None
-            blocks.append((amp if model else None, tuple(c * amp for c in cols[1]) if jacobian else None))
+            blocks.append((amp if model else None, tuple(col * amp for col in cols[1]) if jacobian else None))
     return blocks
 
 
@@ -735,9 +762,10 @@ def _data_models(p, dev: _Device):
     return xp.permute_dims(_models(_terms(p, dev, False), p[:, 2], dev), (1, 0))
 
 
-def _models(t: dict, f, dev: _Device):
-    """Model observables (M, n) from the terms of :func:`_terms`."""
-    return dev.xp.concat([m for m, _ in _binary_observables(t, f, dev, False)], axis=0)
+def _models(t: dict, f, dev: _Device, coef: dict | None = None):
+    """Model observables (M, n) from the terms of :func:`_terms` (and their
+    :func:`_flux_coefficients`, when computed already)."""
+    return dev.xp.concat([m for m, _ in _binary_observables(t, f, dev, False, coef=coef)], axis=0)
 
 
 def _kinds(ctx: BinaryContext):
@@ -774,16 +802,28 @@ def _detection_chunk(pos, ctx, backend, base_val, d0, ratio3, n_iter, fmin, fmax
     p = xp.stack([xp.asarray(pos[:, 0]), xp.asarray(pos[:, 1]), xp.zeros((n,), dtype=xp.float64),
                   xp.full((n,), d0, dtype=xp.float64)], axis=1)
     terms = _terms(p, dev, False)
+    coef = _flux_coefficients(terms, dev)  # the models for any flux ratio, without the terms again
     lo = xp.full((n,), math.log(fmin), dtype=xp.float64)
     hi = xp.full((n,), math.log(fmax), dtype=xp.float64)
-    single_c, err_c, phase_c, r0_c, jd_c = (v[:, None] for v in (single, err, is_phase, r0, jd))
+    # per observable block (V², closure phase, |B|): slices of the single-star model, 1/error,
+    # residual and diameter derivative, as (m, 1) columns
+    sizes = [v.size for v in (ctx.v2_val, ctx.cp_val, ctx.t3a_val) if v is not None]
+    parts, start = [], 0
+    for m in sizes:
+        sl = slice(start, start + m)
+        parts.append((single[sl][:, None], 1.0 / err[sl][:, None], r0[sl][:, None], jd[sl][:, None],
+                      bool(to_numpy(is_phase[start]))))
+        start += m
 
     def ratio(logf):
-        delta = _models(terms, xp.exp(logf), dev) - single_c  # (M, n)
-        delta = xp.where(phase_c, _wrap(delta, xp), delta) / err_c
-        r = r0_c + delta  # residual of the single star on the injected data
-        chi2_ud = xp.sum(r * r, axis=0) - xp.sum(r * jd_c, axis=0) ** 2 / jj
-        return chi2_ud / chi2_0  # the binary (the injected model) keeps χ² = chi2_0
+        chi2 = proj = 0.0
+        for (model, _), (single_b, inv_err, r0_b, jd_b, phase) in zip(
+                _binary_observables(terms, xp.exp(logf), dev, False, coef=coef), parts):
+            delta = model - single_b  # (m, n)
+            r = r0_b + (_wrap(delta, xp) if phase else delta) * inv_err  # the single star on the injected data
+            chi2 = chi2 + xp.sum(r * r, axis=0)
+            proj = proj + xp.sum(r * jd_b, axis=0)
+        return (chi2 - proj**2 / jj) / chi2_0  # the binary (the injected model) keeps χ² = chi2_0
 
     reach = ratio(hi) >= ratio3
     for _ in range(n_iter):
