@@ -20,7 +20,7 @@ import numpy as np
 from ..config import ReduceConfig
 from ..errors import OiflowError, ReductionError
 from ..oifits import OIFits, write_oifits
-from ..provenance import Provenance
+from ..provenance import InputRecord, Provenance
 from .estimators import compute_observables
 from .l1 import l1_oifits
 from .p2vm import P2VMCalibration, calibrate_p2vm, invert_frames
@@ -43,21 +43,23 @@ def _settings(config: ReduceConfig) -> dict:
 
 
 def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config: ReduceConfig | None = None,
-                       calibration: P2VMCalibration | None = None) -> Path:
+                       calibration: P2VMCalibration | None = None, *, input_records: dict | None = None) -> Path:
     """Reduce one observation of ``plan`` to ``out_dir/<obs_id>.fits`` (L1 OIFITS2).
 
     ``calibration`` (the setup's P2VM) is computed from the plan's calibration files when not
     given. Raises :class:`ReductionError` naming what is wrong (missing calibration files, a
-    corrupt raw file, inconsistent shapes).
+    corrupt raw file, inconsistent shapes). ``input_records``: a dict (path → provenance
+    record) shared by the observations of a night, so each calibration file is hashed once.
     """
-    oi, prov = l1_product(plan, obs_id, config, calibration)
+    oi, prov = l1_product(plan, obs_id, config, calibration, input_records=input_records)
     out = Path(out_dir) / f"{obs_id}.fits"
     write_oifits(oi, out, provenance=prov)
     return out
 
 
 def l1_product(plan: NightPlan, obs_id: str, config: ReduceConfig | None = None,
-               calibration: P2VMCalibration | None = None) -> tuple[OIFits, Provenance]:
+               calibration: P2VMCalibration | None = None, *,
+               input_records: dict | None = None) -> tuple[OIFits, Provenance]:
     """The L1 OIFITS of one observation and its provenance, in memory (what :func:`reduce_observation` writes)."""
     config = config or ReduceConfig()
     obs = plan.observation(obs_id)
@@ -75,7 +77,12 @@ def l1_product(plan: NightPlan, obs_id: str, config: ReduceConfig | None = None,
                               keep_fraction=fs.keep_fraction, debias=config.debias, min_frames=config.min_frames)
     extra = {"HIERARCH OIFLOW CHI2 MEDIAN": round(float(np.median(cf.chi2)), 4)}
     oi = l1_oifits(obs, exp, res, plan.night, extra)
-    prov = Provenance.for_inputs(1, "reduce", [obs.path, *calibration.files], settings=_settings(config))
+    records = {} if input_records is None else input_records
+    for path in (obs.path, *calibration.files):
+        if path not in records:
+            records[path] = InputRecord.from_path(path)
+    prov = Provenance.for_inputs(1, "reduce", [records[p] for p in (obs.path, *calibration.files)],
+                                 settings=_settings(config))
     return oi, prov
 
 
@@ -86,6 +93,7 @@ def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig 
     result = ReduceResult()
     result.failures.extend(plan.unreadable)
     calibrations: dict[str, P2VMCalibration | ReductionError] = {}
+    records: dict = {}  # provenance records of the inputs: each calibration file hashed once a night
     for obs in plan.observations:
         try:
             cal = calibrations.get(obs.setup)
@@ -97,7 +105,8 @@ def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig 
                 calibrations[obs.setup] = cal
             if isinstance(cal, Exception):
                 raise cal
-            result.products.append(reduce_observation(plan, obs.obs_id, out_dir, config, calibration=cal))
+            result.products.append(reduce_observation(plan, obs.obs_id, out_dir, config, calibration=cal,
+                                                      input_records=records))
         except OiflowError as exc:
             log.warning("%s", exc)
             result.failures.append((obs.obs_id, str(exc)))
