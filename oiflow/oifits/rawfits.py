@@ -10,7 +10,9 @@ reported as unsupported so the caller can fall back on astropy.
 
 Checksums follow the FITS checksum convention on the bytes as stored: the 32-bit ones'
 complement sum of the data blocks must equal DATASUM, and the sum of the whole HDU (header
-blocks with their CHECKSUM card, and data blocks) must be -0 (0xFFFFFFFF).
+blocks with their CHECKSUM card, and data blocks) must be -0 (0xFFFFFFFF). The same sums and
+the ASCII encoding of a CHECKSUM value (:func:`encode_checksum`) serve the fast writer
+(:mod:`oiflow.oifits.write`).
 """
 
 from __future__ import annotations
