@@ -154,3 +154,25 @@ def test_initial_images(shared_data, kind):
     assert img.shape == (32, 32) and img.min() >= 0 and img.sum() == pytest.approx(1.0)
     if kind == "model":  # the point 3 mas East sits 5 pixels LEFT of the centre
         assert img[16, 16 - 5] == pytest.approx(0.2 / 1.2, rel=1e-6)
+
+
+def test_multilevel_start_is_as_good_as_the_single_level(shared_data):
+    """levels=2: a coarse grid (pixels ×2) prepares the start and stops early (relative decrease
+    below 1e-4 or maxiter // 2 iterations); the final image scores at least as well as the
+    single-level reconstruction with the same total iteration budget (MAXITER bounds both grids
+    together)."""
+    truth = spotted_star(64, 0.25)
+    oi = simulate_on(shared_data / "imaging/contests_oifitsjl/contest-2008-obj1-K.oifits", truth, 0.25)
+    data = imaging_data([oi], Selection())
+    beam = nominal_resolution(data.max_frequency)
+    base = dict(npix=64, pixel_size_mas=0.25, mu=1e4, maxiter=600, ftol=1e-4)
+    single = reconstruct(data, {**base, "levels": 1})
+    multi = reconstruct(data, {**base, "levels": 2})
+    phases = [h["phase"] for h in multi.history]
+    assert phases.count("coarse 32px") <= 300 and phases[-1] == "optimise"
+    assert multi.niter <= 600
+    assert multi.converged
+    s_single = quality(single.image, truth, 0.25 * MAS, beam)
+    s_multi = quality(multi.image, truth, 0.25 * MAS, beam)
+    assert s_multi > 0.99 and s_multi >= s_single - 0.002, (s_multi, s_single)
+    assert multi.chi2_terms["vis2"] == pytest.approx(1.0, abs=0.1)

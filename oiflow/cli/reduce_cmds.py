@@ -2,6 +2,8 @@
 
     oiflow simulate night configs/night-demo.yaml --out data-samples/night-sim
     oiflow reduce data-samples/night-sim --out products/2023-03-15/L1
+    oiflow simulate night configs/amber-night.yaml --instrument amber --out amber-night
+    oiflow reduce amber-night --out products/amber/L1 --backend amdlib --runner local   # esorex installed here
     oiflow calibrate products/2023-03-15/L1 --out products/2023-03-15/L2 --diameters data-samples/calibrators.csv
 
 Settings: command-line options > the run configuration (``--config``, sections ``reduce`` /
@@ -33,15 +35,26 @@ def simulate_night_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Night directory to write (raw FITS + truth.json)."),
     seed: int | None = typer.Option(None, "--seed", help="Override the configuration's random seed."),
     catalogue: Path | None = typer.Option(None, "--catalogue", help="Also write the calibrators' diameters (CSV)."),
+    instrument: str = typer.Option("abcd", "--instrument",
+                                   help="abcd (the native 4-telescope ABCD format) | amber (AMBER raw files for amdlib: "
+                                        "the first 3 stations, K band, P2VM set and calibrator database)."),
 ):
-    """Simulate a night of raw ABCD frames: calibration set + CAL–SCI–CAL sequences.
+    """Simulate a night of raw frames: calibration set + CAL–SCI–CAL sequences.
 
-    Example: oiflow simulate night configs/night-demo.yaml --out data-samples/night-sim
+    Examples: oiflow simulate night configs/night-demo.yaml --out data-samples/night-sim
+              oiflow simulate night configs/amber-night.yaml --instrument amber --out amber-night
     """
     from ..simulate.night import NightConfig, simulate_night, write_calibrator_catalogue
 
     cfg = NightConfig.from_yaml(config, {"seed": seed} if seed is not None else None)
-    truth = simulate_night(cfg, out)
+    if instrument.lower() == "amber":
+        from ..simulate.amber_raw import simulate_amber_night
+
+        truth = simulate_amber_night(cfg, out)
+    elif instrument.lower() == "abcd":
+        truth = simulate_night(cfg, out)
+    else:
+        raise ConfigError(f"oiflow simulate night: unknown --instrument {instrument!r} (abcd | amber)")
     if catalogue is not None:
         write_calibrator_catalogue(cfg, catalogue)
     typer.echo(f"{out}: {len(truth['files'])} raw files ({len(truth['observations'])} observations) and truth.json")
@@ -86,6 +99,8 @@ def reduce(
         be, run, eff = select(cfg, _instrument_of(raw_dir))
         result = be.reduce_night(raw_dir, out, eff, run)
     typer.echo(f"{len(result.products)} L1 file(s) written to {out}")
+    if getattr(result, "calibrated", None):
+        typer.echo(f"{len(result.calibrated)} calibrated (L2) file(s) by the backend's own calibration written to {out}")
     for item, why in result.failures:
         typer.echo(f"FAILED {item}: {why}", err=True)
     if result.failures:

@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[dict], None]
 
+#: NUFFT settings of the objective. eps = 1e-7: model visibilities to ≲ 1e-7 of the flux, far
+#: below any interferometric error bar (σ(V²) ≥ 1e-5 → |V| needed to ~5e-6); the gradient stays
+#: exact for that model (finufft's types 1 and 2 are adjoint to rounding, see NufftTransform).
+#: upsampfac 1.25: smaller grid, faster for the few points per Fourier mode of interferometry.
+NUFFT_OPTIONS = dict(eps=1e-7, upsampfac=1.25)
+#: a coarse level only prepares the start of the next one: it stops once f decreases by less
+#: than this (relative) in 3 successive iterations, or after maxiter // 2 iterations
+COARSE_FTOL = 1e-4
+
 
 def image_settings(settings: ImageTarget | dict | None = None, **overrides) -> ImageTarget:
     """An :class:`ImageTarget` from a model, a dict or nothing, with keyword overrides."""
@@ -127,7 +136,7 @@ class Objective:
         self.size = self.ngroups * self.n * self.n
         self.groups = [DeviceGroup(g, xp) for g in data.groups]
         self.transforms = [make_transform(xp.asarray(g.u), xp.asarray(g.v), self.n, self.pixel_size, xp,
-                                          method=settings.transform) for g in data.groups]
+                                          method=settings.transform, **NUFFT_OPTIONS) for g in data.groups]
         fwhm = settings.prior_fwhm_mas * MAS if settings.prior_fwhm_mas else None
         kw = dict(tau=settings.tau, prior_fwhm=fwhm)
         self.reg = Regularizer(settings.regularization, (self.n, self.n), self.pixel_size, xp, prior=prior, **kw)
@@ -433,6 +442,7 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
     mu = None if settings.mu == "auto" else float(settings.mu)
     x = None
     obj = res = None
+    coarse_iter = 0
     for li, (n_l, pix_l) in enumerate(levels):
         final = li == len(levels) - 1
         factor = _COARSE_SCALE[reg_name] ** round(math.log2(pix_l / pix))
@@ -461,9 +471,15 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
                 if settings.recenter and not absolute_phase:
                     x = _recenter(x, obj.shape)
             phase = "optimise" if final else f"coarse {n_l}px"
-            x, res = _optimise(obj, x, settings.maxiter, settings.ftol, progress, phase, history, round_no)
+            ftol = settings.ftol if final else max(settings.ftol, COARSE_FTOL)
+            # MAXITER bounds the whole optimisation: coarse grids use at most half of it and the
+            # final grid what they left
+            maxiter = max(1, settings.maxiter - coarse_iter) if final else max(1, settings.maxiter // 2 - coarse_iter)
+            x, res = _optimise(obj, x, maxiter, ftol, progress, phase, history, round_no)
             niter += res.nit
             nfev += res.nfev
+            if not final:
+                coarse_iter += res.nit
     obj(xp.asarray(x))
     last = obj.last
     y = _normalised(x, obj.shape)

@@ -88,6 +88,7 @@ class Regularizer:
                  prior=None):
         self.name = canonical(name)
         self.xp = xp
+        self._numpy = "numpy" in getattr(xp, "__name__", "")
         ny, nx = shape
         self.npix = ny * nx
         self.tau = float(tau) / self.npix
@@ -104,6 +105,26 @@ class Regularizer:
             else:
                 self.prior = gaussian_prior(shape, pixel_size, fwhm, xp)
 
+    def _hyperbolic_numpy(self, y):
+        """The hyperbolic value and gradient with numpy slices (no concatenations): the same
+        numbers as the array-API code."""
+        import numpy as np
+
+        gx = np.zeros_like(y)
+        gy = np.zeros_like(y)
+        np.subtract(y[:, 1:], y[:, :-1], out=gx[:, :-1])
+        np.subtract(y[1:, :], y[:-1, :], out=gy[:-1, :])
+        s = np.sqrt(gx * gx + gy * gy + self.tau**2)
+        val = np.sum(s - self.tau)
+        px = gx / s
+        py = gy / s
+        grad = np.zeros_like(y)
+        grad[:, 1:] += px[:, :-1]
+        grad[:, :-1] -= px[:, :-1]
+        grad[1:, :] += py[:-1, :]
+        grad[:-1, :] -= py[:-1, :]
+        return val, grad
+
     @property
     def lower_bound(self) -> float:
         """Smallest allowed pixel value of the normalised image (MEM needs y > 0)."""
@@ -111,6 +132,8 @@ class Regularizer:
 
     def __call__(self, y):
         xp = self.xp
+        if self.name == "hyperbolic" and self._numpy:
+            return self._hyperbolic_numpy(y)
         if self.name == "hyperbolic":
             gx, gy = _dx(y, xp), _dy(y, xp)
             s = xp.sqrt(gx * gx + gy * gy + self.tau**2)

@@ -11,6 +11,7 @@ cupy path (cufinufft, else the matrix DFT) with finufft on the CPU for the large
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 import time
@@ -21,8 +22,9 @@ import pytest
 
 from oiflow.backend import get_xp, gpu_available
 from oiflow.image.data import DataGroup, ImagingData, Selection, Term, imaging_data
+from oiflow.image.initial import dirac
 from oiflow.image.metric import nominal_resolution, quality
-from oiflow.image.reconstruct import reconstruct
+from oiflow.image.reconstruct import NUFFT_OPTIONS, Objective, image_settings, reconstruct
 from oiflow.image.transform import MatrixDFT, NufftTransform
 from oiflow.units import MAS
 
@@ -50,54 +52,119 @@ def _large_uv(m: int, seed: int = 0):
     return r * np.sin(t), r * np.cos(t)
 
 
+def _cpu_and_wall(fn):
+    c, t = time.process_time(), time.perf_counter()
+    out = fn()
+    return out, time.process_time() - c, time.perf_counter() - t
+
+
+def _load() -> str:
+    try:
+        return "load average %.2f %.2f %.2f on %d cores" % (*os.getloadavg(), os.cpu_count() or 0)
+    except OSError:  # pragma: no cover
+        return "load average unknown"
+
+
 def test_bench_transform_large():
-    """200,000 points, 256×256: finufft forward + adjoint (target ≤ 0.15 s; measured here at
-    0.06 + 0.06 s when the machine is idle) vs the exact DFT (baseline, timed on 4,000 points
-    and scaled linearly: its cost is O(M·n²))."""
+    """200,000 points, 256×256: forward + adjoint with the imaging settings (NUFFT_OPTIONS: eps
+    1e-7, upsampfac 1.25; target ≤ 0.15 s) against two same-run baselines: finufft with the
+    previous settings (eps 1e-9, upsampfac 2) and the exact DFT (timed on 4,000 points and
+    scaled linearly: its cost is O(M·n²)). Single precision is shown for information."""
     n, pix = 256, 0.1 * MAS
     u, v = _large_uv(200_000)
     img = spotted_star(n, 0.1)
     g = np.exp(1j * np.arange(u.size))
-    T = NufftTransform(u, v, n, pix, XP)
-    fwd = _best(lambda: T.forward(img))
-    adj = _best(lambda: T.adjoint(g))
+    T = NufftTransform(u, v, n, pix, XP, **NUFFT_OPTIONS)
+    T_old = NufftTransform(u, v, n, pix, XP, eps=1e-9)
+    T_single = NufftTransform(u, v, n, pix, XP, eps=1e-5, upsampfac=1.25, precision="single")
+    rows = {}
     sub = 4000
     D = MatrixDFT(u[:sub], v[:sub], n, pix, XP)
+    exact = D.forward(img)
+    for name, tr in (("imaging settings", T), ("previous (eps 1e-9, upsampfac 2)", T_old), ("single precision", T_single)):
+        wall = _best(lambda: (tr.forward(img), tr.adjoint(g)))
+        cpu = min(_cpu_and_wall(lambda: (tr.forward(img), tr.adjoint(g)))[1] for _ in range(3))
+        rows[name] = (wall, cpu, float(np.max(np.abs(tr.forward(img)[:sub] - exact))))
     dft_fwd = _best(lambda: D.forward(img), 2) * u.size / sub
     dft_adj = _best(lambda: D.adjoint(g[:sub]), 2) * u.size / sub
-    ratio = (dft_fwd + dft_adj) / (fwd + adj)
-    print(f"\n[transform 200k×256²] finufft fwd {fwd:.3f} s + adj {adj:.3f} s = {fwd + adj:.3f} s (target ≤ 0.15 s); "
-          f"exact DFT (scaled) {dft_fwd + dft_adj:.1f} s; speed-up ×{ratio:.0f}")
-    np.testing.assert_allclose(T.forward(img)[:sub], D.forward(img), atol=1e-7)
-    assert ratio > 30
+    print(f"\n[transform 200k×256², {_load()}] target fwd+adj ≤ 0.15 s")
+    for name, (wall, cpu, err) in rows.items():
+        print(f"  {name:34s} {wall:.3f} s wall, {cpu:.3f} s CPU; max |ΔV| vs exact {err:.1e}")
+    print(f"  exact DFT (scaled)                 {dft_fwd + dft_adj:.1f} s; imaging settings ×"
+          f"{(dft_fwd + dft_adj) / rows['imaging settings'][0]:.0f} faster, ×"
+          f"{rows['previous (eps 1e-9, upsampfac 2)'][1] / rows['imaging settings'][1]:.2f} vs previous settings (CPU)")
+    np.testing.assert_allclose(T_old.forward(img)[:sub], exact, atol=1e-7)
+    np.testing.assert_allclose(T.forward(img)[:sub], exact, atol=1e-6)  # ≪ any V error bar
+    assert (dft_fwd + dft_adj) / rows["imaging settings"][0] > 30
+    assert rows["imaging settings"][1] < rows["previous (eps 1e-9, upsampfac 2)"][1]
 
 
-def test_bench_reconstruction_beauty_contest_grid(shared_data):
+def _scipy_lbfgsb(obj, x0, maxiter):
+    """The same objective minimised by scipy's L-BFGS-B (bounds x ≥ lower), as a baseline."""
+    from scipy.optimize import minimize
+
+    def fun(x):
+        f, g = obj(x)
+        return f, np.asarray(g)
+
+    return minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(obj.lower_bound, None)] * x0.size,
+                    options=dict(maxiter=maxiter, maxcor=10, ftol=1e-12, gtol=1e-12))
+
+
+def test_bench_reconstruction_beauty_contest_grid(shared_data, monkeypatch):
     """MiRA's reference grid (128×128, 0.15 mas, edge-preserving): a spotted star on the 2008
-    Beauty-Contest (obj1, H) coverage and error bars. Reports time, iterations, score (both
-    metric variants) and χ²; baseline: the same reconstruction with the exact matrix DFT,
-    timed per iteration over 20 iterations."""
+    Beauty-Contest (obj1, H) coverage and error bars. MiRA's figures (3.1 s, 331 it, 0.989
+    truth-only) are on a held-out data set we do not have, so the quality is judged against
+    same-run references on this one: the fully converged optimum of the same objective (2000
+    iterations) and the score ceiling (the true image itself against the blurred truth).
+    Speed baselines in the same run: the previous code path (one level, 300 iterations),
+    scipy's L-BFGS-B on the same objective (300 iterations) and the exact DFT per iteration.
+    Metric: nominal beam λ/2B; "both" blurs both images, "truth" only the truth (γ = 1)."""
     n, pixm = 128, 0.15
     truth = spotted_star(n, pixm)
     oi = simulate_on(shared_data / "imaging/contests_oifitsjl/contest-2008-obj1-H.oifits", truth, pixm)
     data = imaging_data([oi], Selection())
     beam = nominal_resolution(data.max_frequency)
+    pix = pixm * MAS
+
+    def scores(img):
+        return quality(img, truth, pix, beam), quality(img, truth, pix, beam, blur="truth")
+
     settings = dict(npix=n, pixel_size_mas=pixm, regularization="tv", mu=1e4)
+    fast_settings = {**settings, "levels": 2, "maxiter": 400, "ftol": 1e-4}
+    reconstruct(data, {**fast_settings, "maxiter": 2})  # imports and plans warm
+    rec = sys.modules["oiflow.image.reconstruct"]
+
     rows = []
-    for maxiter in (100, 200, 300):
-        res = reconstruct(data, {**settings, "maxiter": maxiter})
-        rows.append((maxiter, res.elapsed, res.chi2_terms, quality(res.image, truth, pixm * MAS, beam),
-                     quality(res.image, truth, pixm * MAS, beam, blur="truth")))
+    for label, s, nufft in (("fast: levels 2, maxiter 400, ftol 1e-4", fast_settings, NUFFT_OPTIONS),
+                            ("previous: 1 level, 300 it, eps 1e-9", {**settings, "maxiter": 300}, dict(eps=1e-9)),
+                            ("converged optimum: 1 level, 2000 it", {**settings, "maxiter": 2000}, NUFFT_OPTIONS)):
+        with monkeypatch.context() as m:
+            m.setattr(rec, "NUFFT_OPTIONS", nufft)
+            res, cpu, wall = _cpu_and_wall(lambda s=s: reconstruct(data, s))
+        rows.append((label, res, cpu, wall, scores(res.image)))
+    obj = Objective(data, image_settings(settings), XP)
+    obj.mu = 1e4
+    x0 = np.maximum(dirac(n).ravel() * n * n, obj.lower_bound)
+    sp, sp_cpu, sp_wall = _cpu_and_wall(lambda: _scipy_lbfgsb(obj, x0, 300))
+    sp_img = sp.x.reshape(n, n) / sp.x.sum()
     base = reconstruct(data, {**settings, "maxiter": 20, "transform": "dft"})
     per_it_dft = base.elapsed / max(base.niter, 1)
-    print("\n[128×128 @ 0.15 mas, BC2008-like] MiRA reference: 3.1 s, 331 it, score 0.989 (truth-only blur)")
-    for maxiter, t, chi2, s_both, s_truth in rows:
-        print(f"  maxiter {maxiter}: {t:.2f} s ({t / maxiter * 1e3:.1f} ms/it), χ² "
-              f"{ {k: round(v, 3) for k, v in chi2.items()} }, score {s_both:.4f} (beam on both), "
-              f"{s_truth:.4f} (truth-only blur)")
-    print(f"  exact-DFT baseline: {per_it_dft * 1e3:.1f} ms/it → NUFFT path ×{per_it_dft / (rows[-1][1] / 300):.1f}")
-    assert rows[-1][3] > 0.95
-    assert per_it_dft > rows[-1][1] / 300
+    ceiling = quality(truth, truth, pix, beam, blur="truth")
+    print(f"\n[128×128 @ 0.15 mas, BC2008-like, mu 1e4, {_load()}]")
+    print("  MiRA reference (held-out set): 3.1 s, 331 it, score 0.989 truth-only; target ≤ 1 s at ≥ that score")
+    print(f"  score ceiling (true image vs blurred truth): {ceiling:.4f} truth-only")
+    for label, res, cpu, wall, (s_both, s_truth) in rows:
+        print(f"  {label:38s} {wall:5.2f} s wall {cpu:5.2f} s CPU, {res.niter:4d} it, χ² "
+              f"{ {k: round(v, 3) for k, v in res.chi2_terms.items()} }, score {s_both:.4f} both / {s_truth:.4f} truth")
+    print(f"  scipy L-BFGS-B, 300 it, same objective {sp_wall:5.2f} s wall {sp_cpu:5.2f} s CPU, {sp.nit:4d} it, "
+          f"χ²_red {obj(sp.x)[0] and obj.last['chi2_red']:.3f}, score {scores(sp_img)[0]:.4f} both / {scores(sp_img)[1]:.4f} truth")
+    fast, prev, conv = rows
+    print(f"  exact-DFT path: {per_it_dft * 1e3:.1f} ms/it vs {prev[3] / prev[1].niter * 1e3:.1f} ms/it (previous NUFFT); "
+          f"fast path ×{prev[2] / fast[2]:.1f} (CPU) vs the previous path, ×{sp_cpu / fast[2]:.1f} vs scipy")
+    assert fast[4][0] > 0.97 and fast[4][1] >= conv[4][1] - 0.005  # the optimum's quality, reached early
+    assert fast[2] < prev[2] and fast[2] < sp_cpu
+    assert per_it_dft > prev[3] / prev[1].niter
 
 
 def _large_data(m_v2: int = 150_000, n_t3: int = 20_000, seed: int = 1) -> ImagingData:
@@ -125,20 +192,29 @@ def _large_data(m_v2: int = 150_000, n_t3: int = 20_000, seed: int = 1) -> Imagi
     return ImagingData([group], "SIM", Selection(), {}, {"vis2": m_v2, "t3phi": n_t3}), truth
 
 
-def test_bench_large_reconstruction():
-    """210,000 uv points (150k V², 20k closure phases), 256×256: a full reconstruction
-    (target ≤ 60 s); baseline: one objective evaluation with the exact DFT (scaled from 4,000
-    points) to show what the same number of evaluations would cost without the NUFFT."""
+def test_bench_large_reconstruction(monkeypatch):
+    """210,000 uv points (150k V², 20k closure phases), 256×256: a full reconstruction of 150
+    iterations (target ≤ 60 s). Baselines in the same run: the previous NUFFT settings (eps
+    1e-9, upsampfac 2; 15 iterations timed, scaled to the same number of evaluations) and one
+    objective evaluation with the exact DFT (scaled from 4,000 points)."""
+    rec = sys.modules["oiflow.image.reconstruct"]
+
     data, truth = _large_data()
-    res = reconstruct(data, dict(npix=256, pixel_size_mas=0.1, mu=1e4, maxiter=150))
+    res, cpu, _ = _cpu_and_wall(lambda: reconstruct(data, dict(npix=256, pixel_size_mas=0.1, mu=1e4, maxiter=150)))
+    with monkeypatch.context() as m:
+        m.setattr(rec, "NUFFT_OPTIONS", dict(eps=1e-9))
+        old, old_cpu, _ = _cpu_and_wall(lambda: reconstruct(data, dict(npix=256, pixel_size_mas=0.1, mu=1e4, maxiter=15)))
+    old_scaled = old.elapsed / old.nfev * res.nfev
+    old_cpu_scaled = old_cpu / old.nfev * res.nfev
     score = quality(res.image, truth, 0.1 * MAS, nominal_resolution(data.max_frequency))
     g = data.groups[0]
     D = MatrixDFT(g.u[:4000], g.v[:4000], 256, 0.1 * MAS, XP)
     img = truth / truth.sum()
     per_eval_dft = _best(lambda: (D.forward(img), D.adjoint(np.ones(4000, complex))), 2) * g.u.size / 4000
-    print(f"\n[large 210k uv, 256²] {res.elapsed:.1f} s (target ≤ 60 s), {res.niter} it, {res.nfev} evaluations, "
-          f"χ² {res.chi2:.3f}, score {score:.3f}; exact DFT would need {per_eval_dft * res.nfev:.0f} s for the "
-          f"evaluations alone (×{per_eval_dft * res.nfev / res.elapsed:.0f})")
+    print(f"\n[large 210k uv, 256², {_load()}] {res.elapsed:.1f} s wall, {cpu:.1f} s CPU (target ≤ 60 s), {res.niter} it, "
+          f"{res.nfev} evaluations, χ² {res.chi2:.3f}, score {score:.3f}; previous NUFFT settings (scaled from "
+          f"{old.nfev} evaluations) {old_scaled:.1f} s wall, {old_cpu_scaled:.1f} s CPU; exact DFT would need "
+          f"{per_eval_dft * res.nfev:.0f} s for the evaluations alone (×{per_eval_dft * res.nfev / res.elapsed:.0f})")
     assert per_eval_dft * res.nfev > res.elapsed
     assert score > 0.9
 

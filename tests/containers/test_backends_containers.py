@@ -139,30 +139,43 @@ def test_pndrs_failure_names_the_night_and_log(docker_runner, pndrs_standin_imag
     assert not (out / "pndrs").exists()  # nothing half-written
 
 
-def test_amber_p2vm_accepts_a_simulated_p2vm_set(docker_runner, amber_image, tmp_path):
-    """The real amber_p2vm reads the 10 simulated files (amdlib's raw format) and writes a P2VM.
-
-    Not yet checked: its instrumental visibilities (QC P2VM VISij) do not match the simulated ones,
-    and amber_SciCal on simulated object files is not done (see oiflow/simulate/amber_raw.py)."""
-    from oiflow.simulate.amber_raw import AmberSetup, write_p2vm_set, write_static_calibrations
+def test_amber_p2vm_recovers_the_simulated_instrument(docker_runner, amber_image, tmp_path):
+    """The real amber_p2vm reads the 10 simulated files (amdlib's raw format) and its P2VM holds the
+    simulated instrument: wavelengths, the beams' profile in the interferometric channel (VK), and
+    carrier waves whose phase is the instrumental phase of each pair, the second carrier (from the
+    quarter-wave "Q" files) shifted by quadrature_sign × 90°."""
+    from oiflow.reduce.backends.amdlib import classify_dir
+    from oiflow.simulate.amber_raw import PAIRS, AmberSetup, _envelope, _x, write_p2vm_set, write_static_calibrations
 
     night = tmp_path / "night"
     night.mkdir()
     setup = AmberSetup()
-    write_p2vm_set(night, setup, nframes=10)
+    write_p2vm_set(night, setup, nframes=20)
     write_static_calibrations(night)
-    backend = AmdlibBackend()
-    from oiflow.reduce.backends.amdlib import classify_dir
     files = classify_dir(night)
     sof = write_sof([(f.path, f.category) for f in files], tmp_path / "sof" / "p2vm.sof")
     result = BackendResult()
-    prods = backend.run_recipe(docker_runner, ReduceConfig(image=amber_image), "amber_p2vm", sof, [night],
-                               tmp_path / "work" / "p2vm", result)
+    prods = AmdlibBackend().run_recipe(docker_runner, ReduceConfig(image=amber_image), "amber_p2vm", sof, [night],
+                                       tmp_path / "work" / "p2vm", result)
     ((p2vm, catg),) = prods
     assert catg == "P2VM_REDUCED"
     with fits.open(p2vm) as hdul:
-        assert hdul["P2VM"].header["NAXIS2"] == 1
-        wave_m = hdul["P2VM"].data["EFF_WAVE"][0]
-        np.testing.assert_allclose(wave_m, setup.channel_wavelengths_nm() * 1e-9, rtol=1e-6)
+        table = hdul["P2VM"]
+        assert table.header["NAXIS2"] == 1 and table.header["STARTPIX"] == setup.first_row
+        row = table.data[0]
+        np.testing.assert_allclose(row["EFF_WAVE"], setup.channel_wavelengths_nm() * 1e-9, rtol=1e-6)
+        vk, matrix = row["VK"], row["MATRIX"]  # (3, nwave, nx), (nwave, nx, 6: c12 c23 c31 d12 d23 d31)
+        np.testing.assert_allclose(np.abs(row["CALIB_PHASE"]), 90.0, atol=1.5)
+    env, x = _envelope(setup), _x(setup)
+    core = env > 0.25 * env.max()  # where the beams carry light (the edges are noise-dominated)
+    np.testing.assert_allclose((vk / env)[:, :, core], 1.0, atol=0.03)
+    for b, pair in enumerate(PAIRS):
+        for c in range(0, setup.nwave, 7):
+            f = setup.frequency(pair)[c]
+            design = np.column_stack([env * np.cos(2 * np.pi * f * x), env * np.sin(2 * np.pi * f * x)])
+            (ac, bc), (ad, bd) = (np.linalg.lstsq(design, matrix[c, :, k], rcond=None)[0] for k in (b, b + 3))
+            phase_c, phase_d = np.degrees(np.arctan2(-bc, ac)), np.degrees(np.arctan2(-bd, ad))
+            assert abs((phase_c - np.degrees(setup.instrument_phase[pair]) + 180) % 360 - 180) < 1.0
+            assert abs((phase_d - phase_c - setup.quadrature_sign * 90 + 180) % 360 - 180) < 1.5
     log = result.logs[0].read_text()
     assert "P2VM produced" in log and "Loading P2VM file" in log

@@ -8,7 +8,18 @@ Chain, per night (each recipe is one runner job with its own log and its own SOF
     amber_SciCal     each AMBER_SCIENCE / AMBER_CALIB / AMBER_SCIENCE_CALIB file
                      + P2VM_REDUCED + AMBER_BADPIX + AMBER_FLATFIELD                → *_REDUCED OIFITS (L1)
     amber_trf        CALIB_REDUCED + CALIB_DATABASE_{J,H,K} (when given)          → AMBER_TRF_{J,H,K}
-    amber_calibrate  SCIENCE_REDUCED + AMBER_TRF_*                                → SCIENCE_CALIBRATED (L2)
+    amber_calibrate  SCIENCE_REDUCED + AMBER_TRF_* (of the calibrator closest in time, per band)
+                                                                                  → SCIENCE_CALIBRATED (L2)
+
+amber_trf (cpl-plugin-amber 4.4.3) computes the calibrator's expected visibility of its 2nd and
+3rd baselines (stations 2-3 and 1-3 in amdlib's order 12, 23, 31) from the projected lengths
+``ESO ISS PBL13`` and ``ESO ISS PBL23`` respectively, i.e. swapped (measured with simulated
+nights: its TRF of those baselines equals measured/expected with the other baseline's length, a
+bias of a few per cent for a resolved calibrator). amber_trf gets copies of the CALIB_REDUCED
+products named after their observation (``<out>/amdlib/trf_inputs/``); with ``fix_trf_baselines``
+(the default) their PBL13/PBL23 cards are exchanged, so that the transfer function is that of the
+right baselines (card ``OIFLOW PBLSWAP``). amber_calibrate uses one transfer function per band:
+the backend gives it that of the calibrator observed closest in time.
 
 A failed recipe becomes a failure naming the recipe, the file and the recipe's log; one bad
 observation fails only itself (a failed P2VM fails the observations that need it). The L1
@@ -151,8 +162,11 @@ class AmdlibBackend(Backend):
     name = "amdlib"
     default_image = DEFAULT_IMAGE
 
-    def __init__(self, esorex: str = "esorex"):
+    def __init__(self, esorex: str = "esorex", *, scical_params: tuple[str, ...] = (),
+                 fix_trf_baselines: bool = True):
         self.esorex = esorex
+        self.scical_params = tuple(scical_params)  # e.g. ("--binning=10",)
+        self.fix_trf_baselines = fix_trf_baselines
 
     def requirements(self) -> Requirements:
         return Requirements(image=DEFAULT_IMAGE,
@@ -210,7 +224,7 @@ class AmdlibBackend(Backend):
                     p2vms.append((min(m.mjd for m in members), p))
 
         # objects: amber_SciCal with the P2VM closest in time
-        reduced: list[tuple[Path, str]] = []
+        reduced: list[tuple] = []  # (amdlib product, PRO CATG, raw stem, L1 file, MJD-OBS)
         for f in files:
             if f.category not in OBJECT_CATEGORIES:
                 continue
@@ -224,7 +238,8 @@ class AmdlibBackend(Backend):
             entries += [(c.path, c.category) for c in files if c.category and c.category.startswith("CALIB_DATABASE")]
             sof = write_sof(entries, work / "sof" / f"{name}.sof")
             try:
-                prods = self.run_recipe(runner, config, "amber_SciCal", sof, dirs + [p2vm.parent], work / name, result)
+                prods = self.run_recipe(runner, config, "amber_SciCal", sof, dirs + [p2vm.parent], work / name, result,
+                                        params=self.scical_params)
             except RecipeError as exc:
                 result.failures.append((f.path.name, str(exc)))
                 continue
@@ -234,9 +249,10 @@ class AmdlibBackend(Backend):
                                                      f"{work / (name + '.log')}]"))
                 continue
             product, catg = oifits[0]
-            result.products.append(self._publish(product, out_dir / f"{f.path.stem}.fits", f.path, p2vm,
-                                                 config, result))
-            reduced.append((product, catg))
+            l1 = self._publish(product, out_dir / f"{f.path.stem}.fits", [f.path, p2vm], config, result, level=1,
+                               stage="reduce")
+            result.products.append(l1)
+            reduced.append((product, catg, f.path.stem, l1, f.mjd))
 
         self._calibrate(runner, config, reduced, files, dirs, work, out_dir, result)
         return result
@@ -244,33 +260,48 @@ class AmdlibBackend(Backend):
     def _calibrate(self, runner, config, reduced, files, dirs, work, out_dir, result) -> None:
         """amber_trf + amber_calibrate when calibrator databases and calibrator observations exist."""
         databases = [(c.path, c.category) for c in files if c.category and c.category.startswith("CALIB_DATABASE")]
-        cal = [(p, "CALIB_REDUCED") for p, c in reduced if c.startswith("CALIB_REDUCED")]
-        sci = [(p, "SCIENCE_REDUCED") for p, c in reduced if c.startswith("SCIENCE_REDUCED")]
+        cal = [(p, "CALIB_REDUCED") for p, c, *_ in reduced if c.startswith("CALIB_REDUCED")]
+        sci = [(p, stem, l1, mjd) for p, c, stem, l1, mjd in reduced if c.startswith("SCIENCE_REDUCED")]
         if not databases or not cal or not sci:
             return
+        # amber_trf names its products after its inputs' names (every SciCal product is amber_0000.fits):
+        # give it copies named after their observation, with PBL13/PBL23 exchanged when fixing
+        cal = [(trf_input(p, work / "trf_inputs" / f"{p.parent.name}_{p.name}", swap=self.fix_trf_baselines), tag)
+               for p, tag in cal]
         sof = write_sof(cal + databases, work / "sof" / "trf.sof")
         try:
-            trf = self.run_recipe(runner, config, "amber_trf", sof, dirs + [p.parent for p, _ in cal], work / "trf", result)
+            trf = self.run_recipe(runner, config, "amber_trf", sof, dirs + sorted({p.parent for p, _ in cal}),
+                                  work / "trf", result)
         except RecipeError as exc:
             result.failures.append(("transfer function (amber_trf)", str(exc)))
             return
-        trfs = [(p, c) for p, c in trf if c.startswith("AMBER_TRF")]
-        for p, _ in sci:
-            name = f"calibrate_{p.stem}"
-            sof = write_sof([(p, "SCIENCE_REDUCED")] + trfs, work / "sof" / f"{name}.sof")
+        trfs = [(p, c, float(fits.getheader(p).get("MJD-OBS", 0.0) or 0.0)) for p, c in trf if c.startswith("AMBER_TRF")]
+        for p, stem, l1, mjd in sci:
+            name = f"calibrate_{stem}"
+            # amber_calibrate uses one transfer function per band (the first in its SOF): give it the
+            # one of the calibrator observed closest in time, per band
+            nearest = {}
+            for t, c, t_mjd in sorted(trfs, key=lambda item: abs(item[2] - mjd)):
+                nearest.setdefault(c, t)
+            used = [(t, c) for c, t in nearest.items()]
+            sof = write_sof([(p, "SCIENCE_REDUCED")] + used, work / "sof" / f"{name}.sof")
             try:
                 prods = self.run_recipe(runner, config, "amber_calibrate", sof, dirs + [p.parent, work / "trf"],
-                                     work / name, result)
+                                        work / name, result)
             except RecipeError as exc:
-                result.failures.append((p.name, str(exc)))
+                result.failures.append((f"{stem} (calibration)", str(exc)))
                 continue
-            result.calibrated += [q for q, c in prods if c == "SCIENCE_CALIBRATED"]
+            for q, c in prods:
+                if c == "SCIENCE_CALIBRATED":
+                    result.calibrated.append(self._publish(q, out_dir / f"{stem}_calibrated.fits",
+                                                           [l1, *[t for t, _ in used]], config, result, level=2,
+                                                           stage="calibrate"))
 
-    def _publish(self, product: Path, dest: Path, raw: Path, p2vm: Path, config: ReduceConfig,
-                 result: BackendResult) -> Path:
-        """Copy an amdlib OIFITS to the L1 tree with oiflow's provenance in its primary header."""
-        prov = Provenance.for_inputs(1, "reduce", [raw, p2vm],
-                                     {"backend": "amdlib", **config.model_dump(mode="json")})
+    def _publish(self, product: Path, dest: Path, inputs: list[Path], config: ReduceConfig, result: BackendResult,
+                 *, level: int, stage: str) -> Path:
+        """Copy an amdlib OIFITS to ``dest`` with oiflow's provenance in its primary header (L1:
+        inputs raw file and P2VM; L2: the L1 product and the transfer functions)."""
+        prov = Provenance.for_inputs(level, stage, inputs, {"backend": "amdlib", **config.model_dump(mode="json")})
         with fits.open(product) as hdul:
             hdul = fits.HDUList([h.copy() for h in hdul])
         prov.apply_to_header(hdul[0].header)
@@ -282,6 +313,25 @@ class AmdlibBackend(Backend):
             hdul[0].header["HIERARCH OIFLOW IMAGEID"] = str(last["image_id"])[:60]
         hdul[0].header["HIERARCH OIFLOW LOGSHA"] = str(last.get("log_sha256", ""))
         return write_hdulist_atomic(hdul, dest)
+
+
+def trf_input(product: Path, dest: Path, *, swap: bool) -> Path:
+    """A copy of an amdlib CALIB_REDUCED for amber_trf; with ``swap`` its ``ESO ISS PBL13``/``PBL23``
+    (and PBLA) cards are exchanged (see the module docstring: what amber_trf 4.4.3 needs to pair
+    lengths and baselines right). 2-telescope data (no PBL23) are copied unchanged."""
+    with fits.open(product) as hdul:
+        hdul = fits.HDUList([h.copy() for h in hdul])
+    h = hdul[0].header
+    swapped = False
+    for kind in ("PBL", "PBLA"):
+        for when in ("START", "END"):
+            k13, k23 = f"HIERARCH ESO ISS {kind}13 {when}", f"HIERARCH ESO ISS {kind}23 {when}"
+            if swap and k13 in h and k23 in h:
+                h[k13], h[k23] = h[k23], h[k13]
+                swapped = True
+    h["HIERARCH OIFLOW PBLSWAP"] = (swapped, "PBL13/PBL23 exchanged for amber_trf (oiflow)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return write_hdulist_atomic(hdul, dest)
 
 
 class RecipeError(ReductionError):
