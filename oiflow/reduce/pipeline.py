@@ -20,8 +20,8 @@ import numpy as np
 
 from ..config import ReduceConfig
 from ..errors import OiflowError, ReductionError
-from ..oifits import write_oifits
-from ..provenance import Provenance
+from ..oifits import OIFits, write_oifits
+from ..provenance import InputRecord, Provenance
 from .estimators import compute_observables
 from .l1 import l1_oifits
 from .p2vm import P2VMCalibration, calibrate_p2vm, invert_frames
@@ -67,15 +67,28 @@ def execution_cards(execution: Mapping[str, str | None] | None) -> dict[str, str
 
 def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config: ReduceConfig | None = None,
                        calibration: P2VMCalibration | None = None,
-                       execution: Mapping[str, str | None] | None = None) -> Path:
+                       execution: Mapping[str, str | None] | None = None, *,
+                       input_records: dict | None = None) -> Path:
     """Reduce one observation of ``plan`` to ``out_dir/<obs_id>.fits`` (L1 OIFITS2).
 
     ``calibration`` (the setup's P2VM) is computed from the plan's calibration files when not
     given. ``execution`` ({"engine", "image", "image_id"}, e.g. from the native backend's container
     job; default: engine ``in-process``) is written as ``HIERARCH OIFLOW ENGINE/IMAGE/IMAGEID``
-    cards. Raises :class:`ReductionError` naming what is wrong (missing calibration files, a
-    corrupt raw file, inconsistent shapes).
+    cards. ``input_records``: a dict (path → provenance record) shared by the observations of a
+    night, so each calibration file is hashed once. Raises :class:`ReductionError` naming what is
+    wrong (missing calibration files, a corrupt raw file, inconsistent shapes).
     """
+    oi, prov = l1_product(plan, obs_id, config, calibration, execution=execution, input_records=input_records)
+    out = Path(out_dir) / f"{obs_id}.fits"
+    write_oifits(oi, out, provenance=prov)
+    return out
+
+
+def l1_product(plan: NightPlan, obs_id: str, config: ReduceConfig | None = None,
+               calibration: P2VMCalibration | None = None, *,
+               execution: Mapping[str, str | None] | None = None,
+               input_records: dict | None = None) -> tuple[OIFits, Provenance]:
+    """The L1 OIFITS of one observation and its provenance, in memory (what :func:`reduce_observation` writes)."""
     config = config or ReduceConfig()
     obs = plan.observation(obs_id)
     if calibration is None:
@@ -92,10 +105,13 @@ def reduce_observation(plan: NightPlan, obs_id: str, out_dir: str | Path, config
                               keep_fraction=fs.keep_fraction, debias=config.debias, min_frames=config.min_frames)
     extra = {"HIERARCH OIFLOW CHI2 MEDIAN": round(float(np.median(cf.chi2)), 4), **execution_cards(execution)}
     oi = l1_oifits(obs, exp, res, plan.night, extra)
-    prov = Provenance.for_inputs(1, "reduce", [obs.path, *calibration.files], settings=_settings(config))
-    out = Path(out_dir) / f"{obs.obs_id}.fits"
-    write_oifits(oi, out, provenance=prov)
-    return out
+    records = {} if input_records is None else input_records
+    for path in (obs.path, *calibration.files):
+        if path not in records:
+            records[path] = InputRecord.from_path(path)
+    prov = Provenance.for_inputs(1, "reduce", [records[p] for p in (obs.path, *calibration.files)],
+                                 settings=_settings(config))
+    return oi, prov
 
 
 def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig | None = None,
@@ -107,6 +123,7 @@ def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig 
     result = ReduceResult()
     result.failures.extend(plan.unreadable)
     calibrations: dict[str, P2VMCalibration | ReductionError] = {}
+    records: dict = {}  # provenance records of the inputs: each calibration file hashed once a night
     for obs in plan.observations:
         try:
             cal = calibrations.get(obs.setup)
@@ -119,7 +136,7 @@ def reduce_night(raw_dir: str | Path, out_dir: str | Path, config: ReduceConfig 
             if isinstance(cal, Exception):
                 raise cal
             result.products.append(reduce_observation(plan, obs.obs_id, out_dir, config, calibration=cal,
-                                                       execution=execution))
+                                                       execution=execution, input_records=records))
         except OiflowError as exc:
             log.warning("%s", exc)
             result.failures.append((obs.obs_id, str(exc)))
