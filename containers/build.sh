@@ -7,7 +7,8 @@
 #                The rootfs tarball is cached in $OIFLOW_CONTAINER_CACHE (default ~/.cache/oiflow-containers)
 #                so later local builds skip debootstrap; delete it to refresh. CI starts clean.
 # worker         base + a virtual environment with oiflow and its dependencies, installed from a wheelhouse
-#                made here on the host (`pip wheel`), so the image build itself needs no network.
+#                made here on the host (`pip wheel`), so the image build itself needs no network; the
+#                versions are those installed in $OIFLOW_PYTHON's environment (pip freeze as constraints).
 #                BASE build argument: defaults to the local base; with a registry, python:3.11-slim works:
 #                  OIFLOW_WORKER_BASE=docker.io/library/python:3.11-slim containers/build.sh worker
 # amber          base + Debian's esorex and cpl-plugin-amber (ESO's AMBER pipeline on amdlib), installed by
@@ -18,13 +19,14 @@
 #                Needs those sources to be reachable: not built by default.
 #
 # Environment: CONTAINERS_CONF (default: containers/containers.conf: runc, lowered ulimits),
+# OIFLOW_PODMAN_ROOT (a Podman store of its own: see env.sh),
 # OIFLOW_DEBIAN_MIRROR (default http://deb.debian.org/debian), OIFLOW_PYTHON (python for `pip wheel`,
 # default python3), OIFLOW_IMAGE_PREFIX (default localhost/oiflow-), PNDRS_* (pndrs build arguments).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
+source "$HERE/env.sh"   # CONTAINERS_CONF, and a store of its own with OIFLOW_PODMAN_ROOT
 CACHE="${OIFLOW_CONTAINER_CACHE:-$HOME/.cache/oiflow-containers}"
 MIRROR="${OIFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PY="${OIFLOW_PYTHON:-python3}"
@@ -68,16 +70,29 @@ build_worker() {
     wheels="$ctx/wheels"
     mkdir -p "$wheels"
     log "wheelhouse for oiflow and its dependencies (pip wheel, on the host)"
+    # The same versions (the same wheels: numpy with its bundled OpenBLAS, scipy, astropy, …) as the
+    # environment of $PY, so that the native reducer gives byte-identical products in the image and
+    # in-process there: `pip freeze` of that environment constrains the wheelhouse.
+    # OIFLOW_WORKER_PIN=0 lets pip choose the newest versions instead.
+    local pin=()
+    if [[ "${OIFLOW_WORKER_PIN:-1}" != 0 ]]; then
+        "$PY" -m pip freeze --exclude-editable 2>/dev/null | grep -v -e ' @ ' -e '^-e ' -e '^oiflow==' >"$ctx/constraints.txt" || true
+        pin=(--constraint "$ctx/constraints.txt")
+    fi
     # async-timeout: a dependency of redis (via prefect) only below Python 3.11.3, and Debian 12's python3
     # is 3.11.2: listed explicitly so the wheelhouse has it when the host's Python is newer.
-    "$PY" -m pip wheel --wheel-dir "$wheels" "$REPO" pip "async-timeout>=4.0.3" >"$ctx/pip-wheel.log" 2>&1 \
+    "$PY" -m pip wheel "${pin[@]}" --wheel-dir "$wheels" "$REPO" pip "async-timeout>=4.0.3" >"$ctx/pip-wheel.log" 2>&1 \
         || { tail -20 "$ctx/pip-wheel.log" >&2; exit 1; }
     cp "$HERE/worker/Containerfile" "$ctx/Containerfile"
+    # the wheelhouse's digest is a build argument: Podman's layer cache does not look into the bind
+    # mount, so without it a rebuild would keep the previous oiflow
+    local digest
+    digest="$(cd "$wheels" && sha256sum -- *.whl | sha256sum | cut -c1-16)"
     podman build --quiet --network=none \
-        --build-arg "BASE=${OIFLOW_WORKER_BASE:-${PREFIX}base:latest}" \
+        --build-arg "BASE=${OIFLOW_WORKER_BASE:-${PREFIX}base:latest}" --build-arg "WHEELHOUSE=$digest" \
         -t "${PREFIX}worker:latest" "$ctx" >/dev/null
     rm -rf "$ctx"
-    log "built ${PREFIX}worker:latest"
+    log "built ${PREFIX}worker:latest (wheelhouse $digest)"
 }
 
 build_amber() {

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The container part of CI (called by .ci/run): install Podman, build the images, serve the Docker
-# API from Podman, and run the container tests (pytest -m container) against it.
-#   PYTHON: the interpreter of the test environment (default .venv/bin/python)
+# The container part of CI (called by .ci/run): install Podman, build the images from clean, serve
+# the Docker API from Podman, run the container tests (pytest -m container) against it, stop it.
+#   PYTHON               the interpreter of the test environment (default .venv/bin/python); the worker
+#                        image gets the same package versions (build.sh pins its wheelhouse to them)
+#   OIFLOW_PODMAN_ROOT   optional: a Podman store of its own (containers/env.sh), e.g. a fresh
+#                        directory to measure a clean build on a machine that already has images
+# The tests start and stop what else they need (a Prefect server and a docker-pool worker for
+# tests/containers/test_docker_work_pool.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
@@ -19,5 +24,5 @@ echo "[containers/ci.sh] images built: $((SECONDS - t0)) s"
 
 URL="$(containers/podman-service.sh start)"
 trap 'containers/podman-service.sh stop' EXIT
-OIFLOW_DOCKER_URL="$URL" OIFLOW_REQUIRE_CONTAINERS=1 "$PYTHON" -m pytest -m container tests/containers
+OIFLOW_DOCKER_URL="$URL" OIFLOW_REQUIRE_CONTAINERS=1 "$PYTHON" -m pytest -m container tests/containers --durations=5
 echo "[containers/ci.sh] total: $((SECONDS - t0)) s"

@@ -6,11 +6,11 @@
 #   containers/podman-service.sh url     → prints the URL
 #
 # Use it with:  export OIFLOW_DOCKER_URL=$(containers/podman-service.sh start)
-# Directory: $OIFLOW_PODMAN_DIR (default /tmp/oiflow-podman-$UID). CONTAINERS_CONF defaults to
-# containers/containers.conf, as for build.sh.
+# Directory: $OIFLOW_PODMAN_DIR (default /tmp/oiflow-podman-$UID, or $OIFLOW_PODMAN_ROOT/service).
+# CONTAINERS_CONF and OIFLOW_PODMAN_ROOT as for build.sh (containers/env.sh).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
+source "$HERE/env.sh"   # CONTAINERS_CONF, and a store of its own with OIFLOW_PODMAN_ROOT
 DIR="${OIFLOW_PODMAN_DIR:-/tmp/oiflow-podman-$(id -u)}"
 SOCK="$DIR/podman.sock"
 PIDFILE="$DIR/service.pid"

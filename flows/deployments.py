@@ -1,4 +1,5 @@
-"""Server mode: deployments from YAML, served with cron schedules; ad-hoc submission.
+"""Server mode: deployments from YAML, served with cron schedules (``oiflow serve``) or run in the
+worker image by a docker work pool (``oiflow deploy``); ad-hoc submission.
 
 ``configs/deployments.yaml``::
 
@@ -133,6 +134,106 @@ def to_deployments(specs: list[DeploymentSpec]):
             kwargs["schedules"] = [CronSchedule(cron=s.cron, timezone=s.timezone)]
         out.append(ENTRY_FLOWS[s.flow].to_deployment(**kwargs))
     return out
+
+
+# -- deployments that run in the worker image: Prefect's docker work pool (prefect-docker) ----------
+
+DOCKER_POOL_TYPE = "docker"
+IMAGE_WORKDIR = "/tmp"  # the working directory of flow runs in the worker image (its HOME, writable)
+
+
+def volume_spec(text: str) -> str:
+    """A docker-worker volume from ``SRC[:DST][:ro|rw]``; without DST the path is the same inside
+    (as for oiflow's runners), so the paths in a run's config mean the same thing there."""
+    parts = str(text).split(":")
+    mode = parts.pop() if len(parts) > 1 and parts[-1] in ("ro", "rw") else "rw"
+    if len(parts) > 2 or not parts[0]:
+        raise ConfigError(f"volume {text!r}: expected SRC[:DST][:ro|rw]")
+    src = str(Path(parts[0]).resolve())
+    dst = parts[1] if len(parts) == 2 else src
+    return f"{src}:{dst}:{mode}"
+
+
+def docker_job_variables(image: str, volumes: list[str] = (), *, user: str | None = None,
+                         network_mode: str = "host", mem_limit: str | None = None,
+                         env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Job variables of a deployment whose runs execute in ``image`` (the oiflow worker image).
+
+    * ``volumes``: ``SRC[:DST][:ro|rw]`` (see :func:`volume_spec`): the inputs and the products root;
+    * ``user``: ``uid:gid`` inside the container (default: the caller's, so that the products
+      belong to whoever deployed, not to root);
+    * ``network_mode``: ``host`` by default, because the flow run in the container talks to the
+      Prefect API (and its Dask workers to each other). The reduction jobs that a flow starts
+      through oiflow's runners still run without network;
+    * the image is never pulled when present (``IfNotPresent``): images built by
+      ``containers/build.sh`` exist only locally.
+    """
+    from flows.runtime import QUIET_ENV
+
+    return {
+        "image": image,
+        "image_pull_policy": "IfNotPresent",
+        "volumes": [volume_spec(v) for v in volumes],
+        "network_mode": network_mode,
+        "auto_remove": True,
+        "stream_output": True,
+        "env": {**QUIET_ENV, "PREFECT_LOGGING_LEVEL": "INFO", **(env or {})},
+        "container_create_kwargs": {"user": user or f"{os.getuid()}:{os.getgid()}"},
+        **({"mem_limit": mem_limit} if mem_limit else {}),
+    }
+
+
+def ensure_docker_work_pool(name: str) -> None:
+    """Create the docker work pool ``name`` (prefect-docker's default job template) if missing."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        from prefect_docker.worker import DockerWorker
+    except ImportError:
+        raise ConfigError("docker work pools need prefect-docker: pip install 'oiflow[containers]'") from None
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=name, type=DOCKER_POOL_TYPE,
+                                                   base_job_template=DockerWorker.get_default_base_job_template()))
+            return
+    if pool.type != DOCKER_POOL_TYPE:
+        raise ConfigError(f"work pool {name!r} is of type {pool.type!r}, not {DOCKER_POOL_TYPE!r}")
+
+
+def deploy_to_docker_pool(specs: list[DeploymentSpec], work_pool: str, image: str, volumes: list[str] = (),
+                          **job_kwargs) -> list[str]:
+    """Register ``specs`` as deployments of the docker work pool ``work_pool`` whose runs execute
+    in ``image``; returns their ids. A worker runs them:
+    ``DOCKER_HOST=unix:///…/podman.sock prefect worker start --pool POOL --type docker``.
+
+    The flow code is the one installed in the image: the entrypoint is a module path
+    (``flows.deployments.pipeline_job``) and the only pull step sets the working directory
+    (:data:`IMAGE_WORKDIR`), so nothing is built, pushed, pulled or copied (without a pull step,
+    Prefect would copy the container's working directory, ``/``, into a workspace)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.types.entrypoint import EntrypointType
+
+    ensure_docker_work_pool(work_pool)
+    job_variables = docker_job_variables(image, list(volumes), **job_kwargs)
+    ids = []
+    for s in specs:
+        schedules = [CronSchedule(cron=s.cron, timezone=s.timezone)] if s.cron else None
+        dep_id = ENTRY_FLOWS[s.flow].deploy(
+            name=s.name, work_pool_name=work_pool, image=image, build=False, push=False,
+            job_variables=job_variables, parameters=s.parameters, description=s.description or None,
+            tags=s.tags or None, schedules=schedules, entrypoint_type=EntrypointType.MODULE_PATH,
+            print_next_steps=False)
+        with get_client(sync_client=True) as client:
+            client.update_deployment(dep_id, DeploymentUpdate(path=None, pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": IMAGE_WORKDIR}}]))
+        ids.append(str(dep_id))
+    return ids
 
 
 def serve_deployments(specs: list[DeploymentSpec]) -> None:

@@ -117,13 +117,13 @@ def test_native_in_process_calls_reduce_night(tmp_path, monkeypatch):
         def __init__(self, products, failures):
             self.products, self.failures = products, failures
 
-    def fake_reduce_night(raw_dir, out_dir, config):
-        calls.append((raw_dir, out_dir, config))
+    def fake_reduce_night(raw_dir, out_dir, config, execution=None):
+        calls.append((raw_dir, out_dir, config, execution))
         return FakeResult([out_dir / "obs1.fits"], [("obs2", "no P2VM")])
 
     monkeypatch.setattr(native_mod, "_reduce_night", lambda: fake_reduce_night)
     cfg = ReduceConfig()
     res = NativeBackend().reduce_night(tmp_path / "raw", tmp_path / "L1", cfg, LocalRunner())
-    assert calls == [((tmp_path / "raw").resolve(), (tmp_path / "L1").resolve(), cfg)]
+    assert calls == [((tmp_path / "raw").resolve(), (tmp_path / "L1").resolve(), cfg, {"engine": "in-process"})]
     assert res.products == [(tmp_path / "L1").resolve() / "obs1.fits"]
     assert res.failures == [("obs2", "no P2VM")]

@@ -1,4 +1,4 @@
-"""Pipeline commands: products, run, reprocess, server start, serve, submit.
+"""Pipeline commands: products, run, reprocess, server start, serve, deploy, submit.
 
 The flows live in the top-level ``flows`` package (Prefect); they are imported inside the
 commands that run them, after :func:`flows.runtime.configure` has set oiflow's quiet,
@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("reprocess")(reprocess)
     app.command("serve")(serve)
+    app.command("deploy")(deploy)
     app.command("submit")(submit)
     server_app.command("start")(server_start)
     app.add_typer(server_app, name="server")
@@ -243,6 +244,32 @@ def serve(
         raise ConfigError("oiflow serve needs a Prefect server: start one with `oiflow server start` and "
                           "export PREFECT_API_URL=http://127.0.0.1:4200/api")
     dep.serve_deployments(specs)
+
+
+def deploy(
+    deployments: Path = typer.Argument(..., help="Deployments file (YAML), e.g. configs/deployments.yaml."),
+    work_pool: str = typer.Option(..., "--work-pool", help="Docker work pool (created if missing)."),
+    image: str = typer.Option("localhost/oiflow-worker:latest", "--image", help="Image the runs execute in."),
+    volume: list[str] = typer.Option([], "--volume", help="SRC[:DST][:ro|rw] bind mount (same path inside when "
+                                                          "DST is omitted): the inputs and the products root."),
+    user: str | None = typer.Option(None, "--user", help="uid:gid inside the container (default: yours)."),
+    mem_limit: str | None = typer.Option(None, "--mem-limit", help="Memory limit of each run's container, e.g. 8g."),
+):
+    """Register the deployments of a YAML file on a docker work pool: each run executes in the
+    worker image (prefect-docker), started by a worker on the machine with the container engine:
+
+        DOCKER_HOST=unix:///…/podman.sock prefect worker start --pool POOL --type docker
+
+    Then `oiflow submit NAME --watch`. Needs PREFECT_API_URL (see containers/README.md).
+    """
+    dep = _flows("deployments")
+    specs = dep.load_deployments(deployments)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("oiflow deploy needs a Prefect server: start one with `oiflow server start` and "
+                          "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    ids = dep.deploy_to_docker_pool(specs, work_pool, image, volume, user=user, mem_limit=mem_limit)
+    for s, dep_id in zip(specs, ids):
+        typer.echo(f"{s.flow_name}/{s.name} ({dep_id}): work pool {work_pool}, image {image}")
 
 
 def _parse_param(text: str) -> tuple[str, Any]:

@@ -131,26 +131,53 @@ class BinaryContext:
 
 
 class _Device:
-    """The context moved to the namespace ``xp`` (once per chunk of nodes)."""
+    """The context moved to the namespace ``xp`` (once per chunk of nodes).
+
+    The vectorised model works on frequency-major arrays (F, n) — one row per frequency, the n
+    nodes contiguous — so that picking the frequencies of a V² or a closure triangle is a copy
+    of whole rows, and per-node parameters broadcast along the contiguous axis."""
 
     def __init__(self, ctx: BinaryContext, xp):
         self.xp = xp
         a = lambda x, dt=None: None if x is None else xp.asarray(x) if dt is None else xp.asarray(x, dtype=dt)  # noqa
-        self.U, self.V, self.half_eps = a(ctx.U), a(ctx.V), a(0.5 * ctx.eps)
-        self.rho = xp.sqrt(self.U * self.U + self.V * self.V)
+        col = lambda x: None if x is None else xp.asarray(np.asarray(x, float)[:, None])  # noqa: E731
+        self.U, self.V, self.half_eps = col(ctx.U), col(ctx.V), col(0.5 * ctx.eps)
+        self.zfac = col((math.pi * MAS) * np.sqrt(ctx.U * ctx.U + ctx.V * ctx.V))  # z = zfac · d
         self.v2_idx = a(ctx.v2_idx, xp.int64)
-        self.v2_val, self.v2_err = a(ctx.v2_val), a(ctx.v2_err)
+        self.v2_val, self.v2_err = col(ctx.v2_val), col(ctx.v2_err)
+        self.v2_u = self.v2_v = None
+        if ctx.v2_idx is not None:
+            self.v2_u, self.v2_v = col(ctx.U[ctx.v2_idx]), col(ctx.V[ctx.v2_idx])
         self.t3_idx = None if ctx.t3_idx is None else [a(ctx.t3_idx[:, k], xp.int64) for k in range(3)]
         self.t3_sign = self.t3_u = self.t3_v = None
         if ctx.t3_idx is not None:
             # sign of the imaginary parts (−1 where the stored frequency is the conjugate)
             sign = np.where(ctx.t3_conj, -1.0, 1.0)
-            self.t3_sign = [a(sign[:, k]) if ctx.t3_conj[:, k].any() else None for k in range(3)]
+            self.t3_sign = [col(sign[:, k]) if ctx.t3_conj[:, k].any() else None for k in range(3)]
             # stored (sign-folded) frequencies: dW_k/dx = conj?(G_stored) · 2π u_stored
-            self.t3_u = [a(ctx.U[ctx.t3_idx[:, k]]) for k in range(3)]
-            self.t3_v = [a(ctx.V[ctx.t3_idx[:, k]]) for k in range(3)]
-        self.cp_val, self.cp_err = a(ctx.cp_val), a(ctx.cp_err)
-        self.t3a_val, self.t3a_err = a(ctx.t3a_val), a(ctx.t3a_err)
+            self.t3_u = [col(ctx.U[ctx.t3_idx[:, k]]) for k in range(3)]
+            self.t3_v = [col(ctx.V[ctx.t3_idx[:, k]]) for k in range(3)]
+        self.cp_val, self.cp_err = col(ctx.cp_val), col(ctx.cp_err)
+        self.t3a_val, self.t3a_err = col(ctx.t3a_val), col(ctx.t3a_err)
+        self.f32 = _Float32(self)
+
+
+class _Float32:
+    """The frequencies, signs and errors of a :class:`_Device` in single precision: the Jacobian
+    only steers the Levenberg–Marquardt steps (residuals and χ² stay in double precision), and
+    single precision halves the cost of its many array passes."""
+
+    def __init__(self, dev: _Device):
+        xp = dev.xp
+        c = lambda x: None if x is None else xp.astype(x, xp.float32)  # noqa: E731
+        self.xp = xp
+        self.U, self.V = c(dev.U), c(dev.V)
+        self.v2_u, self.v2_v = c(dev.v2_u), c(dev.v2_v)
+        self.v2_idx, self.t3_idx, self.cp_val, self.t3a_val = dev.v2_idx, dev.t3_idx, dev.cp_val, dev.t3a_val
+        self.v2_err, self.cp_err, self.t3a_err = c(dev.v2_err), c(dev.cp_err), c(dev.t3a_err)
+        self.t3_sign = None if dev.t3_sign is None else [c(x) for x in dev.t3_sign]
+        self.t3_u = None if dev.t3_u is None else [c(x) for x in dev.t3_u]
+        self.t3_v = None if dev.t3_v is None else [c(x) for x in dev.t3_v]
 
 
 _UD_SERIES = [(-1) ** k / (math.factorial(k) * math.factorial(k + 1)) for k in range(16)]
@@ -187,36 +214,64 @@ def _cos_sin(phi, xp):
 
 
 def _terms(p, dev: _Device, jacobian: bool):
-    """Per node and frequency: the primary's A = V_UD (real), the companion's band-averaged phasor
-    W = ⟨exp(−2πi(ux + vy))⟩ over a channel uniform in wavenumber = sinc(φ Δλ/2λ) e^{−iφ}, and
-    (with ``jacobian``) dA/dd and G = dW/dφ (dW/dx = G·2π u, dW/dy = G·2π v)."""
+    """Per frequency and node, (F, n): the primary's A = V_UD (real), the companion's
+    band-averaged phasor W = ⟨exp(−2πi(ux + vy))⟩ over a channel uniform in wavenumber
+    = sinc(φ Δλ/2λ) e^{−iφ}, and (with ``jacobian``) dA/dd and G = dW/dφ (dW/dx = G·2π u,
+    dW/dy = G·2π v)."""
     xp = dev.xp
-    x, y, d = p[:, 0][:, None], p[:, 1][:, None], p[:, 3][:, None]
-    phi = (_TWO_PI * MAS) * (dev.U[None, :] * x + dev.V[None, :] * y)
+    phi = (_TWO_PI * MAS) * (dev.U * p[:, 0][None, :] + dev.V * p[:, 1][None, :])  # (F, n)
     c, sn = _cos_sin(phi, xp)
-    z = phi * dev.half_eps[None, :]
+    z = phi * dev.half_eps
     zc, zs_ = _cos_sin(z, xp)
     tiny = xp.abs(z) < 1e-4
     zsafe = xp.where(tiny, xp.ones_like(z), z)
     s = xp.where(tiny, 1.0 - z * z / 6.0, zs_ / zsafe)
-    zfac = (math.pi * MAS) * dev.rho[None, :]
-    A, dA = _ud(zfac * d, xp, jacobian)
+    A, dA = _ud(dev.zfac * p[:, 3][None, :], xp, jacobian)
     out = {"A": A, "Wr": s * c, "Wi": -s * sn}
     if jacobian:
-        ds = xp.where(tiny, -z / 3.0, (zc - s) / zsafe) * dev.half_eps[None, :]
+        ds = xp.where(tiny, -z / 3.0, (zc - s) / zsafe) * dev.half_eps
         # G = (ds − i s) e^{−iφ}
         out["Gr"] = ds * c - s * sn
         out["Gi"] = -ds * sn - s * c
-        out["dA"] = dA * zfac
+        out["dA"] = dA * dev.zfac
     return out
 
 
 def _take(arr, idx, xp):
-    return xp.take(arr, idx, axis=1)
+    return xp.take(arr, idx, axis=0)
 
 
-def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
-    """Model blocks [(model (n, m), jacobian (n, m, 4) or None), ...] in the order V², T3PHI, T3AMP.
+def _flux_coefficients(t: dict, dev) -> dict:
+    """What the models take from the terms independently of the flux ratio f, at the frequencies
+    of each observable: V² = (A² + f² + 2f·A Re W)/(1+f)² and the bispectrum numerator
+    N = c0 + f·lin + f²·quad + f³ (complex lin, quad; see :func:`_binary_observables`).
+    Computed once, they give the models for any f cheaply (the detection-limit bisection)."""
+    xp = dev.xp
+    A, Wr, Wi = t["A"], t["Wr"], t["Wi"]
+    c: dict = {}
+    if dev.v2_idx is not None:
+        Av, Rv = _take(A, dev.v2_idx, xp), _take(Wr, dev.v2_idx, xp)
+        c["v2"] = (Av, Rv, Av * Av, Av * Rv)
+    if dev.t3_idx is not None:
+        idx = dev.t3_idx
+        sg = dev.t3_sign  # −1 where the stored frequency is the conjugate: Im parts flip
+        A1, A2, A3 = (_take(A, idx[k], xp) for k in range(3))
+        R1, R2, R3 = (_take(Wr, idx[k], xp) for k in range(3))
+        I1, I2, I3 = (_take(Wi, idx[k], xp) if sg[k] is None else _take(Wi, idx[k], xp) * sg[k]
+                      for k in range(3))
+        a23, a13, a12 = A2 * A3, A1 * A3, A1 * A2
+        c["t3"] = dict(A=(A1, A2, A3), R=(R1, R2, R3), I=(I1, I2, I3), a=(a23, a13, a12), c0=A1 * a23,
+                       lin=(a23 * R1 + a13 * R2 + a12 * R3, a23 * I1 + a13 * I2 - a12 * I3),
+                       quad=(A3 * R3 + A2 * R2 + A1 * R1, A3 * I3 - A2 * I2 - A1 * I1))
+    return c
+
+
+def _binary_observables(t: dict, f, dev, jacobian: bool, model: bool = True, coef: dict | None = None):
+    """Model blocks [(model (m, n), jacobian columns (4 × (m, n)) or None), ...] in the order V²,
+    T3PHI, T3AMP. ``dev`` is a :class:`_Device` (double precision) or its :class:`_Float32`
+    view (the Jacobian, with single-precision terms); ``model=False`` skips the closure phase
+    and |B| models (not needed next to the Jacobian); ``coef``: :func:`_flux_coefficients` of
+    ``t`` when already computed.
 
     V² is the band average of |V|²: (A² + f² + 2fA Re W)/(1+f)². The bispectrum is the band
     average of V_ij V_jk conj(V_ik), expanded in powers of f (each phasor product is smeared
@@ -225,59 +280,56 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
     Everything is real arithmetic on (real, imaginary) pairs; the closure-phase derivatives are
     Im(dN/N) (the (1+f)³ factor is real)."""
     xp = dev.xp
-    f = f[:, None]
-    A, Wr, Wi = t["A"], t["Wr"], t["Wi"]
+    c = coef if coef is not None else _flux_coefficients(t, dev)
+    f = f[None, :]
     q = 1.0 / (1.0 + f)
     blocks = []
     two_pi = _TWO_PI * MAS
     if dev.v2_idx is not None:
-        v2 = (A * A + f * f + 2.0 * f * A * Wr) * q * q
+        Av, Rv, AA, AR = c["v2"]
+        v2 = (AA + f * f + 2.0 * f * AR) * q * q
         jac = None
         if jacobian:
-            gx = 2.0 * f * A * t["Gr"] * q * q * two_pi
-            cols = [gx * dev.U[None, :], gx * dev.V[None, :],
-                    (2.0 * f + 2.0 * A * Wr) * q * q - 2.0 * v2 * q, (2.0 * A + 2.0 * f * Wr) * t["dA"] * q * q]
-            jac = xp.stack([_take(c, dev.v2_idx, xp) for c in cols], axis=2)
-        blocks.append((_take(v2, dev.v2_idx, xp), jac))
+            gx = 2.0 * f * Av * _take(t["Gr"], dev.v2_idx, xp) * q * q * two_pi
+            jac = (gx * dev.v2_u, gx * dev.v2_v, (2.0 * f + 2.0 * AR) * q * q - 2.0 * v2 * q,
+                   (2.0 * Av + 2.0 * f * Rv) * _take(t["dA"], dev.v2_idx, xp) * q * q)
+        blocks.append((v2, jac))
     if dev.t3_idx is not None:
         idx = dev.t3_idx
-        sg = dev.t3_sign  # −1 where the stored frequency is the conjugate: Im parts flip
-        A1, A2, A3 = (_take(A, idx[k], xp) for k in range(3))
-        R1, R2, R3 = (_take(Wr, idx[k], xp) for k in range(3))
-        I1, I2, I3 = (_take(Wi, idx[k], xp) if sg[k] is None else _take(Wi, idx[k], xp) * sg[k][None, :]
-                      for k in range(3))
-        a23, a13, a12 = A2 * A3, A1 * A3, A1 * A2
+        sg = dev.t3_sign
+        t3 = c["t3"]
+        A1, A2, A3 = t3["A"]
+        R1, R2, R3 = t3["R"]
+        I1, I2, I3 = t3["I"]
+        a23, a13, a12 = t3["a"]
+        lin_r, lin_i = t3["lin"]
+        quad_r, quad_i = t3["quad"]
         f2 = f * f
-        # N = A1A2A3 + f³ + f(a23 W1 + a13 W2 + a12 W3*) + f²(A3 W3 + A2 W2* + A1 W1*)
-        lin_r = a23 * R1 + a13 * R2 + a12 * R3
-        lin_i = a23 * I1 + a13 * I2 - a12 * I3
-        quad_r = A3 * R3 + A2 * R2 + A1 * R1
-        quad_i = A3 * I3 - A2 * I2 - A1 * I1
-        Nr = A1 * a23 + f2 * f + f * lin_r + f2 * quad_r
+        Nr = t3["c0"] + f2 * f + f * lin_r + f2 * quad_r
         Ni = f * lin_i + f2 * quad_i
-        n2 = Nr * Nr + Ni * Ni
-        cols = []
+        cols = [None, None]  # closure phase: Im(dN/N); |B|: Re(dN/N)
+        want_cp, want_amp = dev.cp_val is not None, dev.t3a_val is not None
         if jacobian:
+            n2 = Nr * Nr + Ni * Ni
             ir, ii = Nr / n2, -Ni / n2  # 1/N
             # d/dx: Σ_k 2π u_k [(a_k + b_k) Re G_k + i (a_k − b_k) Im G_k], with (a, b) the real
             # coefficients of (W_k, W_k*) in N; dCP = Im(dN/N), d|B|/|B| = Re(dN/N)
-            coef = ((f * a23, f2 * A1), (f * a13, f2 * A2), (f2 * A3, f * a12))
-            qx = 0.0
-            qy = 0.0
-            px = 0.0
-            py = 0.0
+            ab = ((f * a23, f2 * A1), (f * a13, f2 * A2), (f2 * A3, f * a12))
+            qx = qy = px = py = 0.0
             for k in range(3):
                 gr = _take(t["Gr"], idx[k], xp)
                 gi = _take(t["Gi"], idx[k], xp)
                 if sg[k] is not None:
-                    gi = gi * sg[k][None, :]
-                a, b = coef[k]
+                    gi = gi * sg[k]
+                a, b = ab[k]
                 cr, ci = (a + b) * gr, (a - b) * gi  # dN/dφ_k = cr + i ci
-                im = cr * ii + ci * ir
-                re = cr * ir - ci * ii
-                uk, vk = dev.t3_u[k][None, :], dev.t3_v[k][None, :]
-                qx, qy = qx + uk * im, qy + vk * im
-                px, py = px + uk * re, py + vk * re
+                uk, vk = dev.t3_u[k], dev.t3_v[k]
+                if want_cp:
+                    im = cr * ii + ci * ir
+                    qx, qy = qx + uk * im, qy + vk * im
+                if want_amp:
+                    re = cr * ir - ci * ii
+                    px, py = px + uk * re, py + vk * re
             # d/df
             dfr = 3.0 * f2 + lin_r + 2.0 * f * quad_r
             dfi = lin_i + 2.0 * f * quad_i
@@ -287,41 +339,79 @@ def _binary_observables(t: dict, f, dev: _Device, jacobian: bool):
                    + d3 * (a12 + f * (A2 * R1 + A1 * R2) + f2 * R3))
             ddi = (d1 * (f * (A3 * I2 - A2 * I3) - f2 * I1) + d2 * (f * (A3 * I1 - A1 * I3) - f2 * I2)
                    + d3 * (f * (A2 * I1 + A1 * I2) + f2 * I3))
-            im_f, re_f = dfr * ii + dfi * ir, dfr * ir - dfi * ii
-            im_d, re_d = ddr * ii + ddi * ir, ddr * ir - ddi * ii
-            cols = [(two_pi * qx, two_pi * qy, im_f, im_d), (two_pi * px, two_pi * py, re_f - 3.0 * q, re_d)]
-        if dev.cp_val is not None:
-            cp = xp.atan2(Ni, Nr)
-            blocks.append((cp, xp.stack(cols[0], axis=2) if jacobian else None))
-        if dev.t3a_val is not None:
-            amp = xp.sqrt(n2) * q * q * q
-            blocks.append((amp, xp.stack([c * amp for c in cols[1]], axis=2) if jacobian else None))
+            if want_cp:
+                cols[0] = (two_pi * qx, two_pi * qy, dfr * ii + dfi * ir, ddr * ii + ddi * ir)
+            if want_amp:
+                cols[1] = (two_pi * px, two_pi * py, dfr * ir - dfi * ii - 3.0 * q, ddr * ir - ddi * ii)
+        if want_cp:
+            blocks.append((xp.atan2(Ni, Nr) if model else None, cols[0]))
+        if want_amp:
+            amp = xp.sqrt(Nr * Nr + Ni * Ni) * q * q * q if (model or jacobian) else None
+            blocks.append((amp if model else None, tuple(col * amp for col in cols[1]) if jacobian else None))
     return blocks
 
 
 def binary_residuals(p, dev: _Device, jacobian: bool = True):
     """Normalised residuals (n, M) of UD + point models for n parameter rows p = (x mas, y mas,
-    flux ratio, primary diameter mas) and, with ``jacobian``, their derivatives (n, M, 4)."""
+    flux ratio, primary diameter mas) and, with ``jacobian``, their derivatives (n, M, 4), the
+    latter in single precision."""
     xp = dev.xp
-    blocks = _binary_observables(_terms(p, dev, jacobian), p[:, 2], dev, jacobian)
-    res, jac = [], []
+    t = _terms(p, dev, jacobian)
+    r = xp.permute_dims(_residuals(t, p[:, 2], dev), (1, 0))
+    if not jacobian:
+        return r, None
+    cols = [xp.concat(c, axis=0) for c in zip(*_jacobian_blocks(t, p[:, 2], dev))]
+    return r, xp.permute_dims(xp.stack(cols, axis=0), (2, 1, 0))
+
+
+def _residuals(t: dict, f, dev: _Device):
+    """Normalised residuals (M, n) in double precision from the terms of :func:`_terms`."""
+    xp = dev.xp
+    blocks = _binary_observables(t, f, dev, False)
+    res = []
     k = 0
     if dev.v2_idx is not None:
-        m, j = blocks[k]
+        res.append((dev.v2_val - blocks[k][0]) / dev.v2_err)
         k += 1
-        res.append((dev.v2_val[None, :] - m) / dev.v2_err[None, :])
-        jac.append(None if j is None else -j / dev.v2_err[None, :, None])
     if dev.cp_val is not None:
-        m, j = blocks[k]
+        res.append(_wrap(dev.cp_val - blocks[k][0], xp) / dev.cp_err)
         k += 1
-        res.append(_wrap(dev.cp_val[None, :] - m, xp) / dev.cp_err[None, :])
-        jac.append(None if j is None else -j / dev.cp_err[None, :, None])
     if dev.t3a_val is not None:
-        m, j = blocks[k]
-        res.append((dev.t3a_val[None, :] - m) / dev.t3a_err[None, :])
-        jac.append(None if j is None else -j / dev.t3a_err[None, :, None])
-    r = xp.concat(res, axis=1)
-    return r, (xp.concat(jac, axis=1) if jacobian else None)
+        res.append((dev.t3a_val - blocks[k][0]) / dev.t3a_err)
+    return xp.concat(res, axis=0)
+
+
+def _jacobian_blocks(t: dict, f, dev: _Device) -> list:
+    """Derivatives of the normalised residuals: per observable block (V², closure phase, |B|)
+    the four single-precision columns (m, n) (x, y, flux ratio, diameter)."""
+    xp = dev.xp
+    g = dev.f32
+    t32 = {k: xp.astype(v, xp.float32) for k, v in t.items()}
+    blocks = _binary_observables(t32, xp.astype(f, xp.float32), g, True, model=False)
+    errs = [e for e, present in ((g.v2_err, dev.v2_idx), (g.cp_err, dev.cp_val), (g.t3a_err, dev.t3a_val))
+            if present is not None]
+    return [tuple(-c / e for c in cols) for (_, cols), e in zip(blocks, errs)]
+
+
+def _normal_equations(t: dict, f, r, dev: _Device):
+    """JᵀJ (n, 4, 4) and Jᵀr (n, 4) in double precision from the terms (F, n) and the residuals
+    (M, n): sums over the data axis of products of the single-precision Jacobian columns, block
+    by block (the Jacobian is never assembled)."""
+    xp = dev.xp
+    r32 = xp.astype(r, xp.float32)
+    A = [[0.0] * 4 for _ in range(4)]
+    g = [0.0] * 4
+    start = 0
+    for cols in _jacobian_blocks(t, f, dev):
+        m = cols[0].shape[0]
+        rb = r32[start:start + m, :]
+        for i in range(4):
+            g[i] = g[i] + xp.sum(cols[i] * rb, axis=0)
+            for j in range(i, 4):
+                A[i][j] = A[i][j] + xp.sum(cols[i] * cols[j], axis=0)
+        start += m
+    rows = [xp.stack([A[min(i, j)][max(i, j)] for j in range(4)], axis=1) for i in range(4)]
+    return xp.astype(xp.stack(rows, axis=1), xp.float64), xp.astype(xp.stack(g, axis=1), xp.float64)
 
 
 def _project(p, xp):
@@ -340,28 +430,37 @@ def solve_nodes(p0, ctx: BinaryContext, xp=None, n_iter: int = 30, tol: float = 
     dev = _Device(ctx, xp)
     p_all = _project(xp.asarray(np.asarray(p0, float)), xp)
     n = p_all.shape[0]
-    r, J = binary_residuals(p_all, dev)
-    chi2_all = xp.sum(r * r, axis=1)
+    t = _terms(p_all, dev, True)
+    r = _residuals(t, p_all[:, 2], dev)
+    chi2_all = xp.sum(r * r, axis=0)
+    A, g = _normal_equations(t, p_all[:, 2], r, dev)
     p, chi2 = p_all, chi2_all
     lam = xp.full((n,), 1e-3, dtype=xp.float64)
     ids = np.arange(n)  # node index of each active row (host)
     follow = np.arange(n)  # merged nodes point to the node that carries on for them
     eye = xp.eye(4, dtype=xp.float64)[None, ...]
     for it in range(n_iter):
-        Jt = xp.permute_dims(J, (0, 2, 1))
-        A = xp.matmul(Jt, J)
-        g = xp.matmul(Jt, r[:, :, None])
-        step = xp.linalg.solve(A + lam[:, None, None] * (A * eye + 1e-12 * eye), g)[:, :, 0]
+        step = xp.linalg.solve(A + lam[:, None, None] * (A * eye + 1e-12 * eye), g[:, :, None])[:, :, 0]
         trial = _project(p - step, xp)
-        r_t, J_t = binary_residuals(trial, dev)
-        chi2_t = xp.sum(r_t * r_t, axis=1)
+        t_t = _terms(trial, dev, True)
+        r_t = _residuals(t_t, trial[:, 2], dev)
+        chi2_t = xp.sum(r_t * r_t, axis=0)
         ok = xp.isfinite(chi2_t) & (chi2_t < chi2)
         gain = xp.where(ok, (chi2 - chi2_t) / chi2, xp.zeros_like(chi2))
         p = xp.where(ok[:, None], trial, p)
-        r = xp.where(ok[:, None], r_t, r)
-        J = xp.where(ok[:, None, None], J_t, J)
         chi2 = xp.where(ok, chi2_t, chi2)
         lam = xp.where(ok, xp.maximum(lam / 5.0, xp.full_like(lam, 1e-7)), lam * 4.0)
+        ok_h = to_numpy(ok).astype(bool)
+        if ok_h.all():
+            A, g = _normal_equations(t_t, trial[:, 2], r_t, dev)
+        elif ok_h.any():  # the normal equations of the accepted steps only
+            sel = xp.asarray(np.flatnonzero(ok_h))
+            sub = {k: xp.take(v, sel, axis=1) for k, v in t_t.items()}
+            A_s, g_s = _normal_equations(sub, xp.take(trial[:, 2], sel, axis=0), xp.take(r_t, sel, axis=1), dev)
+            pos = xp.asarray(np.cumsum(ok_h) - 1)
+            okx = xp.asarray(ok_h)
+            A = xp.where(okx[:, None, None], xp.take(A_s, pos, axis=0), A)
+            g = xp.where(okx[:, None], xp.take(g_s, pos, axis=0), g)
         done = to_numpy((ok & (gain < tol)) | (lam > 1e4)).copy()
         if merge > 0 and it >= 4 and ids.size > 1:
             ph, ch = to_numpy(p), to_numpy(chi2)
@@ -380,7 +479,7 @@ def solve_nodes(p0, ctx: BinaryContext, xp=None, n_iter: int = 30, tol: float = 
                 break
             k = xp.asarray(keep)
             p, chi2, lam = xp.take(p, k, axis=0), xp.take(chi2, k, axis=0), xp.take(lam, k, axis=0)
-            r, J = xp.take(r, k, axis=0), xp.take(J, k, axis=0)
+            A, g = xp.take(A, k, axis=0), xp.take(g, k, axis=0)
             ids = ids[keep]
     else:
         p_all, chi2_all = _scatter(p_all, chi2_all, ids, p, chi2, xp)
@@ -541,7 +640,7 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
     default; "cupy" on a GPU). ``client``: a ``dask.distributed.Client`` to spread node chunks.
     ``threads``: without a client, node chunks run in this many threads (default: the CPU count;
     numpy releases the GIL in its array operations). ``chunk``: nodes per chunk (default: the
-    grid split evenly over the threads, at most 128).
+    grid split evenly into two chunks per thread, at most 96 nodes each).
     ``remove_companion``: remove the best companion before the detection-limit map (default:
     when it is detected at ≥ ``detection_nsigma``). With ``out_dir``, writes
     ``companion.json``, ``companion_maps.fits`` and PNG plots there.
@@ -579,8 +678,8 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
 
     t = time.perf_counter()
     threads = threads or (os.cpu_count() or 1)
-    if chunk is None:
-        chunk = max(8, min(128, math.ceil(len(p0) / threads)))
+    if chunk is None:  # at least two chunks per thread (nodes converge at different rates), at most 96 nodes
+        chunk = max(8, min(96, math.ceil(len(p0) / (2 * threads))))
     chunks = [p0[i:i + chunk] for i in range(0, len(p0), chunk)]
     if client is not None:
         ctx_future = client.scatter(ctx, broadcast=True)
@@ -659,8 +758,14 @@ def _backend_name(xp) -> str:
 # -- detection limits by injection ----------------------------------------------------------------
 def _data_models(p, dev: _Device):
     """Model observables (n, M) in the residual order (V², closure phase, |B|)."""
-    blocks = _binary_observables(_terms(p, dev, False), p[:, 2], dev, False)
-    return dev.xp.concat([m for m, _ in blocks], axis=1)
+    xp = dev.xp
+    return xp.permute_dims(_models(_terms(p, dev, False), p[:, 2], dev), (1, 0))
+
+
+def _models(t: dict, f, dev: _Device, coef: dict | None = None):
+    """Model observables (M, n) from the terms of :func:`_terms` (and their
+    :func:`_flux_coefficients`, when computed already)."""
+    return dev.xp.concat([m for m, _ in _binary_observables(t, f, dev, False, coef=coef)], axis=0)
 
 
 def _kinds(ctx: BinaryContext):
@@ -684,29 +789,41 @@ def _detection_chunk(pos, ctx, backend, base_val, d0, ratio3, n_iter, fmin, fmax
     is_phase = xp.asarray(is_phase)
     base = xp.asarray(base_val)  # data with the detected companion removed
     n = pos.shape[0]
-    single = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0]])), dev)  # (1, M)
-    r0 = base[None, :] - single
-    r0 = xp.where(is_phase[None, :], _wrap(r0, xp), r0) / err[None, :]
+    single = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0]])), dev)[0, :]  # (M,)
+    r0 = base - single
+    r0 = xp.where(is_phase, _wrap(r0, xp), r0) / err
     chi2_0 = float(to_numpy(xp.sum(r0 * r0)))
     # derivative of the single-star model with respect to its diameter (for the linearised refit)
     h = max(1e-4 * d0, 1e-5)
-    plus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0 + h]])), dev)
-    minus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, max(d0 - h, 0.0)]])), dev)
-    jd = ((plus - minus) / (h + min(h, d0)))[0] / err
+    plus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, d0 + h]])), dev)[0, :]
+    minus = _data_models(xp.asarray(np.array([[0.0, 0.0, 0.0, max(d0 - h, 0.0)]])), dev)[0, :]
+    jd = (plus - minus) / (h + min(h, d0)) / err
     jj = float(to_numpy(xp.sum(jd * jd)))
     p = xp.stack([xp.asarray(pos[:, 0]), xp.asarray(pos[:, 1]), xp.zeros((n,), dtype=xp.float64),
                   xp.full((n,), d0, dtype=xp.float64)], axis=1)
     terms = _terms(p, dev, False)
+    coef = _flux_coefficients(terms, dev)  # the models for any flux ratio, without the terms again
     lo = xp.full((n,), math.log(fmin), dtype=xp.float64)
     hi = xp.full((n,), math.log(fmax), dtype=xp.float64)
+    # per observable block (V², closure phase, |B|): slices of the single-star model, 1/error,
+    # residual and diameter derivative, as (m, 1) columns
+    sizes = [v.size for v in (ctx.v2_val, ctx.cp_val, ctx.t3a_val) if v is not None]
+    parts, start = [], 0
+    for m in sizes:
+        sl = slice(start, start + m)
+        parts.append((single[sl][:, None], 1.0 / err[sl][:, None], r0[sl][:, None], jd[sl][:, None],
+                      bool(to_numpy(is_phase[start]))))
+        start += m
 
     def ratio(logf):
-        blocks = _binary_observables(terms, xp.exp(logf), dev, False)
-        delta = xp.concat([m for m, _ in blocks], axis=1) - single
-        delta = xp.where(is_phase[None, :], _wrap(delta, xp), delta) / err[None, :]
-        r = r0 + delta  # residual of the single star on the injected data
-        chi2_ud = xp.sum(r * r, axis=1) - xp.sum(r * jd[None, :], axis=1) ** 2 / jj
-        return chi2_ud / chi2_0  # the binary (the injected model) keeps χ² = chi2_0
+        chi2 = proj = 0.0
+        for (model, _), (single_b, inv_err, r0_b, jd_b, phase) in zip(
+                _binary_observables(terms, xp.exp(logf), dev, False, coef=coef), parts):
+            delta = model - single_b  # (m, n)
+            r = r0_b + (_wrap(delta, xp) if phase else delta) * inv_err  # the single star on the injected data
+            chi2 = chi2 + xp.sum(r * r, axis=0)
+            proj = proj + xp.sum(r * jd_b, axis=0)
+        return (chi2 - proj**2 / jj) / chi2_0  # the binary (the injected model) keeps χ² = chi2_0
 
     reach = ratio(hi) >= ratio3
     for _ in range(n_iter):

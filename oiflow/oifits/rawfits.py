@@ -10,7 +10,9 @@ reported as unsupported so the caller can fall back on astropy.
 
 Checksums follow the FITS checksum convention on the bytes as stored: the 32-bit ones'
 complement sum of the data blocks must equal DATASUM, and the sum of the whole HDU (header
-blocks with their CHECKSUM card, and data blocks) must be -0 (0xFFFFFFFF).
+blocks with their CHECKSUM card, and data blocks) must be -0 (0xFFFFFFFF). The same sums and
+the ASCII encoding of a CHECKSUM value (:func:`encode_checksum`) serve the fast writer
+(:mod:`oiflow.oifits.write`).
 """
 
 from __future__ import annotations
@@ -109,11 +111,49 @@ def scan(data: bytes, path=None) -> list[RawHDU]:
     return hdus
 
 
-def _ones_complement_sum(view: np.ndarray) -> int:
-    s = int(view.sum(dtype=np.uint64))
+def ones_complement_sum(words: np.ndarray) -> int:
+    """32-bit ones' complement sum (end-around carry) of 32-bit words (the FITS checksum sum)."""
+    s = int(np.asarray(words).sum(dtype=np.uint64))
     while s >> 32:
         s = (s & 0xFFFFFFFF) + (s >> 32)
     return s
+
+
+def bytes_sum(data, offset: int = 0, size: int | None = None) -> int:
+    """Ones' complement sum of ``size`` bytes (a multiple of 4) of ``data`` read as big-endian words."""
+    n = (len(data) - offset if size is None else size) // 4
+    return ones_complement_sum(np.frombuffer(data, dtype=">u4", count=n, offset=offset))
+
+
+def add_sums(*sums: int) -> int:
+    """Ones' complement sum of partial sums (header and data of one HDU)."""
+    return ones_complement_sum(np.array(sums, dtype=np.uint64))
+
+
+#: characters the ASCII encoding of a checksum avoids (FITS checksum convention, punctuation)
+_EXCLUDED = frozenset((0x3A, 0x3B, 0x3C, 0x3D, 0x3E, 0x3F, 0x40, 0x5B, 0x5C, 0x5D, 0x5E, 0x5F, 0x60))
+
+
+def encode_checksum(total: int) -> str:
+    """The 16-character CHECKSUM value for an HDU whose sum, with CHECKSUM = '0000000000000000',
+    is ``total``: the ASCII encoding of its complement, which makes the HDU sum to -0."""
+    value = ~total & 0xFFFFFFFF
+    asc = [0] * 16
+    for i in range(4):
+        byte = (value >> (24 - 8 * i)) & 0xFF
+        quotient, remainder = byte // 4 + ord("0"), byte % 4
+        ch = [quotient + remainder, quotient, quotient, quotient]
+        changed = True
+        while changed:
+            changed = False
+            for j in (0, 2):
+                if ch[j] in _EXCLUDED or ch[j + 1] in _EXCLUDED:
+                    ch[j] += 1
+                    ch[j + 1] -= 1
+                    changed = True
+        for j in range(4):
+            asc[4 * j + i] = ch[j]
+    return bytes(asc[(k + 15) % 16] for k in range(16)).decode("ascii")
 
 
 def verify_checksums(data: bytes, hdu: RawHDU) -> tuple[bool | None, bool | None]:
@@ -123,9 +163,7 @@ def verify_checksums(data: bytes, hdu: RawHDU) -> tuple[bool | None, bool | None
     if not (has_sum or has_check):
         return None, None
     end = min(hdu.data_start + hdu.padded_size, len(data))
-    stop = hdu.data_start + ((end - hdu.data_start) // 4) * 4
-    words = np.frombuffer(data, dtype=">u4", count=(stop - hdu.data_start) // 4, offset=hdu.data_start)
-    datasum = _ones_complement_sum(words)
+    datasum = bytes_sum(data, hdu.data_start, end - hdu.data_start)
     data_ok = None
     if has_sum:
         try:
@@ -134,9 +172,7 @@ def verify_checksums(data: bytes, hdu: RawHDU) -> tuple[bool | None, bool | None
             data_ok = False
     hdu_ok = None
     if has_check:
-        hwords = np.frombuffer(data, dtype=">u4", count=(hdu.data_start - hdu.header_start) // 4, offset=hdu.header_start)
-        total = _ones_complement_sum(np.array([_ones_complement_sum(hwords), datasum], dtype=np.uint64))
-        hdu_ok = total == 0xFFFFFFFF
+        hdu_ok = add_sums(bytes_sum(data, hdu.header_start, hdu.data_start - hdu.header_start), datasum) == 0xFFFFFFFF
     return hdu_ok, data_ok
 
 

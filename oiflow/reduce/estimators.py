@@ -79,10 +79,15 @@ def _bootstrap_weights(nseg: int, nboot: int, rng: np.random.Generator) -> np.nd
 
 
 def _boot_sums(per_frame: np.ndarray, starts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum per segment, then per bootstrap realisation: (T, ...) → (nboot, ...)."""
+    """Sum per segment, then per bootstrap realisation: (T, ...) → (nboot, ...).
+
+    The weighted sum is numpy's own loop (einsum without ``optimize``), not a BLAS matrix product:
+    OpenBLAS splits a product differently over 2 threads than over 1 or 64, which changes the
+    error bars in their last bits, so the products would depend on the machine's core count
+    (and differ between a laptop, a Dask worker and the worker image)."""
     seg = np.add.reduceat(per_frame, starts, axis=0)
     flat = seg.reshape(seg.shape[0], -1)
-    return (weights @ flat).reshape((weights.shape[0],) + seg.shape[1:])
+    return np.einsum("bs,sf->bf", weights, flat, optimize=False).reshape((weights.shape[0],) + seg.shape[1:])
 
 
 def _spread(values: np.ndarray) -> np.ndarray:

@@ -206,6 +206,10 @@ class Runner:
 
     name = "runner"
 
+    def image_id(self, image: str) -> str | None:
+        """The engine's id of ``image`` (for provenance) where the engine has one, else None."""
+        return None
+
     def run(self, job: Job) -> RunResult:
         owner = _parse_user(job.user) or (os.getuid(), os.getgid())
         staging = _Staging(job.output, owner)

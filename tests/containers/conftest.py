@@ -30,6 +30,18 @@ def docker_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def engine_url() -> str:
+    """The Docker-API URL of the engine the tests use (for DOCKER_HOST of other programs)."""
+    return docker_url()
+
+
+@pytest.fixture(scope="session")
+def require():
+    """``require(reason)``: skip, or fail under OIFLOW_REQUIRE_CONTAINERS=1, when something is missing."""
+    return _missing
+
+
+@pytest.fixture(scope="session")
 def docker_runner() -> DockerRunner:
     pytest.importorskip("docker")
     runner = DockerRunner(base_url=docker_url())

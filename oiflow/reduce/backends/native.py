@@ -1,36 +1,50 @@
-"""native backend: oiflow's own P2VM reducer (``oiflow.reduce.reduce_night``).
+"""native backend: oiflow's own P2VM reducer (:func:`oiflow.reduce.reduce_night`).
 
 * runner ``local`` without an image: in-process (no subprocess at all);
 * runner ``docker`` / ``apptainer`` (or ``local`` with ``image`` set): in the worker image, as
-  ``python -m oiflow.reduce.backends.native RAW_DIR OUT_DIR CONFIG_JSON``, which calls the same
-  function and writes ``result.json`` (products, failures) beside the products.
+  ``python -m oiflow.reduce.backends.native_job RAW_DIR {output} --config JSON --engine … --image …``,
+  which calls the same function with the raw directory mounted read-only and the runner's staged
+  output directory as its output, and writes ``result.json`` (products, failures) there. The
+  products are then moved into the output directory; the job's log is kept as ``native.log``.
 
-Either way the products are those of ``reduce_night``; the container run is meant to give
-byte-identical products (apart from dates) to the in-process run (checked once the native
-reducer is merged: phase 2).
+The products are the same either way: byte for byte, apart from the file date (``DATE``), the
+checksums that cover it (``CHECKSUM``; the ``DATASUM`` values are equal, only their comments carry
+the write time) and the cards that record how the product was made (``HIERARCH OIFLOW ENGINE``:
+``in-process``/``docker``/``apptainer``/``local``; ``… IMAGE``, ``… IMAGEID``). For that:
+
+* the settings recorded in the products (and their hash) leave out where the reducer ran
+  (runner, image, engine, instruments: :data:`oiflow.reduce.pipeline.EXECUTION_FIELDS`);
+* the worker image is built from a wheelhouse pinned to the host environment's versions
+  (``containers/build.sh``): the same numpy/OpenBLAS wheels;
+* the reducer's arithmetic does not depend on the number of BLAS threads (its bootstrap sums
+  are not BLAS products: :func:`oiflow.reduce.estimators._boot_sums`). The job runs with one
+  BLAS thread (:data:`THREAD_ENV`: one job per night, parallelism across jobs), so comparing it
+  with the in-process run, which uses every core, also checks that independence
+  (``tests/containers/test_native_container.py``, ``tests/test_native_job.py``).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from ...config import ReduceConfig
-from ...errors import EngineError, ReductionError
-from ...provenance import write_json_atomic
+from ...errors import EngineError
 from ..runners import Job, LocalRunner, Runner
 from .base import Backend, BackendResult, Requirements, failure_reason, job_limits, move_into, run_logged
 
 DEFAULT_IMAGE = "localhost/oiflow-worker:latest"
+RESULT_FILE = "result.json"  # written by oiflow.reduce.backends.native_job
+
+#: the environment of the reducer's job (container or subprocess): one BLAS/OpenMP thread
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _reduce_night():
-    try:
-        from .. import reduce_night
-    except ImportError as exc:  # the native reducer lives in oiflow.reduce (another module's job)
-        raise ReductionError(f"the native reducer (oiflow.reduce.reduce_night) is not available: {exc}") from None
+    from .. import reduce_night
+
     return reduce_night
 
 
@@ -39,52 +53,53 @@ class NativeBackend(Backend):
     default_image = DEFAULT_IMAGE
 
     def requirements(self) -> Requirements:
-        return Requirements(image=DEFAULT_IMAGE, command=("python", "-m", "oiflow.reduce.backends.native"),
+        return Requirements(image=DEFAULT_IMAGE, command=("python", "-m", "oiflow.reduce.backends.native_job"),
                             produces="L1 OIFITS per observation (oiflow.reduce.reduce_night)")
 
     def reduce_night(self, raw_dir, out_dir, config: ReduceConfig, runner: Runner) -> BackendResult:
         raw_dir, out_dir = Path(raw_dir).resolve(), Path(out_dir).resolve()
         if isinstance(runner, LocalRunner) and config.image is None:
-            res = _reduce_night()(raw_dir, out_dir, config)
+            res = _reduce_night()(raw_dir, out_dir, config, execution={"engine": "in-process"})
             return BackendResult(products=list(res.products), failures=list(res.failures))
         return self._in_container(raw_dir, out_dir, config, runner)
 
-    def _in_container(self, raw_dir, out_dir, config, runner) -> BackendResult:
+    def command(self, raw_dir: Path, config: ReduceConfig, execution: dict, python: str = "python") -> list[str]:
+        cmd = [python, "-m", "oiflow.reduce.backends.native_job", str(raw_dir), "{output}",
+               "--config", json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))]
+        for key, value in execution.items():
+            if value:
+                cmd += [f"--{key.replace('_', '-')}", str(value)]
+        return cmd
+
+    def _in_container(self, raw_dir: Path, out_dir: Path, config: ReduceConfig, runner: Runner) -> BackendResult:
         result = BackendResult()
-        work = out_dir / ".native-run"
-        with tempfile.TemporaryDirectory(prefix=".native-config.", dir=out_dir.parent if out_dir.parent.exists()
-                                         else None) as cfg_dir:
-            cfg = Path(cfg_dir) / "reduce.json"
-            write_json_atomic(config.model_dump(mode="json"), cfg)
-            python = "python" if not isinstance(runner, LocalRunner) else sys.executable
-            job = Job(command=[python, "-m", "oiflow.reduce.backends.native", str(raw_dir), "{output}", str(cfg)],
-                      image=self.image(config), inputs=[raw_dir, Path(cfg_dir)], output=work,
-                      name=f"native reducer ({raw_dir.name})", network=config.engine.network, **job_limits(config))
-            log_path = out_dir / "native.log"
-            out_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                run_logged(runner, job, log_path, result)
-            except EngineError as exc:
-                result.failures.append((raw_dir.name, failure_reason("native reducer", exc, log_path)))
-                return result
-        summary = json.loads((work / "result.json").read_text())
-        for name in summary["products"]:
-            result.products.append(move_into(work / name, out_dir))
-        result.failures += [tuple(f) for f in summary["failures"]]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log_path = out_dir / "native.log"
+        work = out_dir / ".native-run"  # the runner's output: staged beside it, renamed here on success
+        image = self.image(config)
+        try:
+            execution = {"engine": runner.name, "image": None if isinstance(runner, LocalRunner) else image,
+                         "image_id": runner.image_id(image)}
+        except EngineError as exc:
+            result.failures.append((raw_dir.name, f"native reducer: {exc}"))
+            return result
+        python = sys.executable if isinstance(runner, LocalRunner) else "python"
+        job = Job(command=self.command(raw_dir, config, execution, python), image=image, inputs=[raw_dir],
+                  output=work, env=THREAD_ENV, name=f"native reducer ({raw_dir.name})",
+                  network=config.engine.network, **job_limits(config))
+        try:
+            run_logged(runner, job, log_path, result)
+        except EngineError as exc:
+            result.failures.append((raw_dir.name, failure_reason("native reducer", exc, log_path)))
+            return result
+        try:
+            summary = json.loads((work / RESULT_FILE).read_text())
+            for name in summary["products"]:
+                result.products.append(move_into(work / name, out_dir))
+            result.failures += [tuple(f) for f in summary["failures"]]
+        except (OSError, ValueError, KeyError) as exc:
+            result.failures.append((raw_dir.name, f"native reducer: unreadable {RESULT_FILE} ({exc}) "
+                                                  f"[log: {log_path}]"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         return result
-
-
-def main(argv: list[str]) -> int:
-    """Entry point inside the worker image: RAW_DIR OUT_DIR CONFIG_JSON."""
-    raw_dir, out_dir, cfg = argv
-    config = ReduceConfig.model_validate(json.loads(Path(cfg).read_text()))
-    res = _reduce_night()(Path(raw_dir), Path(out_dir), config)
-    products = [str(Path(p).resolve().relative_to(Path(out_dir).resolve())) for p in res.products]
-    write_json_atomic({"products": products, "failures": [list(f) for f in res.failures]},
-                      Path(out_dir) / "result.json")
-    print(f"native reducer: {len(products)} products, {len(res.failures)} failures")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
