@@ -176,3 +176,41 @@ def test_multilevel_start_is_as_good_as_the_single_level(shared_data):
     s_multi = quality(multi.image, truth, 0.25 * MAS, beam)
     assert s_multi > 0.99 and s_multi >= s_single - 0.002, (s_multi, s_single)
     assert multi.chi2_terms["vis2"] == pytest.approx(1.0, abs=0.1)
+
+
+def _sparse_binary():
+    """A 4.5 mas binary (PA 60°, flux ratio 0.3) seen through one PIONIER snapshot (6 baselines)."""
+    from oiflow.fit.analytic import binary
+    from oiflow.oifits import read_oifits
+    from oiflow.simulate.synthetic import from_template
+    from pathlib import Path
+
+    tpl = read_oifits(Path(__file__).parents[1] / "data-samples/oifits/alfCenA_PIONI.2016-05-31T00_55_19.fits", warn=False)
+    sep, pa = 4.5 * MAS, np.deg2rad(60.0)
+    oi = from_template(tpl, lambda u, v, w: binary(u, v, 0.3, sep * np.sin(pa), sep * np.cos(pa)), seed=1,
+                       vis2_err=0.02, t3phi_err=np.deg2rad(2.0))
+    return imaging_data([oi], Selection())
+
+
+def test_auto_mu_on_two_grids_fits_as_well_as_on_one():
+    # Regression: μ chosen on the coarse grid alone (scaled to the final pixels) left χ²_red ≈ 176
+    # here; the second sweep on the final grid brings it back to the noise level, as one grid does.
+    data = _sparse_binary()
+    base = dict(npix=64, pixel_size_mas=0.25, regularization="tv", mu="auto", maxiter=300)
+    one = reconstruct(data, {**base, "levels": 1})
+    two = reconstruct(data, {**base, "levels": 2})
+    assert one.chi2 < 1.3, one.chi2
+    assert two.chi2 < 1.3, two.chi2
+    assert {c["npix"] for c in two.mu_curve} == {32, 64}
+
+
+def test_auto_mu_with_an_unreachable_target_keeps_the_largest_mu_near_the_plateau():
+    data = _sparse_binary()
+    res = reconstruct(data, dict(npix=64, pixel_size_mas=0.25, regularization="tv", mu="auto", maxiter=300,
+                                 levels=1, chi2_target=0.05))
+    chi2 = [c["chi2_red"] for c in res.mu_curve]
+    plateau = 1.1 * min(chi2)
+    assert min(chi2) > 0.05  # the target is out of reach
+    assert res.chi2 <= plateau * 1.02
+    # no larger μ of the sweep reached the plateau target
+    assert all(c["chi2_red"] > plateau for c in res.mu_curve if c["mu"] > res.mu * 1.0001)

@@ -19,8 +19,14 @@ local minima made of spurious high-frequency structure.
 
 ``mu="auto"``: μ is swept down from a value that makes the regulariser dominate, warm
 starting each step, until χ²_red ≤ ``chi2_target`` (discrepancy principle); the bracket is
-refined by bisection in log μ and the largest μ that fits is kept. When the target is not
-reached (or ``mu_method="lcurve"``) the corner of the L-curve (log χ², log R) is used.
+refined by bisection in log μ and the largest μ that fits is kept. When the target is out of
+reach (χ² stops improving as μ decreases: model errors, underestimated error bars, a grid that
+cannot represent the object), the target becomes 1.1 × the lowest χ²_red of the sweep (the
+plateau) and the same rule applies. ``mu_method="lcurve"`` uses the corner of the L-curve
+(log χ², log R) instead. With ``levels > 1`` the sweep runs on the coarsest grid first, and again
+on the final grid starting a decade above the coarse choice (scaled to the final pixels) from
+the coarse image: a coarse grid's plateau is higher than the final grid's, so its μ alone is
+only a starting point.
 """
 
 from __future__ import annotations
@@ -288,10 +294,14 @@ def _initial_mu(obj: Objective, x: np.ndarray) -> float:
     return 10.0 * max(gd, 1e-12) / gr
 
 
-def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, history, curve) -> tuple[float, np.ndarray, int, int]:
+PLATEAU_MARGIN = 1.1  # unreachable χ² target: aim at this × the lowest χ²_red of the sweep
+
+
+def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, history, curve,
+             mu0: float | None = None) -> tuple[float, np.ndarray, int, int]:
     target = settings.chi2_target
     step_iter = max(30, settings.maxiter // 5)
-    mu = _initial_mu(obj, x)
+    mu = _initial_mu(obj, x) if mu0 is None else mu0
     niter = nfev = 0
     results = []  # (mu, chi2_red, reg, x)
     factor = math.sqrt(10.0)
@@ -303,7 +313,7 @@ def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, his
         obj(obj.xp.asarray(x))
         chi2r, reg = obj.last["chi2_red"], obj.last["reg"]
         results.append((mu, chi2r, reg, x.copy()))
-        curve.append({"mu": mu, "chi2_red": chi2r, "reg": reg})
+        curve.append({"mu": mu, "chi2_red": chi2r, "reg": reg, "npix": obj.shape[-1]})
         if settings.mu_method == "chi2" and chi2r <= target:
             break
         if len(results) >= 4 and chi2r > 0.98 * results[-3][1] and settings.mu_method == "chi2":
@@ -312,7 +322,10 @@ def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, his
             break
         mu /= factor
     reached = [r for r in results if r[1] <= target]
-    if settings.mu_method == "chi2" and reached:
+    if settings.mu_method == "chi2" and not reached:
+        target = PLATEAU_MARGIN * min(r[1] for r in results)
+        reached = [r for r in results if r[1] <= target]
+    if settings.mu_method == "chi2":
         lo = reached[0]  # largest μ with χ² ≤ target
         idx = results.index(lo)
         hi = results[idx - 1] if idx > 0 else None
@@ -325,7 +338,7 @@ def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, his
                 nfev += res.nfev
                 obj(obj.xp.asarray(xm))
                 entry = (mid, obj.last["chi2_red"], obj.last["reg"], xm.copy())
-                curve.append({"mu": mid, "chi2_red": entry[1], "reg": entry[2]})
+                curve.append({"mu": mid, "chi2_red": entry[1], "reg": entry[2], "npix": obj.shape[-1]})
                 if entry[1] <= target:
                     lo = entry
                 else:
@@ -439,7 +452,8 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
     absolute_phase = any("visphi" in g.terms for g in data.groups)
     levels = _levels(settings, max_freq)
     reg_name = canonical(settings.regularization)
-    mu = None if settings.mu == "auto" else float(settings.mu)
+    auto_mu = settings.mu == "auto"
+    mu = None if auto_mu else float(settings.mu)
     x = None
     obj = res = None
     coarse_iter = 0
@@ -457,8 +471,9 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
             prev = np.asarray(x, float).reshape(ng, levels[li - 1][0], levels[li - 1][0])
             x = np.stack([_resample(img, n_l) for img in prev]).ravel() * (n_l * n_l)
         x = np.maximum(x, obj.lower_bound)
-        if mu is None:
-            mu_l, x, ni, nf = _auto_mu(obj, x, s_l, progress, history, curve)
+        if mu is None or (auto_mu and final and li > 0):
+            mu0 = None if mu is None else 10.0 * mu / factor
+            mu_l, x, ni, nf = _auto_mu(obj, x, s_l, progress, history, curve, mu0=mu0)
             niter += ni
             nfev += nf
             mu = mu_l * factor
