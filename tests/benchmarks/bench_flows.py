@@ -7,13 +7,14 @@ in the same run:
    time went: re-validating the flow's settings per task, TLS contexts built per client);
 2. orchestration overhead on the demo (configs/demo.yaml): the ``l0_to_l3`` flow on one and
    on two Dask workers minus the same stage functions (``oiflow.work``) called directly, in
-   this process, one after the other;
+   this process, one after the other (all cores for BLAS/OpenMP), and in a child process limited to
+   one thread as a worker of the local profile is;
 3. speed-up from 1 to 2 Dask workers on reprocessing an archive of N_NIGHTS simulated raw
    nights (reduce 9 observations, calibrate, fit two targets and image one per night), runs
    alternated 1, 2, 1, 2 (each into its own product tree: nothing cached is reused); the
    machine is shared, so the best of each pair is compared as well as the first pair, and a
    control measures what the machine gives at that moment: plain Dask (no Prefect) on 1 and 2
-   workers running the same CPU-bound function.
+   workers running the same CPU-bound function, and a plain process pool running pure Python.
 
 Run: PYTHONPATH=. python -m pytest -m benchmark tests/benchmarks/bench_flows.py -s
 Writes tests/artifacts/bench_flows.json. Prefect's server start is timed apart (once per run).
@@ -115,6 +116,27 @@ def _plain_dask_speedup(n_items: int = 24) -> dict[str, float]:
     return {"wall_1_worker_s": walls[1], "wall_2_workers_s": walls[2], "speedup": walls[1] / walls[2]}
 
 
+def _py_work(i: int) -> float:
+    t = time.perf_counter()
+    sum(k * k for k in range(3_000_000 + i))
+    return time.perf_counter() - t
+
+
+def _process_pool_speedup(n_items: int = 8) -> dict[str, float]:
+    """Second control, without Dask: pure-Python work on 1 and 2 processes of a plain pool —
+    the ceiling this machine's two vCPUs give at that moment."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    walls = {}
+    for n in (1, 2):
+        with ProcessPoolExecutor(n) as pool:
+            list(pool.map(_py_work, range(n)))
+            t0 = time.perf_counter()
+            list(pool.map(_py_work, range(n_items)))
+            walls[n] = time.perf_counter() - t0
+    return {"wall_1_process_s": walls[1], "wall_2_processes_s": walls[2], "speedup": walls[1] / walls[2]}
+
+
 # -- 2. the demo: flow vs the stage functions called directly --------------------------------
 
 
@@ -160,6 +182,22 @@ def _flow(flow_obj, config: RunConfig, **params):
     return wall, summary
 
 
+def _direct_demo_one_thread(root: Path) -> float:
+    """:func:`_direct_demo` in a child process limited to one BLAS/OpenMP thread, as a Dask worker
+    of the local profile is (``threads_per_worker: 1``; the nanny sets ``OMP_NUM_THREADS=1``):
+    the same thread budget as the flow on one worker."""
+    import subprocess
+
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/tests/benchmarks']; import bench_flows as b; "
+            "from oiflow.config import load_config; "
+            "print(b._direct_demo(load_config(sys.argv[1] + '/configs/demo.yaml', "
+            "{'output': {'root': sys.argv[2]}, 'cluster': {'n_workers': 1}})))")
+    env = {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    out = subprocess.run([sys.executable, "-c", code, str(REPO), str(root)], env=env, cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 # -- 3. an archive of raw nights --------------------------------------------------------------
 
 
@@ -200,6 +238,7 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
     demo = lambda root, w: load_config(REPO / "configs/demo.yaml", {"output": {"root": str(root)},  # noqa: E731
                                                                     "cluster": {"n_workers": w}})
     direct = _direct_demo(demo(tmp_path / "direct", 1))
+    direct_1t = _direct_demo_one_thread(tmp_path / "direct-1t")
 
     os.environ["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     with temporary_settings(updates={PREFECT_HOME: str(tmp_path / "prefect-home")}):
@@ -214,6 +253,7 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
                 runs[w].append(_flow(reprocess_archive, _archive_config(tmp_path / f"archive-{k}", w), root=archive))
             (wall1, s1), (wall2, s2) = runs[1][0], runs[2][0]
             control = _plain_dask_speedup()
+            pool_control = _process_pool_speedup()
     assert len(s_demo1.processed) == len(s_demo2.processed) == 21
     for _, s in runs[1] + runs[2]:
         assert len(s.processed) == N_NIGHTS * (9 + 1 + 3) and not s.failures and not s.skipped
@@ -228,6 +268,9 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
         "demo_stage_time_in_tasks_2_workers_s": s_demo2.stage_seconds,
         "demo_overhead_1_worker_s": demo1 - direct, "demo_overhead_2_workers_s": demo2 - direct,
         "demo_ratio_flow_1_worker_to_direct": demo1 / direct,
+        "demo_direct_one_thread_s": direct_1t,
+        "demo_overhead_1_worker_vs_direct_one_thread_s": demo1 - direct_1t,
+        "demo_ratio_flow_1_worker_to_direct_one_thread": demo1 / direct_1t,
         "archive_nights": N_NIGHTS, "archive_units": len(s1.processed),
         "archive_flow_1_worker_s": [w for w, _ in runs[1]], "archive_flow_2_workers_s": [w for w, _ in runs[2]],
         "archive_units_phase_1_worker_s": [s.units_seconds for _, s in runs[1]],
@@ -239,6 +282,7 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
         "speedup_units_phase_1_to_2_workers_best_of_two": min(s.units_seconds for _, s in runs[1])
         / min(s.units_seconds for _, s in runs[2]),
         "control_plain_dask_cpu_work": control,
+        "control_process_pool_python_work": pool_control,
     }
     out = REPO / "tests" / "artifacts"
     out.mkdir(exist_ok=True)
