@@ -137,7 +137,7 @@ class ImageTarget(_Model):
     flux: float = Field(1.0, gt=0)  # total flux of the output image (FLUX)
     chi2_target: float = Field(1.0, gt=0)  # reduced χ² aimed at by mu="auto"
     mu_method: Literal["chi2", "lcurve"] = "chi2"
-    recenter: bool = True  # move the photocentre to the centre between rounds (no absolute phases)
+    recenter: bool = True  # move the photocentre to the centre between rounds and at the end (no absolute phases)
     ftol: float = Field(1e-4, gt=0)  # relative decrease of the objective (3 iterations) that stops the optimiser (MiRA-like)
     seed: int = 0  # for initial="random"
     levels: int = Field(2, ge=1)  # multi-resolution: coarser grids (pixel ×2 each) solved first

@@ -250,8 +250,9 @@ def _blur(x: np.ndarray, shape, pixel_size: float, fwhm: float, lower: float) ->
     return out.ravel() * (xs.sum() / out.sum())
 
 
-def _recenter(x: np.ndarray, shape) -> np.ndarray:
-    """Move the photocentre of the (summed) image to the reference pixel (integer pixels)."""
+def _recenter(x: np.ndarray, shape, min_shift: int = 1) -> np.ndarray:
+    """Move the photocentre of the (summed) image to the reference pixel (integer pixels);
+    ``x`` itself when the shift would be below ``min_shift`` pixels on both axes."""
     xs = np.asarray(x, float).reshape(shape)
     tot = xs.sum(axis=0)
     n0, n1 = tot.shape
@@ -260,7 +261,7 @@ def _recenter(x: np.ndarray, shape) -> np.ndarray:
     cy = float((iy * tot).sum() / s)
     cx = float((ix * tot).sum() / s)
     dy, dx = int(round(n0 // 2 - cy)), int(round(n1 // 2 - cx))
-    if dy == 0 and dx == 0:
+    if max(abs(dy), abs(dx)) < min_shift:
         return x
     return np.roll(xs, (dy, dx), axis=(1, 2)).ravel()
 
@@ -294,6 +295,9 @@ def _initial_mu(obj: Objective, x: np.ndarray) -> float:
     return 10.0 * max(gd, 1e-12) / gr
 
 
+RECENTER_MIN_SHIFT = 2  # pixels: the final image is recentred when its photocentre is further off
+RECENTER_ITER = 50  # iterations that re-fit the recentred image
+RECENTER_TOLERANCE = 0.01  # relative χ² increase accepted for a centred image
 PLATEAU_MARGIN = 1.1  # unreachable χ² target: aim at this × the lowest χ²_red of the sweep
 
 
@@ -496,6 +500,26 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
             if not final:
                 coarse_iter += res.nit
     obj(xp.asarray(x))
+    if settings.recenter and not absolute_phase:
+        # V², closure phases and amplitudes do not fix the position: show the photocentre at the
+        # centre. The cyclic whole-pixel shift is exact but for bandwidth smearing (it depends on
+        # the distance from the phase centre) and flux near the edges: when the shift costs more
+        # than RECENTER_TOLERANCE in χ², a few iterations re-fit it, and the shifted image is kept
+        # when its χ² is then within RECENTER_TOLERANCE of the unshifted one.
+        chi2_before = obj.last["chi2_red"]
+        xc = _recenter(x, obj.shape, min_shift=RECENTER_MIN_SHIFT)
+        if xc is not x:
+            obj(xp.asarray(xc))
+            left = min(RECENTER_ITER, settings.maxiter - coarse_iter - res.nit)  # within MAXITER
+            if obj.last["chi2_red"] > chi2_before * (1 + RECENTER_TOLERANCE) and left > 0:
+                xc, res_c = _optimise(obj, xc, left, settings.ftol, progress, "recentre", history)
+                niter += res_c.nit
+                nfev += res_c.nfev
+                obj(xp.asarray(xc))
+            if obj.last["chi2_red"] <= chi2_before * (1 + RECENTER_TOLERANCE):
+                x = xc
+            else:
+                obj(xp.asarray(x))
     last = obj.last
     y = _normalised(x, obj.shape)
     vis = obj.visibilities(y)

@@ -137,8 +137,8 @@ def test_bench_reconstruction_beauty_contest_grid(shared_data, monkeypatch):
 
     rows = []
     for label, s, nufft in (("fast: levels 2, maxiter 400, ftol 1e-4", fast_settings, NUFFT_OPTIONS),
-                            ("previous: 1 level, 300 it, eps 1e-9", {**settings, "maxiter": 300}, dict(eps=1e-9)),
-                            ("converged optimum: 1 level, 2000 it", {**settings, "maxiter": 2000}, NUFFT_OPTIONS)):
+                            ("previous: 1 level, 300 it, eps 1e-9", {**settings, "maxiter": 300, "levels": 1, "ftol": 1e-9}, dict(eps=1e-9)),
+                            ("converged optimum: 1 level, 2000 it", {**settings, "maxiter": 2000, "levels": 1, "ftol": 1e-9}, NUFFT_OPTIONS)):
         with monkeypatch.context() as m:
             m.setattr(rec, "NUFFT_OPTIONS", nufft)
             res, cpu, wall = _cpu_and_wall(lambda s=s: reconstruct(data, s))
