@@ -1,15 +1,19 @@
 """Reconstructions against a known truth, orientation, selection, polychromatic mode, backends."""
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from oiflow.backend import get_xp
+from oiflow.fit.analytic import binary
 from oiflow.image.data import Selection, imaging_data
 from oiflow.image.initial import fit_gaussian_fwhm, gaussian
 from oiflow.image.metric import nominal_resolution, quality
 from oiflow.image.reconstruct import Objective, image_settings, reconstruct
+from oiflow.oifits import read_oifits
+from oiflow.simulate.synthetic import from_template
 from oiflow.units import MAS
 
 from image_helpers import simulate_on, spotted_star
@@ -178,13 +182,9 @@ def test_multilevel_start_is_as_good_as_the_single_level(shared_data):
     assert multi.chi2_terms["vis2"] == pytest.approx(1.0, abs=0.1)
 
 
-def _sparse_binary():
+@pytest.fixture(scope="module")
+def sparse_binary():
     """A 4.5 mas binary (PA 60°, flux ratio 0.3) seen through one PIONIER snapshot (6 baselines)."""
-    from oiflow.fit.analytic import binary
-    from oiflow.oifits import read_oifits
-    from oiflow.simulate.synthetic import from_template
-    from pathlib import Path
-
     tpl = read_oifits(Path(__file__).parents[1] / "data-samples/oifits/alfCenA_PIONI.2016-05-31T00_55_19.fits", warn=False)
     sep, pa = 4.5 * MAS, np.deg2rad(60.0)
     oi = from_template(tpl, lambda u, v, w: binary(u, v, 0.3, sep * np.sin(pa), sep * np.cos(pa)), seed=1,
@@ -192,10 +192,10 @@ def _sparse_binary():
     return imaging_data([oi], Selection())
 
 
-def test_auto_mu_on_two_grids_fits_as_well_as_on_one():
+def test_auto_mu_on_two_grids_fits_as_well_as_on_one(sparse_binary):
     # Regression: μ chosen on the coarse grid alone (scaled to the final pixels) left χ²_red ≈ 176
     # here; the second sweep on the final grid brings it back to the noise level, as one grid does.
-    data = _sparse_binary()
+    data = sparse_binary
     base = dict(npix=64, pixel_size_mas=0.25, regularization="tv", mu="auto", maxiter=300)
     one = reconstruct(data, {**base, "levels": 1})
     two = reconstruct(data, {**base, "levels": 2})
@@ -210,8 +210,8 @@ def test_auto_mu_on_two_grids_fits_as_well_as_on_one():
         assert abs(cy - 32) < 2.5 and abs(cx - 32) < 2.5, (cy, cx)
 
 
-def test_auto_mu_with_an_unreachable_target_keeps_the_largest_mu_near_the_plateau():
-    data = _sparse_binary()
+def test_auto_mu_with_an_unreachable_target_keeps_the_largest_mu_near_the_plateau(sparse_binary):
+    data = sparse_binary
     res = reconstruct(data, dict(npix=64, pixel_size_mas=0.25, regularization="tv", mu="auto", maxiter=300,
                                  levels=1, chi2_target=0.05))
     chi2 = [c["chi2_red"] for c in res.mu_curve]

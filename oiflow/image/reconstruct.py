@@ -475,8 +475,8 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
             prev = np.asarray(x, float).reshape(ng, levels[li - 1][0], levels[li - 1][0])
             x = np.stack([_resample(img, n_l) for img in prev]).ravel() * (n_l * n_l)
         x = np.maximum(x, obj.lower_bound)
-        if mu is None or (auto_mu and final and li > 0):
-            mu0 = None if mu is None else 10.0 * mu / factor
+        if auto_mu and (li == 0 or final):  # coarsest grid, then again on the final one
+            mu0 = None if li == 0 else 10.0 * mu / factor
             mu_l, x, ni, nf = _auto_mu(obj, x, s_l, progress, history, curve, mu0=mu0)
             niter += ni
             nfev += nf
