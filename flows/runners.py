@@ -20,7 +20,6 @@ from uuid import uuid4
 
 import distributed
 from distributed import Client, WorkerPlugin
-from prefect.context import serialize_context
 from prefect.task_engine import run_task_sync
 from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask import DaskTaskRunner
@@ -51,13 +50,33 @@ class OiflowDaskTaskRunner(DaskTaskRunner):
         inputs = {k: collect_task_run_inputs_sync(v, future_cls=distributed.Future) for k, v in parameters.items()}
         if dependencies:
             inputs = {k: v.union(dependencies.get(k, set())) for k, v in inputs.items()}
-        context = serialize_context(asset_ctx_kwargs={"task": task, "task_run_id": task_run_id, "task_inputs": inputs,
-                                                      "copy_to_child_ctx": True})
-        context["settings_context"] = {}  # the worker's own settings (same environment)
+        context = _context_without_settings({"task": task, "task_run_id": task_run_id, "task_inputs": inputs,
+                                             "copy_to_child_ctx": True})
         future = Client.submit(self.client, run_task_sync, key=f"{task.name}-{task_run_id.hex}", pure=False,
                                task=task, task_run_id=task_run_id, parameters=parameters, wait_for=wait_for,
                                return_type="state", dependencies=inputs, context=context)
         return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
+
+
+def _context_without_settings(asset_ctx_kwargs: dict) -> dict:
+    """:func:`prefect.context.serialize_context` (Prefect 3.9) minus the settings context.
+    Serializing the settings (a pydantic dump of every nested settings model, secrets rendered)
+    cost the flow process ~35 ms per task, and the worker uses its own settings anyway (the same
+    environment, :func:`flows.runtime.worker_env`)."""
+    import prefect.context as pc
+
+    engine, task_run, tags = pc.EngineContext.get(), pc.TaskRunContext.get(), pc.TagsContext.get()
+    deployment_var, parameters_var = (getattr(pc, "_deployment_id", None), getattr(pc, "_deployment_parameters", None))
+    deployment_id = deployment_var.get() if deployment_var is not None else None
+    return {
+        "flow_run_context": engine.serialize() if engine else {},
+        "task_run_context": task_run.serialize() if task_run else {},
+        "tags_context": tags.serialize() if tags else {},
+        "settings_context": {},
+        "asset_context": pc.AssetContext.from_task_and_inputs(**asset_ctx_kwargs).serialize(),
+        "deployment_id": str(deployment_id) if deployment_id else None,
+        "deployment_parameters": parameters_var.get() if parameters_var is not None else None,
+    }
 
 
 def profile_of(cluster: ClusterConfig) -> ClusterProfile:

@@ -28,6 +28,10 @@ QUIET_ENV = {
     "PREFECT_UI_SHOW_PROMOTIONAL_CONTENT": "false",
 }
 
+#: settings of the embedded (temporary) server only: automations (triggers and their actions)
+#: cannot be defined on a server that lives for one run, and their services cost CPU per event
+EMBEDDED_SERVER_ENV = {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false"}
+
 #: environment variables passed on to Dask workers (when set in the flow process)
 WORKER_ENV_KEYS = (
     "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_LOGGING_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
@@ -100,7 +104,14 @@ def prefect_api(verbose: bool = False) -> Iterator[str]:
     if not verbose:
         logging.getLogger("prefect.server.api.server").setLevel(logging.ERROR)
     server = SubprocessASGIServer()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", STARTUP_TIMEOUT_S)))
+    added = {k: v for k, v in EMBEDDED_SERVER_ENV.items() if k not in os.environ}
+    os.environ.update(added)  # the server subprocess copies this process's environment
+    try:
+        server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                                                STARTUP_TIMEOUT_S)))
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
     os.environ["PREFECT_API_URL"] = server.api_url
     updates = {PREFECT_API_URL: server.api_url}
     ca = plain_http_ca_file(server.api_url)

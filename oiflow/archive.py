@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,23 @@ from .provenance import canonical_json, settings_hash
 INPUT_PATTERNS = ("*.fits", "*.oifits", "*.fits.gz", "*.fit")
 
 
+def _source_path(name: str) -> Path:
+    """The source file of module ``name`` (a package: its ``__init__.py``), found on disk without
+    importing it: hashing a stage's code must not load its dependencies (scipy, matplotlib) into
+    the flow process, which only plans units."""
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.origin:
+        raise ConfigError(f"module not found: {name}")
+    if not rest:
+        return Path(spec.origin)
+    base = Path(spec.origin).parent.joinpath(*rest)
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    raise ConfigError(f"module not found: {name}")
+
+
 @functools.lru_cache(maxsize=None)
 def code_version(*modules: str) -> str:
     """``<oiflow version>+<12 hex>``: the package version and a hash of the source files of
@@ -37,8 +54,7 @@ def code_version(*modules: str) -> str:
     stage therefore invalidates that stage's earlier products, even without a version bump."""
     h = hashlib.sha256(__version__.encode())
     for name in sorted(set(modules)):
-        mod = importlib.import_module(name)
-        path = Path(mod.__file__)
+        path = _source_path(name)
         files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
         for f in files:
             h.update(str(f.relative_to(path.parent)).encode())

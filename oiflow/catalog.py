@@ -350,6 +350,7 @@ class Catalog:
 
     def __init__(self, url: str):
         self.url = url
+        self._sha256_seen: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) → checksum
         try:
             if url.startswith("sqlite:///"):
                 Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -543,13 +544,18 @@ class Catalog:
         (and nothing is written when the cache is current)."""
         p = Path(path).resolve()
         st = p.stat()
+        key = (str(p), st.st_size, st.st_mtime_ns)
+        if key in self._sha256_seen:  # planning a night asks for each calibration file once per observation
+            return self._sha256_seen[key]
         with Session(self.engine) as s:
             row = s.get(InputFile, str(p))
             if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+                self._sha256_seen[key] = row.sha256
                 return row.sha256
         digest = sha256_file(p)
         with Session(self.engine) as s, s.begin():
             s.merge(InputFile(path=str(p), size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest))
+        self._sha256_seen[key] = digest
         return digest
 
 

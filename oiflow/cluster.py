@@ -11,6 +11,10 @@ A profile is a small YAML file (``configs/clusters/<name>.yaml``) naming a *kind
 
 Workers receive environment variables from the flow (``worker_env``: the Prefect API URL and
 the telemetry switches), as ``Nanny(env=…)`` locally and as ``export`` lines in job scripts.
+
+Dask's statistical profiler is off (:data:`DASK_CONFIG`): it samples every event loop and task
+thread every 10 ms for the dashboard's profile page, which oiflow does not show; on a 2-core
+machine the scheduler, nannies and workers spent CPU on it that the stages need.
 This module does not import Prefect; dask-jobqueue is imported only when a job queue is used.
 """
 
@@ -26,6 +30,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+
+#: Dask settings of every oiflow cluster (see the module docstring), and as worker environment
+DASK_CONFIG = {"distributed.worker.profile.enabled": False}
+DASK_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
 #: directory of the profiles shipped with oiflow (configs/clusters beside the package)
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "configs" / "clusters"
@@ -98,7 +106,8 @@ def jobqueue_kwargs(profile: ClusterProfile, worker_env: dict[str, str] | None =
     kw.setdefault("processes", 1)
     kw.setdefault("job_name", "oiflow-worker")
     prologue = list(kw.pop("job_script_prologue", []) or [])
-    prologue += _export_lines(worker_env or {})
+    worker_env = {**DASK_ENV, **(worker_env or {})}
+    prologue += _export_lines(worker_env)
     if profile.scratch:
         scratch = profile.scratch
         prologue.append(f"mkdir -p {shlex.quote(scratch)}/logs {shlex.quote(scratch)}/dask-tmp")
@@ -143,13 +152,15 @@ def job_script(profile: ClusterProfile, worker_env: dict[str, str] | None = None
 
 def make_cluster(profile: ClusterProfile, worker_env: dict[str, str] | None = None):
     """Start the Dask cluster of a profile (not for kind=address: connect to ``profile.address``)."""
-    env = dict(worker_env or {})
+    env = {**DASK_ENV, **(worker_env or {})}
     if profile.kind == "local":
+        import dask
         from distributed import LocalCluster
 
-        return LocalCluster(n_workers=profile.worker_count(), threads_per_worker=profile.threads_per_worker,
-                            processes=True, memory_limit=profile.memory_limit or "auto", env=env,
-                            dashboard_address=None, silence_logs=logging.ERROR)
+        with dask.config.set(DASK_CONFIG):  # the scheduler and nannies here; the workers inherit it
+            return LocalCluster(n_workers=profile.worker_count(), threads_per_worker=profile.threads_per_worker,
+                                processes=True, memory_limit=profile.memory_limit or "auto", env=env,
+                                dashboard_address=None, silence_logs=logging.ERROR)
     if profile.kind in ("slurm", "oar"):
         cluster = _jobqueue_class(profile.kind)(**jobqueue_kwargs(profile, env))
         if profile.adapt:

@@ -59,3 +59,20 @@ def test_run_dry_run_prints_the_oar_job_script(tmp_path, capsys, monkeypatch):
     assert "export PREFECT_SERVER_ANALYTICS_ENABLED=false" in out
     assert main(["run", str(cfg), "--dry-run"]) == 0
     assert "LocalCluster" in capsys.readouterr().out
+
+
+def test_dask_profiler_is_off_in_job_scripts_and_local_workers():
+    """Dask's 10 ms statistical profiler (for a dashboard oiflow does not show) is switched off
+    for the workers of every profile: an export line in job scripts, the Dask config locally."""
+    from distributed import Client
+
+    from oiflow.cluster import make_cluster
+
+    assert "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in job_script(load_profile("oar"), ENV).splitlines()
+    assert "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in job_script(load_profile("slurm"), ENV).splitlines()
+    with make_cluster(load_profile("local", {"n_workers": 1}), {"OIFLOW_PROBE": "1"}) as cluster, Client(cluster) as c:
+        import dask
+        import os
+
+        seen = c.run(lambda: (dask.config.get("distributed.worker.profile.enabled"), os.environ.get("OIFLOW_PROBE")))
+    assert list(seen.values()) == [(False, "1")]

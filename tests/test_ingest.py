@@ -96,6 +96,26 @@ def test_cache_key_is_a_hash_not_a_path(tmp_path):
     assert code_version("oiflow.ingest").startswith("0.1.0+")
 
 
+def test_code_version_hashes_sources_without_importing_them():
+    """The flow process plans units (hashing each stage's code) without loading the stages'
+    dependencies: same hash as the files on disk, and scipy/matplotlib stay unimported."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from oiflow.work.calibrate import calibrate_code_version as c; "
+            "from oiflow.work.image import image_code_version as i; print(c(), i()); "
+            "print(sorted(m for m in ('scipy', 'matplotlib', 'oiflow.calibrate', 'oiflow.image') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.splitlines()
+    from oiflow.work.calibrate import calibrate_code_version
+    from oiflow.work.image import image_code_version
+
+    assert out[0] == f"{calibrate_code_version()} {image_code_version()}"
+    assert out[1] == "[]"
+    with pytest.raises(ConfigError, match="module not found: oiflow.nosuchstage"):
+        code_version("oiflow.nosuchstage")
+
+
 def test_remove_stale_temporaries_only_touches_temporaries(tmp_path):
     keep = tmp_path / "a.fits"
     keep.write_text("x")
