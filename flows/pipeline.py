@@ -23,7 +23,7 @@ from oiflow.work.image import image_settings_for
 
 from flows.chain import Chain
 from flows.common import finish, new_summary, open_catalog
-from flows.units import Scheduler
+from flows.units import Scheduler, unit_runs_client
 
 
 def files_level(config: RunConfig) -> int:
@@ -74,7 +74,8 @@ check_available = check_config
 def _run(flow_name: str, config: RunConfig, force: bool, build, stages=("reduce", "calibrate", "fit", "image")):
     summary = new_summary(flow_name, config)
     with open_catalog(config) as catalog:
-        sched = Scheduler(catalog, summary, max_parallel=config.cluster.max_parallel, force=force)
+        sched = Scheduler(catalog, summary, max_parallel=config.cluster.max_parallel, force=force,
+                          dask_client=unit_runs_client(config, default="prefect"))
         chain = Chain(sched, config, catalog, stages)
         build(chain)
         sched.run()

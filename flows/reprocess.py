@@ -7,7 +7,10 @@ detection is per unit (:meth:`oiflow.catalog.Catalog.up_to_date`): an unchanged 
 a scan (checksums cached on size and mtime) and no writes; a changed raw file redoes its
 observation, its night's calibration and that night's L3; a changed calibrator catalogue
 redoes the L2 and L3, not the L1. Units run on the flow's Dask task runner, at most
-``cluster.max_parallel`` at a time (0: as many as the cluster takes), nights overlapping.
+``cluster.max_parallel`` at a time (0: as many as the cluster takes), nights overlapping; by
+default as plain Dask tasks under the flow run (``cluster.unit_runs``: an archive has thousands
+of units, and a Prefect task run each costs the server and the flow process CPU that the stages
+need on a small machine); ``unit_runs: prefect`` lists each unit in the UI.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from oiflow.config import RunConfig
 from flows.chain import Chain
 from flows.common import finish, new_summary, open_catalog
 from flows.pipeline import check_stage_settings
-from flows.units import Scheduler
+from flows.units import Scheduler, unit_runs_client
 
 
 @flow(name="reprocess-archive", validate_parameters=True)
@@ -32,7 +35,8 @@ def reprocess_archive(root: Path, config: RunConfig, force: bool = False):
     nights = night_dirs(root)
     summary = new_summary("reprocess-archive", config)
     with open_catalog(config) as catalog:
-        sched = Scheduler(catalog, summary, max_parallel=config.cluster.max_parallel, force=force)
+        sched = Scheduler(catalog, summary, max_parallel=config.cluster.max_parallel, force=force,
+                          dask_client=unit_runs_client(config, default="dask"))
         chain = Chain(sched, config, catalog)
         for night in nights:
             group = chain.group()

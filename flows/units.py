@@ -6,6 +6,11 @@ The flow process alone writes to the catalogue: tasks on workers return
 registered and its stage run closed (COMPLETED, or FAILED with the failed items), so a run
 killed midway keeps what it finished and the next run redoes only the rest.
 
+Units run as Prefect task runs (the task's ``submit``) or, given a Dask client, as plain Dask
+tasks calling the same task function under the stage tasks' retry policy
+(``cluster.unit_runs``, :func:`unit_runs_client`): the Prefect server then sees the flow run
+only, which on a small machine leaves the cores to the stages (tests/benchmarks/bench_flows.py).
+
 A :class:`Scheduler` takes units with the task that processes them and, optionally, a
 follow-up (``then``) called with the unit's :class:`Settled` outcome — processed, up to date
 (skipped: its products are those of its last run), or failed. Follow-ups add the next stage's
@@ -17,15 +22,19 @@ from __future__ import annotations
 
 import queue
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from prefect.context import get_run_context
+from distributed import Client, Future as DaskFuture
+from prefect.context import FlowRunContext, get_run_context
 
 from oiflow.archive import WorkUnit
 from oiflow.catalog import COMPLETED, FAILED, Catalog
+from oiflow.config import RunConfig
+from tasks.policy import run_with_retries
 
 from flows.summary import RunSummary
 
@@ -53,6 +62,42 @@ def _outputs_present(result) -> bool:
     return True
 
 
+def unit_runs_client(config: RunConfig, default: str) -> Client | None:
+    """The Dask client to run units on as plain Dask tasks when ``config.cluster.unit_runs``
+    (else ``default``) is "dask" and the flow runs on a Dask task runner; None: Prefect tasks."""
+    if (config.cluster.unit_runs or default) != "dask":
+        return None
+    ctx = FlowRunContext.get()
+    runner = getattr(ctx, "task_runner", None)
+    try:
+        return runner.client if runner is not None else None
+    except (AttributeError, RuntimeError):  # not a (started) Dask task runner
+        return None
+
+
+def _run_plain(task, unit: WorkUnit):
+    """On a Dask worker: the stage task's function on ``unit``, with its retry policy."""
+    return run_with_retries(task.fn, unit)
+
+
+def _outcome(fut) -> tuple[object | None, str | None]:
+    """(result, None) for a unit that ran, (None, error text) for one that failed (after retries)."""
+    if isinstance(fut, DaskFuture):
+        if fut.status == "finished":
+            return fut.result(), None
+        exc = fut.exception() if fut.status == "error" else None
+        return None, (f"{type(exc).__name__}: {exc}" if exc is not None else f"Dask task {fut.status}")
+    fut.wait()
+    state = fut.state
+    if state.is_completed():
+        return fut.result(), None
+    try:
+        fut.result(raise_on_failure=True)
+        return None, f"task ended {state.type.value}: {state.message}"
+    except BaseException as exc:  # the task's exception, after its retries
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 @dataclass
 class Settled:
     """How a unit ended in this run, for the stage after it."""
@@ -73,8 +118,10 @@ class Scheduler:
     """Submit units to their tasks (at most ``max_parallel`` in flight; 0: all), register the
     results as they complete, fill ``summary`` and call the follow-ups."""
 
-    def __init__(self, catalog: Catalog, summary: RunSummary, *, max_parallel: int = 0, force: bool = False):
+    def __init__(self, catalog: Catalog, summary: RunSummary, *, max_parallel: int = 0, force: bool = False,
+                 dask_client: Client | None = None):
         self.catalog, self.summary, self.force = catalog, summary, force
+        self.dask_client = dask_client  # units as plain Dask tasks (see the module docstring)
         self.max_parallel = max_parallel if max_parallel and max_parallel > 0 else 0
         self.flow_run_id = _flow_run_id()
         summary.flow_run_id = self.flow_run_id
@@ -82,6 +129,7 @@ class Scheduler:
         self._settled: deque[tuple[_Job, Settled]] = deque()
         self._done_q: queue.Queue = queue.Queue()
         self._in_flight: dict = {}
+        self._first_submit: float | None = None
 
     # -- adding work ---------------------------------------------------------------------
     def add(self, unit: WorkUnit, task, then: Callable[[Settled], None] | None = None) -> None:
@@ -94,6 +142,11 @@ class Scheduler:
             self._settled.append((job, Settled(unit, SKIPPED, outputs)))
         else:
             self._pending.append(job)
+            self._fill()  # at once: the workers start while the flow plans the next nights
+
+    def _fill(self) -> None:
+        while self._pending and (not self.max_parallel or len(self._in_flight) < self.max_parallel):
+            self._submit(self._pending.popleft())
 
     def fail(self, stage: str, item: str, error: str) -> None:
         """Record a failure found by the flow itself (e.g. a configured target without data)."""
@@ -105,6 +158,7 @@ class Scheduler:
 
     # -- running -------------------------------------------------------------------------
     def _submit(self, job: _Job, refresh: bool = False) -> None:
+        self._first_submit = self._first_submit or time.perf_counter()
         unit, catalog = job.unit, self.catalog
         catalog.close_interrupted(unit.stage, unit.unit)
         last = catalog.last_run(unit.stage, unit.unit)
@@ -112,8 +166,12 @@ class Scheduler:
         run_id = catalog.begin_run(unit.stage, unit.unit, cache_key=unit.cache_key, input_digest=unit.input_digest,
                                    settings_hash=unit.settings_hash, code_version=unit.code_version,
                                    inputs=unit.input_records(), flow_run_id=self.flow_run_id)
-        task = job.task.with_options(refresh_cache=True) if refresh else job.task
-        fut = task.submit(unit=unit)
+        if self.dask_client is not None:
+            fut = Client.submit(self.dask_client, _run_plain, job.task, unit, key=f"{unit.stage}-{uuid.uuid4().hex}",
+                                pure=False)
+        else:
+            task = job.task.with_options(refresh_cache=True) if refresh else job.task
+            fut = task.submit(unit=unit)
         self._in_flight[fut] = (job, run_id, refresh, last)
         fut.add_done_callback(self._done_q.put)
 
@@ -137,10 +195,8 @@ class Scheduler:
     def _settle_future(self, fut) -> None:
         job, run_id, refreshed, last = self._in_flight.pop(fut)
         unit = job.unit
-        fut.wait()
-        state = fut.state
-        if state.is_completed():
-            result = fut.result()
+        result, error = _outcome(fut)
+        if error is None:
             if not _outputs_present(result) and not refreshed:  # a cached result whose files are gone
                 self.catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[
                     {"item": unit.unit, "error": "cached result without its products; recomputed"}])
@@ -148,11 +204,6 @@ class Scheduler:
                 return
             self._settled.append((job, self._complete(job, run_id, result, last)))
             return
-        try:
-            fut.result(raise_on_failure=True)
-            error = f"task ended {state.type.value}: {state.message}"
-        except BaseException as exc:  # the task's exception, after its retries
-            error = f"{type(exc).__name__}: {exc}"
         self.catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[{"item": unit.unit, "error": error}])
         self.summary.processed.append(self._label(unit))
         self.summary.failures.append({"unit": self._label(unit), "item": unit.unit, "error": error})
@@ -166,10 +217,9 @@ class Scheduler:
                 job, settled = self._settled.popleft()
                 if job.then is not None:
                     job.then(settled)
-            while self._pending and (not self.max_parallel or len(self._in_flight) < self.max_parallel):
-                self._submit(self._pending.popleft())
+            self._fill()
             if not self._in_flight:
                 continue
             self._settle_future(self._done_q.get())
-        self.summary.units_seconds += time.perf_counter() - t0
+        self.summary.units_seconds += time.perf_counter() - min(t0, self._first_submit or t0)
         return self.summary

@@ -152,6 +152,11 @@ class ClusterConfig(_Model):
     address: str | None = None
     n_workers: int | None = None  # overrides the profile's
     max_parallel: int = 0  # units in flight at once (0: as many as there are)
+    # how each unit runs: "prefect" — a Prefect task run (the UI lists it with its logs and
+    # quicklooks); "dask" — a plain Dask task under the flow run (its summary and products table
+    # only; no per-unit API traffic: on a small machine the Prefect server and the flow process
+    # then leave the cores to the stages). None: "dask" for reprocess_archive, else "prefect".
+    unit_runs: Literal["prefect", "dask"] | None = None
 
 
 class CatalogConfig(_Model):

@@ -41,19 +41,21 @@ def l3_dir(root: str | os.PathLike, target: str, subset: str) -> Path:
     return Path(root) / "L3" / safe_name(target) / safe_name(subset)
 
 
-def remove_stale_temporaries(directory: str | os.PathLike, product: str | None = None) -> list[Path]:
+def remove_stale_temporaries(directory: str | os.PathLike, product: str | None = None,
+                             stems: tuple[str, ...] = ("",)) -> list[Path]:
     """Delete temporary files left by an interrupted atomic write (``.<stem>.<random><suffix>.tmp``,
     see :func:`oiflow.provenance.atomic_path`) in ``directory`` — only those of ``product`` (a
-    file name) when given. Returns what was removed. Call it where no other writer of the same
-    products is active (the stage that is about to write them)."""
+    file name) when given, else those whose stem starts with one of ``stems``. Returns what was
+    removed. Call it where no other writer of the same products is active (the stage that is
+    about to write them): units sharing a directory (a target's fit and image) name their own."""
     d = Path(directory)
     removed: list[Path] = []
     if not d.is_dir():
         return removed
-    prefix = "." if product is None else f".{Path(product).stem}."
+    prefixes = (f".{Path(product).stem}.",) if product is not None else tuple(f".{s}" for s in stems)
     suffix = TMP_SUFFIX if product is None else f"{Path(product).suffix}{TMP_SUFFIX}"
     for p in d.iterdir():
-        if p.name.startswith(prefix) and p.name.endswith(suffix) and p.is_file():
+        if p.name.startswith(prefixes) and p.name.endswith(suffix) and p.is_file():
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -52,10 +52,13 @@ def publish_quicklooks(plots, stage: str, unit: str) -> list[str]:
 
 
 def report_unit(result):
-    """In a task: log the unit's failures and warnings to the task run and publish its
+    """In a Prefect task run: log the unit's failures and warnings to the task run and publish its
     quicklooks; returns ``result``. Reporting never fails the task."""
     from prefect import get_run_logger
+    from prefect.context import TaskRunContext
 
+    if TaskRunContext.get() is None:  # a plain Dask task (cluster.unit_runs: dask): the flow reports
+        return result
     try:
         logger = get_run_logger()
         for f in result.failures:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from typing import Any
+import time
+from typing import Any, Callable
 
 from oiflow.errors import OiflowError
 
@@ -63,3 +64,15 @@ def task_options(name: str) -> dict[str, Any]:
         persist_result=True,
         result_serializer="pickle",
     )
+
+
+def run_with_retries(fn: Callable[..., Any], unit) -> Any:
+    """``fn(unit=unit)`` with the stage tasks' retry policy, for a unit run as a plain Dask task
+    (``cluster.unit_runs: dask``): transient failures retried after RETRY_DELAY_S, others raised."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return fn(unit=unit)
+        except Exception as exc:
+            if attempt == RETRIES or not is_transient(exc):
+                raise
+            time.sleep(RETRY_DELAY_S[min(attempt, len(RETRY_DELAY_S) - 1)])

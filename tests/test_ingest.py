@@ -126,3 +126,19 @@ def test_remove_stale_temporaries_only_touches_temporaries(tmp_path):
     assert remove_stale_temporaries(tmp_path, product="a.fits") == [mine]
     assert keep.exists() and other.exists()
     assert remove_stale_temporaries(tmp_path) == [other]
+
+
+def test_fit_and_image_units_leave_each_others_temporaries_alone(tmp_path):
+    """A target's fit and image write into the same L3 directory, possibly at the same time on
+    two workers: each clears only its own stale temporaries (the image's '.image.*.png.tmp' was
+    deleted under it by the fit starting, on 2 workers)."""
+    from oiflow.work import fit, image
+
+    names = [".image.k2j.png.tmp", ".residuals.x1.png.tmp", ".fit_binary.q.json.tmp", ".fit_binary_v2.w.png.tmp",
+             ".companion_maps.e.fits.tmp"]
+    for n in names:
+        (tmp_path / n).write_text("x")
+    gone = sorted(p.name for p in remove_stale_temporaries(tmp_path, stems=fit.PRODUCT_STEMS))
+    assert gone == [".companion_maps.e.fits.tmp", ".fit_binary.q.json.tmp", ".fit_binary_v2.w.png.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".image.k2j.png.tmp", ".residuals.x1.png.tmp"]
+    assert len(remove_stale_temporaries(tmp_path, stems=image.PRODUCT_STEMS)) == 2

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 from astropy.io import fits
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from oiflow.errors import OIFitsError
@@ -116,6 +116,7 @@ def test_mutated_header_values(tmp_path, raw, which, hdu, key, value):
 @FUZZ
 @given(which=st.sampled_from([SMALL, SMALL_V2]), hdu=st.integers(1, 12), col=st.integers(0, 30),
        action=st.sampled_from(["delete", "rename", "retype_str", "retype_int", "retype_float", "reshape"]))
+@example(which=SMALL_V2, hdu=9, col=1, action="retype_int")  # OI_INSPOL INSNAME as a 2-D int column
 def test_mutated_columns(tmp_path, raw, which, hdu, col, action):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

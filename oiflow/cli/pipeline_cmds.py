@@ -111,8 +111,10 @@ def _print_summary(summary, state) -> int:
 
 
 def _overrides(root: Path | None, url: str | None, cluster: str | None, workers: int | None,
-               max_parallel: int | None) -> dict:
+               max_parallel: int | None, unit_runs: str | None = None) -> dict:
     ov: dict[str, Any] = {}
+    if unit_runs is not None:
+        ov.setdefault("cluster", {})["unit_runs"] = unit_runs
     if root is not None:
         ov.setdefault("output", {})["root"] = str(root)
     if url is not None:
@@ -153,6 +155,8 @@ def run(
     root: Path | None = typer.Option(None, "--root", help="Product tree root (output.root)."),
     url: str | None = typer.Option(None, "--catalog", help="Catalogue URL (catalog.url)."),
     force: bool = typer.Option(False, "--force", help="Redo units even when up to date."),
+    unit_runs: str | None = typer.Option(None, "--unit-runs", help="Each unit as a Prefect task run ('prefect': listed in "
+                                         "the UI) or a plain Dask task ('dask': less CPU per unit). Default: prefect."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cluster setup (the job script for slurm/oar) and stop."),
 ):
     """Run the pipeline of CONFIG (raw nights → L1 → L2 → fits and images of the configured
@@ -163,7 +167,7 @@ def run(
 
     Example: oiflow run configs/demo.yaml --cluster oar --dry-run
     """
-    config = load_config(config_path, _overrides(root, url, cluster, workers, None))
+    config = load_config(config_path, _overrides(root, url, cluster, workers, None, unit_runs))
     if dry_run:
         _dry_run(config)
         return
@@ -185,6 +189,8 @@ def reprocess(
     root: Path | None = typer.Option(None, "--root", help="Product tree root (output.root)."),
     url: str | None = typer.Option(None, "--catalog", help="Catalogue URL (catalog.url)."),
     force: bool = typer.Option(False, "--force", help="Redo nights even when up to date."),
+    unit_runs: str | None = typer.Option(None, "--unit-runs", help="Each unit as a Prefect task run ('prefect': listed in "
+                                         "the UI) or a plain Dask task ('dask': less CPU per unit). Default: dask."),
 ):
     """Reprocess the nights of ARCHIVE: only the units (observations, nights, targets) whose
     inputs, settings or code changed since their last successful run (from the catalogue) are
@@ -193,7 +199,7 @@ def reprocess(
 
     Example: oiflow reprocess /data/archive --config configs/demo.yaml --root products --max-parallel 4
     """
-    ov = _overrides(root, url, cluster, workers, max_parallel)
+    ov = _overrides(root, url, cluster, workers, max_parallel, unit_runs)
     if level is not None:
         ov.setdefault("input", {})["level"] = level
     config = load_config(config_path, ov)

@@ -890,6 +890,8 @@ class _Checker:
             if ins is None:
                 continue
             ins = np.char.strip(np.asarray(ins).astype(str))
+            if ins.ndim != 1:  # a damaged column (its format is reported by the column checks): one name a row
+                ins = ins.reshape(len(ins), -1)[:, 0] if ins.ndim > 1 else ins.reshape(-1)
             for name in sorted(set(ins.tolist())):
                 if not any(w.insname == name for w in oi.wavelengths):
                     self.add(ERROR, "INSNAME_REF", f"OI_INSPOL INSNAME {name!r} matches no OI_WAVELENGTH table", p, "INSNAME",

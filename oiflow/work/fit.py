@@ -23,6 +23,8 @@ from ..product_tree import l3_dir, remove_stale_temporaries
 from .l3 import input_granules, l3_record, target_data
 
 STAGE = "fit"
+#: stems of the fit products (the target's image unit writes into the same directory)
+PRODUCT_STEMS = ("fit_", "companion")
 MODULES = ("oiflow.fit", "oiflow.observables", "oiflow.oifits")
 
 
@@ -73,7 +75,7 @@ def run_fit_unit(unit: WorkUnit, client=None) -> UnitResult:
         granules = input_granules(data)
         channels = max((g["nb_channels"] or 0 for g in granules if g["target_name"] == target), default=None)
         if out_dir.is_dir():
-            remove_stale_temporaries(out_dir)
+            remove_stale_temporaries(out_dir, stems=PRODUCT_STEMS)  # not the image's: it may be running
         res = fit_files(data, spec.model, spec.observables, bootstrap=spec.bootstrap, smearing=spec.smearing)
         for p in write_fit_products(res, out_dir, plot=True):
             if p.suffix == ".json":

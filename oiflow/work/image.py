@@ -23,6 +23,8 @@ from ..product_tree import l3_dir, remove_stale_temporaries
 from .l3 import input_granules, l3_record, target_data
 
 STAGE = "image"
+#: stems of the image products (the target's fit unit writes into the same directory)
+PRODUCT_STEMS = ("image", "residuals")
 MODULES = ("oiflow.image", "oiflow.observables", "oiflow.oifits")
 _INITIAL_KINDS = {"dirac", "gaussian", "ud", "random", "model"}
 
@@ -78,7 +80,7 @@ def run_image_unit(unit: WorkUnit) -> UnitResult:
     inputs = [{"name": i.name, "sha256": i.sha256} for i in unit.inputs]
     try:
         if out_dir.is_dir():
-            remove_stale_temporaries(out_dir)
+            remove_stale_temporaries(out_dir, stems=PRODUCT_STEMS)  # not the fit's: it may be running
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)  # long OIFLOW keywords copied into the image file
             res = reconstruct_files(files, out_dir / "image.fits", settings, plots=True)

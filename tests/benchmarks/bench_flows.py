@@ -11,10 +11,14 @@ in the same run:
    one thread as a worker of the local profile is;
 3. speed-up from 1 to 2 Dask workers on reprocessing an archive of N_NIGHTS simulated raw
    nights (reduce 9 observations, calibrate, fit two targets and image one per night), runs
-   alternated 1, 2, 1, 2 (each into its own product tree: nothing cached is reused); the
+   alternated 1, 2, 1, 2 (each into its own product tree: nothing cached is reused), units as
+   plain Dask tasks (reprocess_archive's default), then one pair with a Prefect task run per
+   unit (``cluster.unit_runs: prefect``); the
    machine is shared, so the best of each pair is compared as well as the first pair, and a
    control measures what the machine gives at that moment: plain Dask (no Prefect) on 1 and 2
-   workers running the same CPU-bound function, and a plain process pool running pure Python.
+   workers running the same CPU-bound function, a plain process pool running pure Python, and
+   the archive's nights through the stage functions in 1 and 2 plain processes (no Prefect, no
+   Dask: the ceiling of the stages themselves on this machine at that moment).
    Each archive run also records the CPU time of every process (:class:`CpuMeter`): this process
    (the flow, the Dask scheduler and nannies), the Prefect server, the workers. On 2 cores the
    2-worker run cannot take less than half its total CPU, so ``2 · wall(1 worker) / CPU(2
@@ -269,13 +273,59 @@ def _archive(root: Path) -> Path:
     return archive
 
 
-def _archive_config(root: Path, workers: int) -> RunConfig:
+def _archive_config(root: Path, workers: int, unit_runs: str | None = None) -> RunConfig:
     return load_config(None, {
-        "output": {"root": str(root)}, "cluster": {"n_workers": workers},
+        "output": {"root": str(root)}, "cluster": {"n_workers": workers, "unit_runs": unit_runs},
         "calibrate": {"diameters": str(REPO / "data-samples/calibrators.csv")},
         "fit": {"targets": {"SCI_DISK": {"model": str(REPO / "configs/models/ud.yaml"), "observables": ["v2"]},
                             "SCI_BINARY": {"model": str(REPO / "configs/models/binary-demo.yaml")}}},
         "image": {"targets": {"SCI_BINARY": {"npix": 64, "pixel_size_mas": 0.25, "maxiter": 200}}}})
+
+
+def _direct_night(night_dir: str, root: str) -> float:
+    """One raw night through the stage functions, in this process (no Prefect, no Dask)."""
+    from oiflow.work.calibrate import calibrate_unit, run_calibrate_unit
+    from oiflow.work.fit import fit_unit, run_fit_unit
+    from oiflow.work.image import image_unit, run_image_unit
+    from oiflow.work.reduce import reduce_units, run_reduce_unit
+
+    t0 = time.perf_counter()
+    config, night = _archive_config(Path(root), 1), Path(night_dir).name
+    with Catalog.for_root(root) as cat:
+        l1 = [p.path for u in reduce_units(night_dir, root, config.reduce, cat) for p in run_reduce_unit(u).products]
+        l2 = list(run_calibrate_unit(calibrate_unit(night, l1, root, config.calibrate, cat)).products)
+        for targets, make, run in ((config.fit.targets, fit_unit, run_fit_unit),
+                                   (config.image.targets, image_unit, run_image_unit)):
+            for name, spec in targets.items():
+                res = run(make(name, night, [r.path for r in l2 if r.granules[0]["target_name"] == name], root, spec, cat))
+                assert res.ok, res.failures
+    return time.perf_counter() - t0
+
+
+def _direct_archive_speedup(archive: Path, root: Path) -> dict[str, float]:
+    """Control without orchestration: the archive's nights through the stage functions in a
+    process pool of 1 and 2 fresh processes (one BLAS thread each, as a worker): what the stages
+    themselves gain from the second core at that moment, imports and first calls included."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    nights = sorted(str(d) for d in archive.iterdir() if d.is_dir())
+    walls = {}
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: "1" for k in saved})
+    try:
+        for n in (1, 2):
+            t0 = time.perf_counter()
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(_direct_night, nights, [str(root / f"direct-{n}" / Path(d).name) for d in nights]))
+            walls[n] = time.perf_counter() - t0
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"wall_1_process_s": walls[1], "wall_2_processes_s": walls[2], "speedup": walls[1] / walls[2]}
 
 
 @pytest.mark.benchmark
@@ -308,7 +358,10 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
                 runs[w].append(_flow(reprocess_archive, _archive_config(tmp_path / f"archive-{k}", w), root=archive))
                 time.sleep(0.3)
                 cpu[w].append(meter.since(before))
+            prefect_runs = {w: _flow(reprocess_archive, _archive_config(tmp_path / f"archive-pt-{w}", w, "prefect"),
+                                     root=archive)[0] for w in (1, 2)}
             meter.close()
+            direct_control = _direct_archive_speedup(archive, tmp_path)
             (wall1, s1), (wall2, s2) = runs[1][0], runs[2][0]
             control = _plain_dask_speedup()
             pool_control = _process_pool_speedup()
@@ -342,6 +395,9 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
         "archive_cpu_s_1_worker": cpu[1], "archive_cpu_s_2_workers": cpu[2],
         "speedup_cpu_bound_first_pair": 2 * wall1 / cpu[2][0]["total"],
         "speedup_cpu_bound_best_of_two": 2 * min(w for w, _ in runs[1]) / min(c["total"] for c in cpu[2]),
+        "archive_unit_runs_prefect_tasks_s": {"1_worker": prefect_runs[1], "2_workers": prefect_runs[2],
+                                               "speedup": prefect_runs[1] / prefect_runs[2]},
+        "control_stage_functions_1_vs_2_processes": direct_control,
         "control_plain_dask_cpu_work": control,
         "control_process_pool_python_work": pool_control,
     }
