@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
-#: Dask settings of every oiflow cluster (see the module docstring), and as worker environment
+#: Dask settings of every oiflow cluster (see the module docstring); DASK_ENV: the same for the
+#: workers of job scripts (jobqueue_kwargs adds it to their environment)
 DASK_CONFIG = {"distributed.worker.profile.enabled": False}
 DASK_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
@@ -152,12 +153,12 @@ def job_script(profile: ClusterProfile, worker_env: dict[str, str] | None = None
 
 def make_cluster(profile: ClusterProfile, worker_env: dict[str, str] | None = None):
     """Start the Dask cluster of a profile (not for kind=address: connect to ``profile.address``)."""
-    env = {**DASK_ENV, **(worker_env or {})}
+    env = dict(worker_env or {})
     if profile.kind == "local":
         import dask
         from distributed import LocalCluster
 
-        with dask.config.set(DASK_CONFIG):  # the scheduler and nannies here; the workers inherit it
+        with dask.config.set(DASK_CONFIG):  # the scheduler and nannies here; the nannies pass it to the workers
             return LocalCluster(n_workers=profile.worker_count(), threads_per_worker=profile.threads_per_worker,
                                 processes=True, memory_limit=profile.memory_limit or "auto", env=env,
                                 dashboard_address=None, silence_logs=logging.ERROR)
