@@ -1,4 +1,4 @@
-"""The shared OIFITS corpus and its MANIFEST.md, parsed (not re-typed) for the tests."""
+"""The OIFITS corpus (tests/data/oifits) and its MANIFEST.md, parsed (not re-typed) for the tests."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _shared_data_dir() -> Path | None:
     ambiguous once sub-directories have their own)."""
     repo = Path(__file__).resolve().parents[1]
     env = os.environ.get("OIFLOW_SHARED_DATA")
-    for c in ([Path(env)] if env else []) + [repo.parent / "shared" / "data", repo / "shared" / "data"]:
+    for c in ([Path(env)] if env else []) + [repo / "tests" / "data"]:
         if (c / "oifits").is_dir():
             return c
     return None
@@ -26,7 +26,7 @@ _COUNT = re.compile(r"^(\d+)(?: \((\d+) ok)?")
 
 @dataclass(frozen=True)
 class Entry:
-    file: str  # relative to shared/data/oifits
+    file: str  # relative to tests/data/oifits
     counts: dict  # {"vis2": (points, ok), ...}
     check: str  # the "oifits-check" column
     notes: str
@@ -68,7 +68,9 @@ def parse_manifest(path: Path) -> list[Entry]:
     return entries
 
 
-ENTRIES: list[Entry] = parse_manifest(SHARED_DATA / "oifits" / "MANIFEST.md") if SHARED_DATA else []
+if SHARED_DATA is None:  # a clone carries its test data: missing data is an error, never a skip
+    raise RuntimeError("the test data are missing: tests/data/oifits/MANIFEST.md (see tests/data/README.md)")
+ENTRIES: list[Entry] = parse_manifest(SHARED_DATA / "oifits" / "MANIFEST.md")
 READABLE = [e for e in ENTRIES if not e.unreadable]
 REAL = [e for e in ENTRIES if e.file.startswith(("real/", "sim/"))]
 

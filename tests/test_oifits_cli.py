@@ -12,7 +12,6 @@ from oifits_corpus import REAL
 from oiflow.cli import COMMAND_MODULES, app, main
 from oiflow.oifits import read_oifits
 
-pytestmark = pytest.mark.skipif(not REAL, reason="../shared/data is not present")
 
 
 def run(capsys, *args):

@@ -13,7 +13,6 @@ from oiflow.oifits import read_oifits
 from oiflow.oifits.ops import merge, select
 from oiflow.oifits.validate import validate
 
-pytestmark = pytest.mark.skipif(not REAL, reason="../shared/data is not present")
 
 
 def load(shared_data, name):

@@ -15,7 +15,6 @@ from oiflow.oifits import read_oifits, write_oifits
 from oiflow.oifits.schema import TABLES, V1, V2
 from oiflow.oifits.validate import validate
 
-pytestmark = pytest.mark.skipif(not REAL, reason="../shared/data is not present")
 
 #: keywords the writer may legitimately change (recorded in HISTORY): the revision follows the
 #: version written, empty DATE-OBS/ARRNAME are filled, FOV/FOVTYPE are not defined for uncalibrated flux

@@ -67,7 +67,6 @@ def assert_checksums_verify(path):
                 _ = h.data
 
 
-@pytest.mark.skipif(not READABLE, reason="../shared/data is not present")
 @pytest.mark.parametrize("entry", READABLE, ids=ids(READABLE))
 def test_corpus_fast_encoding_is_byte_identical_to_astropy(shared_data, frozen_clock, tmp_path, entry):
     with warnings.catch_warnings():
