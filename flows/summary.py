@@ -30,17 +30,34 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        """Nothing failed and every product's verdict (L3) is ok."""
+        return not self.failures and not self.not_ok
+
+    @property
+    def not_ok(self) -> list[dict[str, Any]]:
+        """Product rows whose verdict is set and not ok (one per product file)."""
+        seen, out = set(), []
+        for r in self.products:
+            if r.get("verdict") not in (None, "ok") and r["access_url"] not in seen:
+                seen.add(r["access_url"])
+                out.append(r)
+        return out
 
     @property
     def state_message(self) -> str:
         n_units = len(self.processed) + len(self.skipped)
-        if self.ok:
-            return (f"{len(self.processed)} unit(s) processed, {len(self.skipped)} up to date, "
-                    f"{len(self.products)} granule(s) in {self.root}")
+        done = (f"{len(self.processed)} unit(s) processed, {len(self.skipped)} up to date, "
+                f"{len(self.products)} granule(s) in {self.root}")
+        bad = self.not_ok
+        verdicts = (f"{len(bad)} product(s) with a verdict other than ok: "
+                    + "; ".join(f"{Path(r['access_url']).name} ({r['target_name']}): {r['verdict']}" for r in bad[:5])
+                    + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")) if bad else ""
+        if not self.failures:
+            return f"{done}; {verdicts}" if bad else done
         items = "; ".join(f"{f['item']}: {f['error']}" for f in self.failures[:5])
         more = f" (+{len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
-        return f"partially failed: {len(self.failures)} item(s) of {n_units} unit(s) failed — {items}{more}"
+        msg = f"partially failed: {len(self.failures)} item(s) of {n_units} unit(s) failed — {items}{more}"
+        return f"{msg}; {verdicts}" if bad else msg
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +75,11 @@ class RunSummary:
                  f"- failed items: {len(self.failures)}", f"- time: {self.seconds:.1f} s", ""]
         if self.warnings:
             lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
+        if self.not_ok:
+            lines += ["## Verdicts other than ok", "", "| target | product | verdict | reasons |", "|---|---|---|---|"]
+            lines += [f"| {r['target_name']} | {Path(r['access_url']).name} | {r['verdict']} | "
+                      f"{'; '.join((r.get('verdict_detail') or {}).get('reasons', []))} |" for r in self.not_ok]
+            lines.append("")
         if self.failures:
             lines += ["## Failures", "", "| unit | item | error |", "|---|---|---|"]
             lines += [f"| {f['unit']} | {Path(f['item']).name} | {f['error']} |" for f in self.failures]

@@ -20,6 +20,12 @@ of the inputs when they all come from one night, else "" (the set is named in ``
 ``<target>/<night-or-set>``); ``nb_channels`` the image planes (images) or the most channels
 of an input (fits).
 
+**Verdicts.** Every row of an L3 product carries the product's :class:`~oiflow.verdict.Verdict`:
+``verdict`` its status (``ok``, ``poor-fit``, ``maxiter``, ``not-at-minimum``, ``unconstrained``…;
+filter with ``products(verdict=...)``) and ``verdict_detail`` its reasons and figures (JSON).
+OIFITS granules (L1, L2) have none (NULL). Catalogues made before these columns existed get
+them added when opened (:meth:`Catalog._migrate`).
+
 A **stage run** records that one stage processed one unit (a night, a target) with a given
 *cache key* (hash of input checksums + settings + code version) and which outputs it wrote;
 :meth:`Catalog.up_to_date` answers "can this unit be skipped?" — the basis of idempotent
@@ -112,6 +118,9 @@ class Granule(_Base):
     nb_vis2: Mapped[int] = mapped_column(Integer, default=0)
     nb_t3: Mapped[int] = mapped_column(Integer, default=0)
     procsoft: Mapped[str] = mapped_column(String(64), default=PROCSOFT)
+    # what the product is worth (L3; NULL for OIFITS granules): oiflow.verdict
+    verdict: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
+    verdict_detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"reasons", "figures"}
     # reprocessing bookkeeping
     stage: Mapped[str] = mapped_column(String(32))
     checksum: Mapped[str] = mapped_column(String(64))  # sha256 of the file
@@ -126,7 +135,8 @@ class Granule(_Base):
         "id", "dataproduct_type", "calib_level", "target_name", "obs_id", "s_ra", "s_dec", "t_min", "t_max",
         "t_exptime", "em_min", "em_max", "em_res_power", "facility_name", "instrument_name", "instrument_mode",
         "night", "nb_channels", "nb_vis", "nb_vis2", "nb_t3", "access_url", "access_format", "access_estsize",
-        "procsoft", "stage", "checksum", "size", "settings_hash", "input_checksums", "flow_run_id", "run_id",
+        "procsoft", "verdict", "verdict_detail", "stage", "checksum", "size", "settings_hash", "input_checksums",
+        "flow_run_id", "run_id",
         "created",
     )
 
@@ -309,15 +319,16 @@ class ProductRecord:
     procsoft: str = PROCSOFT
     access_format: str = "application/fits"
     obs_id: str | None = None
+    verdict: dict[str, Any] | None = None  # Verdict.to_dict() of an L3 product
 
     @classmethod
     def for_file(cls, path, *, calib_level: int, stage: str, granules, settings_hash: str = "",
                  inputs: Iterable[dict[str, str]] = (), access_format: str = "application/fits",
-                 obs_id: str | None = None) -> "ProductRecord":
+                 obs_id: str | None = None, verdict: dict[str, Any] | None = None) -> "ProductRecord":
         p = Path(path).resolve()
         return cls(path=str(p), calib_level=calib_level, stage=stage, sha256=sha256_file(p), size=p.stat().st_size,
                    granules=list(granules), settings_hash=settings_hash, inputs=list(inputs),
-                   access_format=access_format, obs_id=obs_id)
+                   access_format=access_format, obs_id=obs_id, verdict=verdict)
 
     def to_output(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "size": self.size}
@@ -370,10 +381,25 @@ class Catalog:
         for k in range(attempts):
             try:
                 _Base.metadata.create_all(self.engine)
+                self._migrate()
                 return
             except (OperationalError, ProgrammingError, IntegrityError) as exc:
                 if "already exists" not in str(exc) and "duplicate" not in str(exc).lower() or k == attempts - 1:
                     raise
+
+    def _migrate(self) -> None:
+        """Add the columns that later versions defined to a catalogue made by an earlier one
+        (nullable columns only: the rows already there keep NULL)."""
+        from sqlalchemy import inspect, text
+
+        for table in _Base.metadata.sorted_tables:
+            have = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+            for col in table.columns:
+                if col.name in have or not col.nullable:
+                    continue
+                kind = col.type.compile(dialect=self.engine.dialect)
+                with self.engine.begin() as conn:
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {col.name} {kind}'))
 
     @classmethod
     def for_root(cls, root: str | os.PathLike, url: str | None = None) -> "Catalog":
@@ -423,6 +449,9 @@ class Catalog:
                         nb_vis=int(g.get("nb_vis", 0)), nb_vis2=int(g.get("nb_vis2", 0)), nb_t3=int(g.get("nb_t3", 0)),
                         access_url=rec.path, access_format=rec.access_format,
                         access_estsize=int(math.ceil(rec.size / 1024)), procsoft=rec.procsoft, stage=rec.stage,
+                        verdict=(rec.verdict or {}).get("status"),
+                        verdict_detail=({k: rec.verdict[k] for k in ("reasons", "figures") if k in rec.verdict}
+                                        if rec.verdict else None),
                         checksum=rec.sha256, size=rec.size, settings_hash=rec.settings_hash,
                         input_checksums=list(rec.inputs), flow_run_id=flow_run_id, run_id=run_id,
                     )
@@ -441,9 +470,15 @@ class Catalog:
 
     def products(self, *, target: str | None = None, level: int | None = None, night: str | None = None,
                  path_prefix: str | None = None, paths: Iterable[str] | None = None,
-                 flow_run_id: str | None = None) -> list[dict[str, Any]]:
-        """Granule rows as dicts, filtered; ordered by night, target, instrument mode, path."""
+                 flow_run_id: str | None = None, verdict: str | None = None) -> list[dict[str, Any]]:
+        """Granule rows as dicts, filtered; ordered by night, target, instrument mode, path.
+        ``verdict``: a status (``ok``, ``poor-fit``…), or ``not-ok`` for L3 rows whose verdict is
+        anything but ok."""
         q = select(Granule)
+        if verdict == "not-ok":
+            q = q.where(Granule.verdict.is_not(None), Granule.verdict != "ok")
+        elif verdict is not None:
+            q = q.where(Granule.verdict == verdict)
         if flow_run_id is not None:
             q = q.where(Granule.flow_run_id == str(flow_run_id))
         if paths is not None:
@@ -561,7 +596,8 @@ class Catalog:
 
 def products_table_markdown(rows: list[dict[str, Any]], root: str | os.PathLike | None = None) -> str:
     """A Markdown table of granule rows (for run summaries and Prefect artifacts)."""
-    head = "| night | target | instrument mode | level | VIS | VIS2 | T3 | λ (µm) | product |\n|---|---|---|---|---|---|---|---|---|\n"
+    head = ("| night | target | instrument mode | level | VIS | VIS2 | T3 | λ (µm) | verdict | product |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         lam = f"{r['em_min'] * 1e6:.2f}–{r['em_max'] * 1e6:.2f}" if r.get("em_min") and r.get("em_max") else ""
@@ -572,7 +608,7 @@ def products_table_markdown(rows: list[dict[str, Any]], root: str | os.PathLike 
             except ValueError:
                 pass
         lines.append(f"| {r['night']} | {r['target_name']} | {r['instrument_mode']} | L{r['calib_level']} | "
-                     f"{r['nb_vis']} | {r['nb_vis2']} | {r['nb_t3']} | {lam} | {path} |")
+                     f"{r['nb_vis']} | {r['nb_vis2']} | {r['nb_t3']} | {lam} | {r.get('verdict') or ''} | {path} |")
     return head + "\n".join(lines) + ("\n" if lines else "")
 
 

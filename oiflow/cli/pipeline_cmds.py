@@ -59,16 +59,22 @@ def products(
     target: str | None = typer.Option(None, "--target", help="Only this target (OI_TARGET name)."),
     level: int | None = typer.Option(None, "--level", help="Only this calib_level (1, 2, 3)."),
     night: str | None = typer.Option(None, "--night", help="Only this night (YYYY-MM-DD, local date at the start of the night)."),
+    verdict: str | None = typer.Option(None, "--verdict", help="Only L3 products with this verdict (ok, poor-fit, "
+                                       "maxiter, not-at-minimum, unconstrained, at-bound, failed), or not-ok."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows (all catalogue columns)."),
 ):
     """List catalogued product granules (one row per product file, target, instrument mode, night).
 
     Example: oiflow products --root products --target AX_CIR --level 2 --json
     """
+    from ..verdict import STATUSES
+
+    if verdict is not None and verdict not in (*STATUSES, "not-ok"):
+        raise ConfigError(f"--verdict: unknown verdict {verdict!r} (one of {', '.join(STATUSES)}, not-ok)")
     if url is None and not (root / "catalog.sqlite").is_file():
         raise ConfigError(f"no catalogue at {root / 'catalog.sqlite'} (run a flow first, or give --catalog URL)")
     with Catalog.for_root(root, url) as cat:
-        rows = cat.products(target=target, level=level, night=night)
+        rows = cat.products(target=target, level=level, night=night, verdict=verdict)
     if as_json:
         typer.echo(dumps(rows))
         return
@@ -80,7 +86,8 @@ def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, t
     from rich.table import Table
 
     table = Table(title=title or f"{len(rows)} product granule(s)")
-    for col in ("night", "target", "instrument mode", "level", "type", "VIS", "VIS2", "T3", "λ (µm)", "product"):
+    for col in ("night", "target", "instrument mode", "level", "type", "VIS", "VIS2", "T3", "λ (µm)", "verdict",
+                "product"):
         table.add_column(col, overflow="fold")
     base = Path(root).resolve() if root is not None else None
     for r in rows:
@@ -90,7 +97,7 @@ def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, t
             path = path.relative_to(base)
         table.add_row(r["night"], r["target_name"], r["instrument_mode"], f"L{r['calib_level']}",
                       r.get("dataproduct_type") or "", str(r["nb_vis"]),
-                      str(r["nb_vis2"]), str(r["nb_t3"]), lam, str(path))
+                      str(r["nb_vis2"]), str(r["nb_t3"]), lam, r.get("verdict") or "", str(path))
     Console(width=max(140, Console().width)).print(table)
 
 
@@ -102,12 +109,17 @@ def _print_summary(summary, state) -> int:
     print_products(summary.products, summary.root, title=f"{summary.flow}: {len(summary.products)} product granule(s) "
                                                          f"under {summary.root}")
     typer.echo(f"{summary.state_message} ({summary.seconds:.1f} s)")
+    if summary.not_ok:
+        typer.echo("verdicts other than ok:", err=True)
+        for r in summary.not_ok:
+            reasons = "; ".join((r.get("verdict_detail") or {}).get("reasons", []))
+            typer.echo(f"  {r['target_name']}: {Path(r['access_url']).name}: {r['verdict']}"
+                       + (f" ({reasons})" if reasons else ""), err=True)
     if summary.failures:
         typer.echo("failed:", err=True)
         for f in summary.failures:
             typer.echo(f"  {f['unit']}: {Path(f['item']).name}: {f['error']}", err=True)
-        return 1
-    return 0
+    return 0 if summary.ok else 1
 
 
 def _overrides(root: Path | None, url: str | None, cluster: str | None, workers: int | None,

@@ -65,8 +65,9 @@ def input_granules(oifits: Iterable[OIFits]) -> list[dict[str, Any]]:
 
 def l3_record(path: str | Path, *, stage: str, target: str, subset: str, granules, dataproduct_type: str,
               settings_hash: str, inputs, nb_channels: int | None = None,
-              access_format: str = "application/fits") -> ProductRecord:
+              access_format: str = "application/fits", verdict: dict[str, Any] | None = None) -> ProductRecord:
+    """The catalogue record of one L3 product; ``verdict``: the result's ``Verdict.to_dict()``."""
     obs_id = f"{target}/{subset}"
     g = l3_granule(granules, target, dataproduct_type=dataproduct_type, obs_id=obs_id, nb_channels=nb_channels)
     return ProductRecord.for_file(path, calib_level=3, stage=stage, granules=[g], settings_hash=settings_hash,
-                                  inputs=list(inputs), access_format=access_format, obs_id=obs_id)
+                                  inputs=list(inputs), access_format=access_format, obs_id=obs_id, verdict=verdict)
