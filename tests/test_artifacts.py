@@ -20,7 +20,7 @@ def test_summary_markdown_lists_failures_and_products(tmp_path):
                               "em_max": 2.4e-6, "access_url": str(tmp_path / "2024-01-01/L2/a.fits")}])
     md = s.markdown()
     assert "| n2 | bad.fits | OIFitsError: truncated |" in md
-    assert "| 2024-01-01 | HD_1 | SIM_K | L2 | 0 | 6 | 4 | 2.00–2.40 | 2024-01-01/L2/a.fits |" in md
+    assert "| 2024-01-01 | HD_1 | SIM_K | L2 | 0 | 6 | 4 | 2.00–2.40 |  | 2024-01-01/L2/a.fits |" in md  # L2: no verdict
     assert not s.ok and s.state_message.startswith("partially failed: 1 item(s) of 3 unit(s) failed")
     assert RunSummary.from_dict(s.to_dict()) == s
 
