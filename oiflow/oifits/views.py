@@ -24,6 +24,11 @@ from .model import DataTable, OIFits
 
 KINDS = {"vis2": "OI_VIS2", "t3": "OI_T3", "vis": "OI_VIS", "flux": "OI_FLUX"}
 
+#: the plausible range of what locates a data point (SI): a baseline coordinate beyond 100 km or
+#: a wavelength outside 10 nm – 1 cm is a damaged value, not an observation
+COORD_MAX_M = 1e5
+WAVELENGTH_RANGE_M = (1e-8, 1e-2)
+
 _VALUE = {
     "vis2": ("VIS2DATA", "VIS2ERR", None, None),
     "t3": ("T3PHI", "T3PHIERR", "T3AMP", "T3AMPERR"),
@@ -252,3 +257,54 @@ def make_view(oi: OIFits, kind: str) -> ObservableView:
     elif kind == "vis":
         out.phase, out.phase_error = cat("amp"), cat("amp_error")
     return out
+
+
+def _coordinate_columns(kind: str) -> dict[str, str]:
+    if kind == "t3":
+        return {"u": "U1COORD", "v": "V1COORD", "u2": "U2COORD", "v2": "V2COORD"}
+    return {"u": "UCOORD", "v": "VCOORD"} if kind in ("vis2", "vis") else {}
+
+
+def implausible_points(view: ObservableView, errors: bool = False) -> dict[str, np.ndarray]:
+    """Masks of the view's usable points (unflagged, finite value) whose location is damaged, by
+    the file's column name: a non-finite or out-of-range (u, v) (:data:`COORD_MAX_M`) or
+    wavelength (:data:`WAVELENGTH_RANGE_M`, column ``EFF_WAVE``); with ``errors`` also a
+    non-finite error bar (real files have those: consumers drop such points, validators report
+    them). Only columns with at least one such point are in the result."""
+    ok = view.usable
+    out: dict[str, np.ndarray] = {}
+    for attr, col in _coordinate_columns(view.kind).items():
+        a = getattr(view, attr)
+        bad = ok & ~(np.isfinite(a) & (np.abs(a) <= COORD_MAX_M))
+        if bad.any():
+            out[col] = bad
+    lo, hi = WAVELENGTH_RANGE_M
+    with np.errstate(invalid="ignore"):
+        bad = ok & ~(np.isfinite(view.wavelength) & (view.wavelength >= lo) & (view.wavelength <= hi))
+    if bad.any():
+        out["EFF_WAVE"] = bad
+    bad = ok & ~np.isfinite(view.error) if errors else None
+    if bad is not None and bad.any():
+        out[_VALUE[view.kind][1]] = bad
+    return out
+
+
+def check_usable_points(view: ObservableView, oi: OIFits) -> None:
+    """Raise :class:`OIFitsError` naming the file, table, column and rows when a usable point
+    (unflagged, finite value) of ``view`` has a damaged location (:func:`implausible_points`):
+    such input is refused before any model or transform (finufft) sees it. Flagged points, points
+    without a finite value and points without a finite error bar are left to the caller's
+    selection (which drops them and counts them)."""
+    for col, bad in implausible_points(view).items():
+        ti = int(view.table[bad][0])
+        table = oi.tables[ti]
+        if col == "EFF_WAVE":
+            wave = oi.wavelength_of(table)
+            chans = sorted({int(c) for c in view.channel[bad & (view.table == ti)]})
+            raise OIFitsError(f"non-finite or implausible wavelength on unflagged data of {table.label} "
+                              f"(plausible: {WAVELENGTH_RANGE_M[0]:g}–{WAVELENGTH_RANGE_M[1]:g} m)",
+                              file=oi.path, hdu=wave.label, column="EFF_WAVE", rows=chans)
+        rows = sorted({int(r) for r in view.row[bad & (view.table == ti)]})
+        raise OIFitsError(f"non-finite or implausible coordinate on unflagged data (plausible: |value| ≤ "
+                          f"{COORD_MAX_M:g} m)", file=oi.path, hdu=table.label,
+                          column=col, rows=rows)
