@@ -203,3 +203,11 @@ def test_oimaging_input_copied_untouched(shared_data, tmp_path):
     before = inp.read_bytes()
     ci_main(["-maxiter=5", str(inp), str(tmp_path / "out.fits")])
     assert inp.read_bytes() == before
+
+
+def test_ci_option_naming_what_oiflow_cannot_do_is_refused(shared_data, tmp_path, capsys):
+    from oiflow.cli.image_cmds import ci_main
+
+    assert ci_main(["-regul=SOFT_SUPPORT", str(shared_data / MIRC), str(tmp_path / "out.fits")]) == 1
+    assert "RGL_NAME 'SOFT_SUPPORT' is not supported: WISARD's SOFT_SUPPORT" in capsys.readouterr().err
+    assert not (tmp_path / "out.fits").exists()

@@ -101,7 +101,7 @@ def image(
 
             result = reconstruct_files(files, out, fields, progress=progress)
     for m in result.messages:
-        console.print(m, style="yellow", markup=False, highlight=False)
+        console.print(m, style="yellow", markup=False, highlight=False, soft_wrap=True)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())
     typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} ({result.regularization}); "
                f"{result.niter} iterations, {'converged' if result.converged else result.message}; "
@@ -139,8 +139,18 @@ when it is ok. Exit status: 0 image written, verdict ok; 1 image written, verdic
 (VERDICT in IMAGE-OI OUTPUT PARAM says why); 1 error or usage (no output file).
 """
 
+def _regul(name: str) -> str:
+    """An RGL_NAME of OImaging's engines, refused by name when oiflow cannot do it (see
+    :func:`oiflow.image.imageoi.engine_regularization`); the name itself is kept, so that a
+    mapping to another regulariser is said with the result."""
+    from ..image.imageoi import engine_regularization
+
+    engine_regularization(name)
+    return name
+
+
 _CI_OPTIONS = {"npix": ("npix", int), "pixelsize": ("pixel_size_mas", float), "pixel-size": ("pixel_size_mas", float),
-               "regul": ("regularization", str), "regularization": ("regularization", str), "mu": ("mu", _parse_mu),
+               "regul": ("regularization", _regul), "regularization": ("regularization", _regul), "mu": ("mu", _parse_mu),
                "maxiter": ("maxiter", int), "initial": ("initial", str), "restarts": ("restarts", int),
                "device": ("device", str), "levels": ("levels", int)}
 
@@ -165,6 +175,8 @@ def ci_main(argv: list[str] | None = None) -> int:
         sys.stderr.write("error: need an input and an output file\n" + CI_USAGE)
         return 1
     inp, out = positional[-2], positional[-1]
+    from ..errors import OiflowError
+
     fields = {}
     for w in words:
         if not w.startswith("-"):
@@ -174,12 +186,11 @@ def ci_main(argv: list[str] | None = None) -> int:
             name, conv = _CI_OPTIONS[key]
             try:
                 fields[name] = conv(val)
-            except (ValueError, ConfigError) as exc:
+            except (ValueError, OiflowError) as exc:
                 sys.stderr.write(f"error: bad value for -{key}: {exc}\n")
                 return 1
         else:
             print(f"oiflow-image-ci: option {w} ignored", flush=True)
-    from ..errors import OiflowError
     from ..image import reconstruct_files
 
     def progress(info):
