@@ -9,11 +9,21 @@ Orientation of images read from files: a FITS image follows its WCS. With ``CDEL
 is to the left (the standard, and oiflow's grid); with ``CDELT1 > 0`` East is to the right and
 the image is flipped when resampled onto oiflow's grid.
 
+A FITS image's reference pixel is CRPIX moved by −CRVAL/CDELT when CRVAL is an offset within
+the field (IMAGE-OI: CRVAL is relative to the phase centre); a CRVAL beyond the field (an
+absolute RA/Dec) is ignored.
+
+INPUT PARAM keywords of OImaging's engines are translated (:func:`settings_from_params`): the
+regularisation names through :func:`oiflow.image.regularizers.canonical` (what a mapping means is
+said by :func:`param_notes`), names and settings oiflow cannot do refused by name
+(:data:`RGL_REFUSED`, :data:`ENGINE_IDENTITY`, SMEAR_FN).
+
 Writing is strict: the primary HDU is the final image (``HDUNAME='IMAGE-OI FINAL IMAGE'``,
 RA---TAN/DEC--TAN WCS in degrees, CDELT1 < 0, CRPIX at the reference pixel n//2 + 1), then the
 OI tables with ``NS_MODEL_*`` columns, ``IMAGE-OI INPUT PARAM`` with the effective values,
-``IMAGE-OI OUTPUT PARAM`` (LAST_IMG, NITER, CHISQ, FLUX, PROCSOFT, CONVERGE, SOFTWARE, …) and
-the initial (and prior) images under their HDUNAMEs.
+``IMAGE-OI OUTPUT PARAM`` (LAST_IMG, NITER, CHISQ, FLUX, PROCSOFT, SOFTWARE, … and the verdict:
+CONVERGE = T only when the verdict is ok, VERDICT, VERDMSG, per-observable CHISQ*, see
+:func:`verdict_cards`) and the initial (and prior) images under their HDUNAMEs.
 """
 
 from __future__ import annotations
