@@ -211,3 +211,25 @@ def test_ci_option_naming_what_oiflow_cannot_do_is_refused(shared_data, tmp_path
     assert ci_main(["-regul=SOFT_SUPPORT", str(shared_data / MIRC), str(tmp_path / "out.fits")]) == 1
     assert "RGL_NAME 'SOFT_SUPPORT' is not supported: WISARD's SOFT_SUPPORT" in capsys.readouterr().err
     assert not (tmp_path / "out.fits").exists()
+
+
+def test_data_photocentre_from_absolute_phases():
+    """A source 1.5 mas East and 0.6 mas South: φ = −2π(u x + v y) on the baselines where it
+    is unresolved gives its position back; without VISPHI the position is free (the centre)."""
+    from oiflow.image.data import DataGroup, ImagingData, Selection, Term
+    from oiflow.image.files import data_photocentre
+
+    rng = np.random.default_rng(3)
+    u, v = rng.uniform(-3e7, 3e7, 60), rng.uniform(-3e7, 3e7, 60)
+    x0, y0 = 1.5 * MAS, -0.6 * MAS
+    phase = np.angle(np.exp(-2j * np.pi * (u * x0 + v * y0)))
+    amp = np.exp(-np.hypot(u, v) / 4e7)  # the longer baselines resolve the source
+    legs = np.arange(60)[:, None]
+    rho = np.hypot(u, v)
+    terms = {"visphi": Term(legs, phase, np.full(60, 0.05), rho, np.full(60, 2e-6)),
+             "visamp": Term(legs, amp, np.full(60, 0.02), rho, np.full(60, 2e-6))}
+    data = ImagingData([DataGroup(2e-6, u, v, terms)], "SIM", Selection(use_vis="all"), {}, {"visphi": 60, "visamp": 60})
+    x, y = data_photocentre(data)
+    assert x / MAS == pytest.approx(1.5, abs=1e-6) and y / MAS == pytest.approx(-0.6, abs=1e-6)
+    del terms["visphi"]
+    assert data_photocentre(data) == (0.0, 0.0)
