@@ -173,3 +173,15 @@ def test_quicklooks_are_named_after_the_product(shared_data, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fits", "a.png", "a.residuals.png", "b.fits", "b.png",
                                                            "b.residuals.png"]
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+
+
+def test_an_initial_image_with_infinite_pixels_is_refused(shared_data, tmp_path):
+    from oiflow.image import reconstruct_files
+
+    inp = tmp_path / "in.fits"
+    with fits.open(shared_data / "imaging/oimaging/Bin_Ary--MIRC_H_with_img.fits") as h:
+        h["IMAGE-OI INITIAL IMAGE"].data[3, 4] = np.inf
+        h.writeto(inp)
+    with pytest.raises(ImagingError, match="image 'IMAGE-OI INITIAL IMAGE' has 1 infinite pixel"):
+        reconstruct_files([inp], tmp_path / "out.fits")
+    assert not (tmp_path / "out.fits").exists()

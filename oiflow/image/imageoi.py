@@ -153,11 +153,15 @@ def _offset_pixels(header: fits.Header, axis: int, n: int) -> float:
 
 
 def image_from_hdu(hdu, name: str | None = None) -> FitsImage:
+    """A 2-D image HDU as a :class:`FitsImage`; NaN pixels (FITS blanks) count as 0 when
+    resampled, infinite ones refuse the image."""
     data = np.asarray(hdu.data, dtype=float)
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 2:
         raise ImagingError(f"image {name or hdu.name!r} has {data.ndim} axes; a 2-D image is needed")
+    if np.isinf(data).any():
+        raise ImagingError(f"image {name or hdu.name!r} has {int(np.isinf(data).sum())} infinite pixel(s)")
     header = hdu.header
     pix, east_left = _pixel_size(header)
     ny, nx = data.shape

@@ -92,7 +92,7 @@ def plot_image(result, path: str | os.PathLike, truth: np.ndarray | None = None)
     fig, axes = plt.subplots(1, ncol, figsize=(5.2 * ncol, 4.6), squeeze=False)
     terms = ", ".join(f"{k} {v:.2f}" for k, v in result.chi2_terms.items())
     title = (f"{result.data.target if result.data else ''}  {result.regularization} μ={result.mu:.3g}\n"
-             f"χ²_red {result.chi2:.2f} ({terms}), {result.niter} it"
+             f"χ²_red {result.chi2:.2f} ({terms})\n{result.niter} it"
              + (f", verdict {result.verdict.status}" if getattr(result, "verdict", None) is not None else ""))
     im = _draw_image(axes[0, 0], img / img.max(), result.pixel_size, result.beam, title)
     fig.colorbar(im, ax=axes[0, 0], fraction=0.046, pad=0.04, label="relative intensity")
