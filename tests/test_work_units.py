@@ -179,6 +179,10 @@ def test_image_unit_and_task(tmp_path):
     outp = fits.getheader(rec.path, "IMAGE-OI OUTPUT PARAM")
     assert rec.verdict["status"] == outp["VERDICT"] == "maxiter" and outp["CONVERGE"] is False
     assert rec.verdict["figures"]["maxiter"] == 30
+    with Catalog.for_root(tmp_path) as cat:  # the catalogue (hence the run summary) lists it as not ok
+        cat.register([rec])
+        (row,) = cat.products(verdict="not-ok")
+    assert row["verdict"] == "maxiter" and "stopped at MAXITER = 30" in "; ".join(row["verdict_detail"]["reasons"])
 
 
 def test_target_matching_and_subsets():
