@@ -1,4 +1,4 @@
-"""Task: reconstruct the image of one target (L2 → L3 IMAGE-OI FITS, image.png, residuals.png)."""
+"""Task: reconstruct the image of one target (L2 → L3 IMAGE-OI FITS, image.png, image.residuals.png)."""
 
 from __future__ import annotations
 

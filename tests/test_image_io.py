@@ -22,11 +22,12 @@ def test_read_imageoi_input_with_legacy_logicals(shared_data):
     assert params["USE_VIS"] is True and params["USE_T3"] is True  # legacy logicals in this sample
     assert fields["use_vis"] == "all" and fields["use_t3"] == "all" and fields["use_vis2"] is True
     assert fields["target"] == "FKV1137" and fields["maxiter"] == 200 and fields["mu"] == "auto"
-    assert fields["regularization"] == "l1"  # WISARD's L1L2
+    assert fields["regularization"] == "hyperbolic"  # WISARD's L1L2: the l1-l2 potential of the gradient
     init = images["initial"]  # found by HDUNAME in the primary HDU
     assert init.name == "TriggerHighFrequencies.fits" and init.shape == (64, 64)
     assert fields["npix"] == 64 and fields["pixel_size_mas"] == pytest.approx(0.3, rel=1e-6)
     assert not init.east_left  # this sample has CDELT1 > 0: East right, flipped when resampled
+    assert (init.crpix1, init.crpix2) == (1.0, 1.0)  # CRPIX = 1 and CRVAL = 0: the phase centre on a corner
 
 
 def test_string_use_values_and_errors():
@@ -110,7 +111,9 @@ def test_output_layout(reconstructed):
     assert np.all(np.abs(model_cp) <= np.pi + 1e-9)
     chi2_v2 = np.mean(((v2["VIS2DATA"] - v2["NS_MODEL_VIS2DATA"]) / v2["VIS2ERR"]) ** 2)
     assert chi2_v2 == pytest.approx(res.chi2_terms["vis2"], rel=1e-6)
-    assert (out.parent / "image.png").stat().st_size > 10000 and (out.parent / "residuals.png").exists()
+    # quicklooks named after the product
+    assert (out.parent / "sim.image.png").stat().st_size > 10000 and (out.parent / "sim.image.residuals.png").exists()
+    assert res.png_paths == [str(out.parent / "sim.image.png"), str(out.parent / "sim.image.residuals.png")]
     # read back as an initial image: the final image is found through LAST_IMG, same orientation
     back = read_fits_image(out)
     np.testing.assert_allclose(back.resample(32, 0.6 * MAS), res.image, atol=1e-12)
@@ -149,14 +152,20 @@ def test_ci_runs_an_imageoi_input_with_options_in_one_element(shared_data, tmp_p
     shutil.copy(shared_data / "imaging/oimaging/2004-FKV1137-L1L2-example.image-oi.fits", inp)
     out = tmp_path / "out.fits"
     rc = ci_main(["-recenter -maxiter=15 -mu=1e4 -regul=hyperbolic", str(inp), str(out)])
-    assert rc == 0, capsys.readouterr()
     with fits.open(out) as hdul:
         assert hdul[0].data.shape == (64, 64)  # the grid of the initial image
         assert hdul["IMAGE-OI INPUT PARAM"].header["INIT_IMG"] == "TriggerHighFrequencies.fits"
         assert "TriggerHighFrequencies.fits" in [h.header.get("HDUNAME") for h in hdul]
         assert hdul["IMAGE-OI INPUT PARAM"].header["RGL_NAME"] == "hyperbolic"
-        assert hdul["IMAGE-OI OUTPUT PARAM"].header["NITER"] == 15
-    assert "option -recenter ignored" in capsys.readouterr().out
+        outp = hdul["IMAGE-OI OUTPUT PARAM"].header
+        assert outp["NITER"] == 15
+        # 15 iterations do not converge: written, marked and exit 1
+        assert outp["VERDICT"] == "maxiter" and outp["CONVERGE"] is False and outp["OPTCONV"] is False
+    assert rc == 1
+    printed = capsys.readouterr().out
+    assert "option -recenter ignored" in printed
+    last = printed.splitlines()[-1]  # the verdict is the last line, with every reason
+    assert last.startswith("verdict: maxiter (") and "stopped at MAXITER = 15 before converging" in last
 
 
 def test_ci_failure_leaves_no_output(shared_data, tmp_path):
@@ -180,7 +189,9 @@ def test_oiflow_image_command(reconstructed, tmp_path):
     out = tmp_path / "cli.fits"
     rc = main(["image", str(src), "--out", str(out), "--npix", "32", "--pixel-size", "0.6", "--mu", "1e4",
                "--maxiter", "10", "--quiet"])
-    assert rc == 0 and out.exists() and (tmp_path / "image.png").exists()
+    # 10 iterations: stopped at MAXITER, so exit 1 with the product written and marked
+    assert rc == 1 and out.exists() and (tmp_path / "cli.png").exists() and (tmp_path / "cli.residuals.png").exists()
+    assert fits.getheader(out, "IMAGE-OI OUTPUT PARAM")["VERDICT"] == "maxiter"
     assert main(["image", str(src), "--out", str(out), "--mu", "lots"]) == 2
 
 

@@ -134,11 +134,11 @@ def test_fit_and_image_units_leave_each_others_temporaries_alone(tmp_path):
     deleted under it by the fit starting, on 2 workers)."""
     from oiflow.work import fit, image
 
-    names = [".image.k2j.png.tmp", ".residuals.x1.png.tmp", ".fit_binary.q.json.tmp", ".fit_binary_v2.w.png.tmp",
+    names = [".image.k2j.png.tmp", ".image.residuals.x1.png.tmp", ".fit_binary.q.json.tmp", ".fit_binary_v2.w.png.tmp",
              ".companion_maps.e.fits.tmp"]
     for n in names:
         (tmp_path / n).write_text("x")
     gone = sorted(p.name for p in remove_stale_temporaries(tmp_path, stems=fit.PRODUCT_STEMS))
     assert gone == [".companion_maps.e.fits.tmp", ".fit_binary.q.json.tmp", ".fit_binary_v2.w.png.tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".image.k2j.png.tmp", ".residuals.x1.png.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".image.k2j.png.tmp", ".image.residuals.x1.png.tmp"]
     assert len(remove_stale_temporaries(tmp_path, stems=image.PRODUCT_STEMS)) == 2

@@ -174,7 +174,15 @@ def test_image_unit_and_task(tmp_path):
     assert fits.getheader(rec.path)["CALIB_LV"] == 3 and fits.getdata(rec.path).shape == (32, 32)
     (g,) = rec.granules
     assert (g["calib_level"], g["dataproduct_type"], g["nb_channels"], g["nb_vis2"]) == (3, "image", 1, 75)
-    assert sorted(Path(p).name for p in res.plots) == ["image.png", "residuals.png"]
+    assert sorted(Path(p).name for p in res.plots) == ["image.png", "image.residuals.png"]
+    # the image's verdict travels into the catalogue record (30 iterations do not converge)
+    outp = fits.getheader(rec.path, "IMAGE-OI OUTPUT PARAM")
+    assert rec.verdict["status"] == outp["VERDICT"] == "maxiter" and outp["CONVERGE"] is False
+    assert rec.verdict["figures"]["maxiter"] == 30
+    with Catalog.for_root(tmp_path) as cat:  # the catalogue (hence the run summary) lists it as not ok
+        cat.register([rec])
+        (row,) = cat.products(verdict="not-ok")
+    assert row["verdict"] == "maxiter" and "stopped at MAXITER = 30" in "; ".join(row["verdict_detail"]["reasons"])
 
 
 def test_target_matching_and_subsets():

@@ -1,11 +1,16 @@
 """Imaging commands: ``oiflow image`` and the IMAGE-OI engine ``oiflow-image-ci``.
 
+Both print the result's verdict last (``verdict: ok``, ``verdict: poor-fit (χ²_red … > 3 for
+…)``, see :mod:`oiflow.image.verdict`) and exit 1 when it is not ok, with the output file
+written and marked (IMAGE-OI ``CONVERGE = F``, ``VERDICT``).
+
 ``oiflow-image-ci [options] input.fits output.fits`` follows the contract OImaging uses for
 ``mira-ci`` (see shared docs INTEROP.md §1.4): without arguments it prints the usage and
 exits 1 (OImaging's installation probe); options may arrive as ONE argv element (OImaging's
 ``cliOptions``), so all arguments are split on white space and the last two words are the
-input and the output; options override the file's IMAGE-OI parameters; on any error it
-exits 1 and leaves no output file (outputs are written atomically).
+input and the output; options override the file's IMAGE-OI parameters. Exit status: 0 the
+image is written and its verdict is ok; 1 the image is written but its verdict is not ok; 1
+an error, and then no output file is left (outputs are written atomically).
 """
 
 from __future__ import annotations
@@ -37,23 +42,30 @@ def _parse_mu(text: str | None):
 
 def image(
     files: list[Path] = typer.Argument(..., help="OIFITS files of one target (or one IMAGE-OI input file)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output IMAGE-OI FITS file; image.png and residuals.png go next to it."),
-    npix: int = typer.Option(None, "--npix", help="Image size in pixels [128]."),
-    pixel_size: float = typer.Option(None, "--pixel-size", help="Pixel size in mas [0.2]."),
-    regularization: str = typer.Option(None, "--regularization", "-r", help="tv | mem | smooth | compactness | l1 [tv]."),
-    mu: str = typer.Option(None, "--mu", help="Regularisation weight, or 'auto' (aim at chi2_red = 1) [auto]."),
-    device: str = typer.Option(None, "--device", help="cpu | gpu (falls back to the CPU with a message) [cpu]."),
-    maxiter: int = typer.Option(None, "--maxiter", help="Iterations per round [500]."),
-    initial: str = typer.Option(None, "--initial", help="dirac | gaussian | ud | random | FITS file[HDUNAME] [dirac]."),
-    restarts: int = typer.Option(None, "--restarts", help="Blur-and-restart rounds after the first [0]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output IMAGE-OI FITS file x.fits; the quicklooks x.png and "
+                             "x.residuals.png go next to it."),
+    npix: int = typer.Option(None, "--npix", help="Image size in pixels (default 128)."),
+    pixel_size: float = typer.Option(None, "--pixel-size", help="Pixel size in mas (default 0.2)."),
+    regularization: str = typer.Option(None, "--regularization", "-r", help="hyperbolic (alias tv: smoothed total "
+                                       "variation) | mem | smooth | compactness | l1 (default tv)."),
+    mu: str = typer.Option(None, "--mu", help="Regularisation weight, or 'auto' (aim at chi2_red = 1) (default auto)."),
+    device: str = typer.Option(None, "--device", help="cpu | gpu (falls back to the CPU with a message) (default cpu)."),
+    maxiter: int = typer.Option(None, "--maxiter", help="Iterations of the whole optimisation (default 500)."),
+    initial: str = typer.Option(None, "--initial", help="dirac | gaussian | ud | random | FITS file[HDUNAME] "
+                                "(default dirac)."),
+    restarts: int = typer.Option(None, "--restarts", help="Blur-and-restart rounds after the first (default 0)."),
     target: str = typer.Option(None, "--target", help="Target name when the files hold several."),
-    use_t3: str = typer.Option(None, "--use-t3", help="none | phi | amp | all [phi]."),
-    use_vis: str = typer.Option(None, "--use-vis", help="none | phi | amp | all [none]."),
-    polychromatic: str = typer.Option(None, "--polychromatic", help="grey | channels [grey]."),
+    use_t3: str = typer.Option(None, "--use-t3", help="none | phi | amp | all (default phi)."),
+    use_vis: str = typer.Option(None, "--use-vis", help="none | phi | amp | all (default none)."),
+    polychromatic: str = typer.Option(None, "--polychromatic", help="grey | channels (default grey)."),
     config: Path = typer.Option(None, "--config", help="YAML file with ImageTarget fields (options override it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Reconstruct an image (regularised maximum likelihood) and write an IMAGE-OI file.
+
+    The last line is the verdict: ok (converged and every observable fits), poor-fit (a reduced
+    chi2 above 3), maxiter or not-at-minimum. Exit status 0 when ok; 1 otherwise (the file is
+    written and marked: CONVERGE = F, VERDICT) or on a processing error; 2 on unreadable input.
 
     Example: oiflow image data.oifits --out img.fits --npix 128 --pixel-size 0.15 -r tv --mu 1e4
     """
@@ -89,13 +101,16 @@ def image(
 
             result = reconstruct_files(files, out, fields, progress=progress)
     for m in result.messages:
-        console.print(f"[yellow]{m}[/yellow]")
+        console.print(m, style="yellow", markup=False, highlight=False, soft_wrap=True)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())
     typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} ({result.regularization}); "
                f"{result.niter} iterations, {'converged' if result.converged else result.message}; "
                f"{result.elapsed:.1f} s on {result.backend}/{result.transform}")
     for p in result.png_paths:
         typer.echo(f"  {p}")
+    typer.echo(result.verdict.line())
+    if not result.verdict.ok:
+        raise typer.Exit(1)
 
 
 # -- the IMAGE-OI engine ---------------------------------------------------------------------------
@@ -109,19 +124,33 @@ and write an IMAGE-OI output file. Options override the file's parameters:
   -v, -version, --version  print the version
   -npix=N                  image size (pixels)
   -pixelsize=MAS           pixel size (mas)
-  -regul=NAME              hyperbolic|tv|mem|smooth|compactness|l1
+  -regul=NAME              hyperbolic|compactness (MiRA) | mem_prior (BSMEM) |
+                           totvar|l1l2|l1l2white (WISARD) | tv|mem|smooth|l1
   -mu=X | -mu=auto         regularisation weight
-  -maxiter=N               iterations per round
+  -maxiter=N               iterations of the whole optimisation
   -initial=NAME            dirac|gaussian|ud|random|FITS file
   -restarts=N              blur-and-restart rounds
   -device=cpu|gpu          array backend
   -levels=N                multi-resolution levels
 Options may use one or two leading dashes; unknown options (e.g. MiRA's -recenter,
--bootstrap=2, -verb=1) are ignored with a message. Exit status: 0 success, 1 error or usage.
+-bootstrap=2, -verb=1) are ignored with a message. The last line is the verdict (ok,
+poor-fit: a reduced chi2 above 3, maxiter, not-at-minimum); CONVERGE in the output is T only
+when it is ok. Exit status: 0 image written, verdict ok; 1 image written, verdict not ok
+(VERDICT in IMAGE-OI OUTPUT PARAM says why); 1 error or usage (no output file).
 """
 
+def _regul(name: str) -> str:
+    """An RGL_NAME of OImaging's engines, refused by name when oiflow cannot do it (see
+    :func:`oiflow.image.imageoi.engine_regularization`); the name itself is kept, so that a
+    mapping to another regulariser is said with the result."""
+    from ..image.imageoi import engine_regularization
+
+    engine_regularization(name)
+    return name
+
+
 _CI_OPTIONS = {"npix": ("npix", int), "pixelsize": ("pixel_size_mas", float), "pixel-size": ("pixel_size_mas", float),
-               "regul": ("regularization", str), "regularization": ("regularization", str), "mu": ("mu", _parse_mu),
+               "regul": ("regularization", _regul), "regularization": ("regularization", _regul), "mu": ("mu", _parse_mu),
                "maxiter": ("maxiter", int), "initial": ("initial", str), "restarts": ("restarts", int),
                "device": ("device", str), "levels": ("levels", int)}
 
@@ -146,6 +175,8 @@ def ci_main(argv: list[str] | None = None) -> int:
         sys.stderr.write("error: need an input and an output file\n" + CI_USAGE)
         return 1
     inp, out = positional[-2], positional[-1]
+    from ..errors import OiflowError
+
     fields = {}
     for w in words:
         if not w.startswith("-"):
@@ -155,12 +186,11 @@ def ci_main(argv: list[str] | None = None) -> int:
             name, conv = _CI_OPTIONS[key]
             try:
                 fields[name] = conv(val)
-            except (ValueError, ConfigError) as exc:
+            except (ValueError, OiflowError) as exc:
                 sys.stderr.write(f"error: bad value for -{key}: {exc}\n")
                 return 1
         else:
             print(f"oiflow-image-ci: option {w} ignored", flush=True)
-    from ..errors import OiflowError
     from ..image import reconstruct_files
 
     def progress(info):
@@ -174,9 +204,12 @@ def ci_main(argv: list[str] | None = None) -> int:
     except (OiflowError, OSError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
+    for m in result.messages:
+        print(f"note: {m}", flush=True)
     print(f"done: chi2_red {result.chi2:.4f} {result.chi2_terms} mu {result.mu:.4g} niter {result.niter} "
-          f"converged {result.converged} ({result.elapsed:.2f} s)", flush=True)
-    return 0
+          f"optimiser converged {result.converged} ({result.elapsed:.2f} s)", flush=True)
+    print(result.verdict.line(), flush=True)
+    return 0 if result.verdict.ok else 1
 
 
 def ci_entry() -> None:  # console script

@@ -1,8 +1,7 @@
 """The data an image is fitted to, and the likelihood (χ²) with its gradient.
 
-:func:`imaging_data` selects points from OIFITS files (target, wavelength range, observables;
-flagged, non-finite and zero-error points are excluded and counted) and arranges them in
-*groups* — one group for a grey image, one per spectral channel for per-channel images. A group
+:func:`imaging_data` selects points from OIFITS files (target, wavelength range, observables)
+and arranges them in *groups* — one group for a grey image, one per spectral channel for per-channel images. A group
 has the unique frequencies (u, v) (cycles/rad) where its image is transformed, and for every
 observable the indices of its "legs" into that list:
 
@@ -15,6 +14,17 @@ observable the indices of its "legs" into that list:
   2(1 − cos Δψ)/σ² (to < 1 % of a χ² unit) wherever the model is not far below that amplitude;
 * T3 amplitude: |V_ij||V_jk||V_ik|; VISAMP: |V|; VISPHI: arg V (absolute phase, on the circle,
   smoothed like the closure phase with ε from VISAMP or the V² profile).
+
+What cannot be used, by a stated rule, before any native code (finufft) sees it:
+
+* a usable point (unflagged, with a value) whose (u, v) or wavelength is non-finite or absurd
+  refuses the input: :func:`oiflow.oifits.views.check_usable_points` raises
+  :class:`~oiflow.errors.OIFitsError` naming the file, table, column and rows;
+* flagged points, points of another target or outside [WAVE_MIN, WAVE_MAX] (or beyond UV_MAX), points with a
+  non-finite value (or an amplitude beyond ±:data:`MAX_AMPLITUDE`) and points with a non-finite
+  error bar or one below :data:`MIN_ERROR` (zero and negative ones included) are dropped and
+  counted in :attr:`ImagingData.excluded` (:func:`dropped_messages` words the damaged ones);
+* fewer than :data:`MIN_POINTS` usable points: :class:`~oiflow.errors.DataError`.
 
 :func:`likelihood` returns the χ² of each term and the complex gradient
 ``∂χ²/∂Re V + i ∂χ²/∂Im V`` at the unique frequencies, which the transform's adjoint turns
@@ -31,10 +41,25 @@ import numpy as np
 from ..errors import DataError
 from ..observables import bispectrum, t3_uv, vis2
 from ..oifits.model import OIFits
+from ..oifits.views import check_usable_points
 
 USE_CHOICES = ("none", "all", "amp", "phi")
 TERMS = ("vis2", "t3phi", "t3amp", "visamp", "visphi")
 _EPS_ABS2 = 1e-300  # |V|² floor against 0/0 only (V normalised to 1 at zero frequency)
+
+#: error bars below this (V², amplitudes; radians for phases) are not measurements (an SNR above
+#: 1e8) and make the χ² overflow: such points are dropped and counted, as are non-finite and
+#: non-positive ones
+MIN_ERROR = 1e-8
+#: amplitude-type values (V², T3AMP, VISAMP: normalised visibilities, |V| ≤ 1 but for noise)
+#: beyond this are damaged (or correlated fluxes, which an image of unit flux cannot fit):
+#: dropped and counted; phases may have any finite value (they are compared on the circle)
+MAX_AMPLITUDE = 1e3
+#: fewer usable points than this cannot constrain an image (one closure triangle): refused
+MIN_POINTS = 3
+#: what ``<term>_bad_value`` / ``<term>_bad_error`` in :attr:`ImagingData.excluded` count
+DROP_REASONS = {"value": f"a non-finite value (or an amplitude beyond ±{MAX_AMPLITUDE:g})",
+                "error": f"a non-finite error bar or one below {MIN_ERROR:g}"}
 
 
 @dataclass
@@ -47,6 +72,7 @@ class Selection:
     use_vis2: bool = True
     use_t3: str = "phi"  # none | all | amp | phi
     use_vis: str = "none"  # none | all | amp | phi
+    uv_max: float | None = None  # cycles/rad, inclusive (longest leg of a triangle); BSMEM's UV_MAX
 
     def __post_init__(self):
         for name in ("use_t3", "use_vis"):
@@ -90,7 +116,7 @@ class ImagingData:
     groups: list[DataGroup]
     target: str
     selection: Selection
-    excluded: dict[str, int]  # points dropped per reason (flagged, non-finite, error ≤ 0, wavelength, target)
+    excluded: dict[str, int]  # points dropped per reason (see _select and DROP_REASONS)
     used: dict[str, int]  # points used per term
 
     @property
@@ -122,7 +148,9 @@ def _target_name(ois: list[OIFits], wanted: str | None) -> str:
 
 
 def _select(view, target: str, sel: Selection, excluded: dict, label: str, value_ok, error_ok):
-    """Boolean mask of the points of ``view`` to use; counts the exclusions by reason."""
+    """Boolean mask of the points of ``view`` to use; counts the exclusions by reason
+    (``other_target``, ``wavelength_range``, ``<term>_flagged``, ``<term>_bad_value``,
+    ``<term>_bad_error``; see :data:`DROP_REASONS`)."""
     n = len(view)
     if n == 0:
         return np.zeros(0, bool)
@@ -137,18 +165,43 @@ def _select(view, target: str, sel: Selection, excluded: dict, label: str, value
         wmask &= view.wavelength <= sel.wave_max * (1 + 1e-7)
     excluded["wavelength_range"] = excluded.get("wavelength_range", 0) + int((keep & ~wmask).sum())
     keep &= wmask
+    if sel.uv_max is not None:
+        uvmask = view.spatial_frequency <= sel.uv_max
+        excluded["uv_range"] = excluded.get("uv_range", 0) + int((keep & ~uvmask).sum())
+        keep &= uvmask
     flagged = keep & view.flag
     excluded[f"{label}_flagged"] = excluded.get(f"{label}_flagged", 0) + int(flagged.sum())
     keep &= ~view.flag
-    bad = keep & ~(value_ok & error_ok)
-    excluded[f"{label}_invalid"] = excluded.get(f"{label}_invalid", 0) + int(bad.sum())
-    keep &= value_ok & error_ok
+    bad_value = keep & ~value_ok
+    excluded[f"{label}_bad_value"] = excluded.get(f"{label}_bad_value", 0) + int(bad_value.sum())
+    keep &= value_ok
+    bad_error = keep & ~error_ok
+    excluded[f"{label}_bad_error"] = excluded.get(f"{label}_bad_error", 0) + int(bad_error.sum())
+    keep &= error_ok
     return keep
 
 
-def _finite_pos(err):
+def _usable_error(err):
+    """Error bars a χ² can use: finite and ≥ :data:`MIN_ERROR`."""
     with np.errstate(invalid="ignore"):
-        return np.isfinite(err) & (err > 0)
+        return np.isfinite(err) & (err >= MIN_ERROR)
+
+
+def _plausible_amplitude(val):
+    """Finite amplitude-type values (V², T3AMP, VISAMP) within ±:data:`MAX_AMPLITUDE`."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(val) & (np.abs(val) <= MAX_AMPLITUDE)
+
+
+def dropped_messages(excluded: dict[str, int]) -> list[str]:
+    """One line per reason that dropped damaged points (bad values or error bars), for people;
+    flagged points and the selection (target, wavelength range) are not damage and not listed."""
+    out = []
+    for key, n in excluded.items():
+        term, _, reason = key.partition("_bad_")
+        if n and reason in ("value", "error"):
+            out.append(f"dropped {n} {term} point(s) with {DROP_REASONS[reason]}")
+    return out
 
 
 _SMOOTH_FRACTION = 0.01
@@ -233,7 +286,8 @@ def imaging_data(ois: list[OIFits], selection: Selection | None = None, polychro
     for oi in ois:
         if sel.use_vis2:
             v2 = oi.view("vis2")
-            keep = _select(v2, target, sel, excluded, "vis2", np.isfinite(v2.value), _finite_pos(v2.error))
+            check_usable_points(v2, oi)
+            keep = _select(v2, target, sel, excluded, "vis2", _plausible_amplitude(v2.value), _usable_error(v2.error))
             if keep.any():
                 w = v2.wavelength[keep]
                 raw["vis2"].append(dict(legs=[(v2.u[keep] / w, v2.v[keep] / w)], data=v2.value[keep],
@@ -241,6 +295,12 @@ def imaging_data(ois: list[OIFits], selection: Selection | None = None, polychro
         if sel.use_t3 != "none":
             t3 = oi.view("t3")
             if len(t3):
+                used = np.zeros(len(t3), bool)
+                if sel.use_t3 in ("all", "phi"):
+                    used |= np.isfinite(t3.value)
+                if sel.use_t3 in ("all", "amp"):
+                    used |= np.isfinite(t3.amp)
+                check_usable_points(t3, oi, usable=used & ~t3.flag)
                 w_all = t3.wavelength
                 (a, b), (c, d), _ = t3_uv(t3.u, t3.v, t3.u2, t3.v2)
                 legs_all = [(a / w_all, b / w_all), (c / w_all, d / w_all), ((a + c) / w_all, (b + d) / w_all)]
@@ -248,19 +308,27 @@ def imaging_data(ois: list[OIFits], selection: Selection | None = None, polychro
                                             ("t3amp", ("all", "amp"), t3.amp, t3.amp_error)):
                     if sel.use_t3 not in use:
                         continue
-                    keep = _select(t3, target, sel, excluded, term, np.isfinite(val), _finite_pos(err))
+                    ok = np.isfinite(val) if term == "t3phi" else _plausible_amplitude(val)
+                    keep = _select(t3, target, sel, excluded, term, ok, _usable_error(err))
                     if keep.any():
                         raw[term].append(dict(legs=[(lu[keep], lv[keep]) for lu, lv in legs_all], data=val[keep],
                                               err=err[keep], wave=w_all[keep], amp=t3.amp[keep]))
         if sel.use_vis != "none":
             vv = oi.view("vis")
             if len(vv):
+                used = np.zeros(len(vv), bool)
+                if sel.use_vis in ("all", "amp"):
+                    used |= np.isfinite(vv.value)
+                if sel.use_vis in ("all", "phi") and vv.phase is not None:
+                    used |= np.isfinite(vv.phase)
+                check_usable_points(vv, oi, usable=used & ~vv.flag)
                 w_all = vv.wavelength
                 for term, use, val, err in (("visamp", ("all", "amp"), vv.value, vv.error),
                                             ("visphi", ("all", "phi"), vv.phase, vv.phase_error)):
                     if sel.use_vis not in use or val is None:
                         continue
-                    keep = _select(vv, target, sel, excluded, term, np.isfinite(val), _finite_pos(err))
+                    ok = np.isfinite(val) if term == "visphi" else _plausible_amplitude(val)
+                    keep = _select(vv, target, sel, excluded, term, ok, _usable_error(err))
                     if keep.any():
                         raw[term].append(dict(legs=[(vv.u[keep] / w_all[keep], vv.v[keep] / w_all[keep])],
                                               data=val[keep], err=err[keep], wave=w_all[keep], amp=vv.value[keep]))
@@ -279,6 +347,11 @@ def imaging_data(ois: list[OIFits], selection: Selection | None = None, polychro
         )
     if not merged:
         raise DataError(f"no usable data for target {target!r} with the selection {sel} (excluded: {excluded})")
+    npoints = {term: int(m["data"].size) for term, m in merged.items()}
+    if sum(npoints.values()) < MIN_POINTS:
+        per_term = ", ".join(f"{term} {n}" for term, n in npoints.items())
+        raise DataError(f"too few data to make an image of {target!r}: {sum(npoints.values())} usable point(s) "
+                        f"({per_term}); at least {MIN_POINTS} are needed (excluded: {excluded})")
     profile = _amplitude_profile(merged)
     for term in ("t3phi", "visphi"):
         if term in merged:

@@ -5,11 +5,23 @@
 
 Settings precedence: oiflow defaults < the ``IMAGE-OI INPUT PARAM`` of an input file < the
 fields set explicitly in ``settings`` (as MiRA's command-line options override the file).
+
+The initial image of an IMAGE-OI input sets the grid (NAXIS, CDELT) and the starting shape, not
+the position: its photocentre is moved by whole pixels to where the data put the object — the
+grid's reference pixel when no absolute phase is fitted (V², closure phases and amplitudes leave
+the position free), else the photocentre of the VISPHI data (:func:`data_photocentre`). A start
+far from it traps the optimiser in a shifted image (OImaging's sample
+2004-FKV1137-L1L2-example.image-oi.fits has CRPIX = 1, which puts its centred Dirac 9 mas off).
+
+Quicklooks are named after the product (:func:`oiflow.image.plots.quicklook_paths`:
+``x.fits`` → ``x.png``, ``x.residuals.png``); a plot that fails is logged and said in the
+result's messages, and never costs the product.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import warnings
@@ -25,9 +37,11 @@ from ..oifits import read_oifits
 from ..oifits.model import OIFits
 from ..provenance import Provenance
 from ..units import MAS
-from .data import Selection, imaging_data
-from .imageoi import INITIAL_HDUNAME, read_input_params, settings_from_params, write_imageoi_output
+from .data import ImagingData, Selection, dropped_messages, imaging_data
+from .imageoi import (INITIAL_HDUNAME, param_notes, read_input_params, selection_from_params, settings_from_params,
+                      write_imageoi_output)
 from .reconstruct import ImageResult, Progress, image_settings, reconstruct
+from .regularizers import announce
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +106,86 @@ def _combine(ois: list[OIFits]) -> OIFits:
     return base
 
 
+#: VISPHI points with |V| at least this are near enough to unresolved for the phase to be
+#: linear in (u, v): φ = −2π(u x + v y) for a photocentre (x East, y North)
+PHOTOCENTRE_MIN_AMP = 0.5
+
+
+def data_photocentre(data: ImagingData) -> tuple[float, float] | None:
+    """The photocentre (x East, y North; rad) the absolute phases (VISPHI) put the object at:
+    the weighted least-squares fit of φ = −2π(u x + v y) on the points whose VISAMP is at least
+    :data:`PHOTOCENTRE_MIN_AMP` (without VISAMP: the shortest third of the baselines); (0, 0)
+    when no absolute phase is fitted (the position is free); None when the absolute phases
+    cannot give it (fewer than 2 such points)."""
+    rows, phases, weights = [], [], []
+    fitted = False
+    for g in data.groups:
+        t = g.terms.get("visphi")
+        if t is None:
+            continue
+        fitted = True
+        amp = g.terms["visamp"] if "visamp" in g.terms else None
+        legs = t.legs[:, 0]
+        if amp is not None and len(amp) == len(t) and np.array_equal(amp.legs[:, 0], legs):
+            ok = amp.data >= PHOTOCENTRE_MIN_AMP
+        else:  # without VISAMP: the shortest third of the baselines
+            ok = t.spatial_frequency <= np.quantile(t.spatial_frequency, 1 / 3)
+        rows.append(np.stack([g.u[legs[ok]], g.v[legs[ok]]], axis=1))
+        phases.append(t.data[ok])
+        weights.append(1.0 / t.error[ok])
+    if not fitted:
+        return 0.0, 0.0
+    a = np.concatenate(rows) if rows else np.zeros((0, 2))
+    if a.shape[0] < 2:
+        return None
+    w = np.concatenate(weights)
+    sol, *_ = np.linalg.lstsq(-2 * np.pi * a * w[:, None], np.concatenate(phases) * w, rcond=None)
+    return float(sol[0]), float(sol[1])
+
+
+def _place_initial(initial: np.ndarray, data: ImagingData, pixel_size: float, name: str) -> tuple[np.ndarray, str | None]:
+    """The initial image moved by whole pixels so that its photocentre lies where the data put
+    the object (:func:`data_photocentre`; see the module docstring), and a message when moved."""
+    from scipy.ndimage import shift as nd_shift
+
+    where = data_photocentre(data)
+    if where is None:
+        return initial, None
+    n = initial.shape[0]
+    iy, ix = np.indices(initial.shape)
+    total = initial.sum()
+    cy = float((iy * initial).sum() / total)
+    cx = float((ix * initial).sum() / total)
+    want_x = n // 2 - where[0] / pixel_size  # x_east = −(ix − n//2)·pixel
+    want_y = n // 2 + where[1] / pixel_size
+    dy, dx = int(round(want_y - cy)), int(round(want_x - cx))
+    if dx == 0 and dy == 0:
+        return initial, None
+    moved = np.clip(nd_shift(initial, (dy, dx), order=0, mode="constant", cval=0.0), 0, None)
+    if moved.sum() <= 0:
+        return initial, None
+    off = math.hypot(dx, dy) * pixel_size / MAS
+    return moved, (f"initial image {name!r}: photocentre moved by ({-dx:+d}, {dy:+d}) pixels (East, North), "
+                   f"{off:.3g} mas, to where the data put the object")
+
+
+def _quicklooks(result: ImageResult, out_path, truth) -> list[str]:
+    """The image and residual PNGs of ``result`` named after ``out_path``; a plot that fails is
+    logged and said in the result's messages."""
+    from .plots import plot_image, plot_residuals, quicklook_paths
+
+    paths = []
+    for plot, path, kw in ((plot_image, quicklook_paths(out_path)[0], {"truth": truth}),
+                           (plot_residuals, quicklook_paths(out_path)[1], {})):
+        try:
+            paths.append(plot(result, path, **kw))
+        except Exception as exc:  # a quicklook never costs the product
+            msg = f"quicklook {Path(path).name} not written: {type(exc).__name__}: {exc}"
+            log.warning(msg)
+            result.messages.append(msg)
+    return paths
+
+
 def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget | dict | None = None, *,
                       progress: Progress | None = None, plots: bool = True, truth: np.ndarray | None = None) -> ImageResult:
     """Reconstruct an image from OIFITS ``files`` and write the IMAGE-OI output ``out_path``.
@@ -100,8 +194,11 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
     pixel_size_mas, regularization, mu (float or "auto"), device, maxiter, …). An input file
     with an ``IMAGE-OI INPUT PARAM`` table contributes its parameters and its initial/prior
     images (found by HDUNAME); explicit ``settings`` fields win. The output (atomic, with
-    provenance) holds the image, the OI tables with NS_MODEL_* columns and the parameters;
-    with ``plots``, ``image.png`` and ``residuals.png`` are written next to it.
+    provenance) holds the image, the OI tables with NS_MODEL_* columns, the parameters and the
+    verdict (:mod:`oiflow.image.verdict`); with ``plots``, the quicklooks ``x.png`` and
+    ``x.residuals.png`` for ``x.fits`` are written next to it. What oiflow does differently from
+    what was asked (a regulariser done by another, a soft flux constraint applied strictly, an
+    initial image moved, damaged points dropped) is in the result's ``messages``.
     """
     t0 = time.perf_counter()
     files = [Path(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
@@ -138,7 +235,7 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
         if img.pixel_size is None:
             img.pixel_size = pix
         initial = np.clip(img.resample(n, pix), 0, None)
-        if initial.sum() <= 0:
+        if not np.isfinite(initial.sum()) or initial.sum() <= 0:
             initial = None  # an empty initial image: use the default one
     prior = None
     prior_name = None
@@ -149,21 +246,34 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
             img.pixel_size = pix
         prior = np.clip(img.resample(n, pix), 0, None)
     sel = Selection(target=effective.target, wave_min=effective.wave_min, wave_max=effective.wave_max,
-                    use_vis2=effective.use_vis2, use_t3=effective.use_t3, use_vis=effective.use_vis)
+                    use_vis2=effective.use_vis2, use_t3=effective.use_t3, use_vis=effective.use_vis,
+                    **selection_from_params(params))
     data = imaging_data(ois, sel, polychromatic=effective.polychromatic)
     if effective.target is None:
         effective = effective.model_copy(update={"target": data.target})
+    notes = param_notes(params) if params else []
+    explicit_rgl = _explicit_fields(settings).get("regularization")
+    if explicit_rgl and announce(explicit_rgl):
+        notes.append(announce(explicit_rgl))
+    notes += dropped_messages(data.excluded)
+    fringe = 1.0 / data.max_frequency if data.max_frequency > 0 else math.inf
+    if n * pix < fringe:
+        notes.append(f"the field of view ({n} × {pix / MAS:.3g} mas) is smaller than the finest fringe spacing of "
+                     f"the data ({fringe / MAS:.3g} mas): the grid cannot hold the object (check the pixel size and "
+                     "its unit: CDELT/CUNIT of the initial image, PIXSIZE)")
+    if initial is not None:
+        initial, moved = _place_initial(initial, data, pix, initial_name)
+        notes += [moved] if moved else []
+    for note in notes:
+        log.info(note)
     result = reconstruct(data, effective, progress=progress, initial=initial, prior=prior)
+    result.messages[:0] = notes
     prov = Provenance.for_inputs(3, "image", files, settings=effective.model_dump(mode="json"))
     combined = _combine(ois)
     write_imageoi_output(result, combined, out_path, input_params=params or None, initial_name=initial_name,
                          prior=prior, prior_name=prior_name, provenance=prov, elapsed=time.perf_counter() - t0)
     result.out_path = str(out_path)
     if plots:
-        from .plots import plot_image, plot_residuals
-
-        out_dir = Path(out_path).parent
-        result.png_paths = [plot_image(result, out_dir / "image.png", truth=truth),
-                            plot_residuals(result, out_dir / "residuals.png")]
+        result.png_paths = _quicklooks(result, out_path, truth)
     result.elapsed = time.perf_counter() - t0
     return result

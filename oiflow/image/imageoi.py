@@ -9,11 +9,21 @@ Orientation of images read from files: a FITS image follows its WCS. With ``CDEL
 is to the left (the standard, and oiflow's grid); with ``CDELT1 > 0`` East is to the right and
 the image is flipped when resampled onto oiflow's grid.
 
+A FITS image's reference pixel is CRPIX moved by −CRVAL/CDELT when CRVAL is an offset within
+the field (IMAGE-OI: CRVAL is relative to the phase centre); a CRVAL beyond the field (an
+absolute RA/Dec) is ignored.
+
+INPUT PARAM keywords of OImaging's engines are translated (:func:`settings_from_params`): the
+regularisation names through :func:`oiflow.image.regularizers.canonical` (what a mapping means is
+said by :func:`param_notes`), names and settings oiflow cannot do refused by name
+(:data:`RGL_REFUSED`, :data:`ENGINE_IDENTITY`, SMEAR_FN).
+
 Writing is strict: the primary HDU is the final image (``HDUNAME='IMAGE-OI FINAL IMAGE'``,
 RA---TAN/DEC--TAN WCS in degrees, CDELT1 < 0, CRPIX at the reference pixel n//2 + 1), then the
 OI tables with ``NS_MODEL_*`` columns, ``IMAGE-OI INPUT PARAM`` with the effective values,
-``IMAGE-OI OUTPUT PARAM`` (LAST_IMG, NITER, CHISQ, FLUX, PROCSOFT, CONVERGE, SOFTWARE, …) and
-the initial (and prior) images under their HDUNAMEs.
+``IMAGE-OI OUTPUT PARAM`` (LAST_IMG, NITER, CHISQ, FLUX, PROCSOFT, SOFTWARE, … and the verdict:
+CONVERGE = T only when the verdict is ok, VERDICT, VERDMSG, per-observable CHISQ*, see
+:func:`verdict_cards`) and the initial (and prior) images under their HDUNAMEs.
 """
 
 from __future__ import annotations
@@ -42,16 +52,27 @@ SOFTWARE = "oiflow"
 
 _UNITS = {"deg": DEG, "degree": DEG, "degrees": DEG, "arcsec": DEG / 3600.0, "mas": MAS, "rad": 1.0, "radian": 1.0}
 
-#: RGL_NAME values of MiRA, WISARD and BSMEM mapped to oiflow regularisers
-RGL_NAMES = {"hyperbolic": "hyperbolic", "tv": "hyperbolic", "totvar": "hyperbolic", "edge-preserving": "hyperbolic",
-             "compactness": "compactness", "mem_prior": "mem", "mem": "mem", "l1l2": "l1", "l1l2white": "l1",
-             "l1": "l1", "smooth": "smooth", "smoothness": "smooth", "quadratic": "smooth", "soft_support": "compactness"}
+#: RGL_NAME values OImaging writes for its engines that oiflow cannot do, with the reason; every
+#: other name goes through :func:`oiflow.image.regularizers.canonical` (MiRA's hyperbolic and
+#: compactness, BSMEM's mem_prior, WISARD's TOTVAR, L1L2 and L1L2WHITE, oiflow's own names;
+#: :func:`oiflow.image.regularizers.announce` says what a mapping means)
+RGL_REFUSED = {
+    "soft_support": "WISARD's SOFT_SUPPORT (a quadratic support given by the prior image RGL_PRIO) is not available "
+                    "in oiflow: use compactness (a radial support of FWHM RGL_GAMM) or mem_prior (RGL_PRIO as prior)",
+    "psd": "WISARD's PSD (a power-spectral-density prior) is not available in oiflow: use hyperbolic, totvar or l1l2",
+}
+#: keywords of an engine that change the data or the model, with the value oiflow does (the
+#: identity); another value is refused by name, since oiflow cannot honour it
+ENGINE_IDENTITY = {"V2A": 1.0, "V2B": 0.0, "T3AMPA": 1.0, "T3AMPB": 0.0, "T3PHIA": 1.0, "T3PHIB": 0.0}
+_SMEARING_NONE = ("", "none")
 
 
 @dataclass
 class FitsImage:
     """An image read from FITS: data[iy, ix] as stored, |pixel size| (rad), orientation and
-    reference pixel (1-based CRPIX; the geometric centre when absent)."""
+    the 1-based pixel of the phase centre (``crpix1``, ``crpix2``: CRPIX, moved by −CRVAL/CDELT
+    when CRVAL is an offset within the field (see :func:`image_from_hdu`); the geometric centre
+    when CRPIX is absent)."""
 
     data: np.ndarray
     pixel_size: float | None
@@ -116,17 +137,36 @@ def _pixel_size(header: fits.Header) -> tuple[float | None, bool]:
     return abs(c1) * scale, c1 < 0
 
 
+def _offset_pixels(header: fits.Header, axis: int, n: int) -> float:
+    """CRVAL/CDELT of ``axis``: how many pixels the reference pixel lies from the phase centre.
+    IMAGE-OI's CRVAL is an offset from the phase centre (default 0); a CRVAL beyond the field
+    (``|CRVAL| > n·|CDELT|``, e.g. the target's absolute RA/Dec written by some engines) is not
+    an offset and counts as 0."""
+    crval, cdelt = header.get(f"CRVAL{axis}"), header.get(f"CDELT{axis}")
+    try:
+        crval, cdelt = float(crval), float(cdelt)
+    except (TypeError, ValueError):
+        return 0.0
+    if not (math.isfinite(crval) and math.isfinite(cdelt)) or cdelt == 0 or abs(crval) > n * abs(cdelt):
+        return 0.0
+    return crval / cdelt
+
+
 def image_from_hdu(hdu, name: str | None = None) -> FitsImage:
+    """A 2-D image HDU as a :class:`FitsImage`; NaN pixels (FITS blanks) count as 0 when
+    resampled, infinite ones refuse the image."""
     data = np.asarray(hdu.data, dtype=float)
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 2:
         raise ImagingError(f"image {name or hdu.name!r} has {data.ndim} axes; a 2-D image is needed")
+    if np.isinf(data).any():
+        raise ImagingError(f"image {name or hdu.name!r} has {int(np.isinf(data).sum())} infinite pixel(s)")
     header = hdu.header
     pix, east_left = _pixel_size(header)
     ny, nx = data.shape
-    crpix1 = float(header.get("CRPIX1", nx // 2 + 1))
-    crpix2 = float(header.get("CRPIX2", ny // 2 + 1))
+    crpix1 = float(header.get("CRPIX1", nx // 2 + 1)) - _offset_pixels(header, 1, nx)
+    crpix2 = float(header.get("CRPIX2", ny // 2 + 1)) - _offset_pixels(header, 2, ny)
     label = name or str(header.get("HDUNAME", header.get("EXTNAME", "")) or "")
     return FitsImage(data, pix, east_left, crpix1, crpix2, label.strip(), header.copy())
 
@@ -213,6 +253,62 @@ def read_input_params(hdul: fits.HDUList) -> dict[str, Any]:
     return {}
 
 
+def engine_regularization(rgl: str) -> str:
+    """The oiflow regulariser for an RGL_NAME of OImaging's engines (see :data:`RGL_REFUSED`);
+    :class:`ImagingError` naming it when oiflow has none."""
+    from ..errors import ConfigError
+    from .regularizers import ALIASES, canonical
+
+    key = str(rgl).strip().lower()
+    if key in RGL_REFUSED:
+        raise ImagingError(f"RGL_NAME {rgl!r} is not supported: {RGL_REFUSED[key]}")
+    try:
+        return canonical(key)
+    except ConfigError:
+        raise ImagingError(f"RGL_NAME {rgl!r} is not supported (oiflow knows {', '.join(sorted(ALIASES))})") from None
+
+
+def _refuse_unsupported(params: dict[str, Any]) -> None:
+    """Refuse, by keyword, engine settings that change the data or the model and that oiflow
+    cannot honour: error-bar rescaling (BSMEM's V2A, V2B, T3AMPA…) other than the identity and
+    bandwidth smearing (MiRA's SMEAR_FN) other than none."""
+    for key, identity in ENGINE_IDENTITY.items():
+        v = params.get(key)
+        if v is not None and not isinstance(v, str) and float(v) != identity:
+            raise ImagingError(f"{key} = {v} is not supported: oiflow does not rescale error bars ({key} must be "
+                               f"{identity:g}); rescale the data's errors before imaging")
+    smear = params.get("SMEAR_FN")
+    if smear is not None and str(smear).strip().lower() not in _SMEARING_NONE:
+        raise ImagingError(f"SMEAR_FN = {smear!r} is not supported: oiflow does not model bandwidth smearing "
+                           "(SMEAR_FN must be 'none')")
+
+
+def param_notes(params: dict[str, Any]) -> list[str]:
+    """What oiflow does differently from what IMAGE-OI INPUT PARAM keywords ask, one line each
+    (announced with the result): a regularisation name done by another regulariser, a soft flux
+    constraint (FLUXERR > 0) applied strictly."""
+    from .regularizers import announce
+
+    notes = []
+    rgl = params.get("RGL_NAME")
+    if isinstance(rgl, str) and rgl.strip() and announce(rgl):
+        notes.append(f"RGL_NAME: {announce(rgl)}")
+    fluxerr = params.get("FLUXERR")
+    if fluxerr is not None and not isinstance(fluxerr, str) and float(fluxerr) > 0:
+        notes.append(f"FLUXERR = {fluxerr:g}: the total flux is a strict constraint in oiflow (FLUXERR = 0); with "
+                     "normalised visibilities only the shape of the image is fitted")
+    return notes
+
+
+def selection_from_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Data-selection keywords of IMAGE-OI INPUT PARAM that are not image settings, as
+    :class:`~oiflow.image.data.Selection` fields: BSMEM's ``UV_MAX`` (cycles/rad, "waves")."""
+    v = params.get("UV_MAX")
+    if v is not None and not isinstance(v, str) and math.isfinite(float(v)) and float(v) > 0:
+        return {"uv_max": float(v)}
+    return {}
+
+
 def settings_from_params(params: dict[str, Any], hdul: fits.HDUList | None = None) -> tuple[dict[str, Any], dict]:
     """Translate IMAGE-OI INPUT PARAM keywords into ImageTarget fields.
 
@@ -240,10 +336,11 @@ def settings_from_params(params: dict[str, Any], hdul: fits.HDUList | None = Non
         fields["maxiter"] = max(1, int(params["MAXITER"]))
     rgl = params.get("RGL_NAME")
     if isinstance(rgl, str) and rgl.strip():
-        key = rgl.strip().lower()
-        if key not in RGL_NAMES:
-            raise ImagingError(f"RGL_NAME {rgl!r} is not supported (oiflow knows {', '.join(sorted(RGL_NAMES))})")
-        fields["regularization"] = RGL_NAMES[key]
+        fields["regularization"] = engine_regularization(rgl)
+    gamma = params.get("RGL_GAMM")  # MiRA: FWHM of the compactness prior, in degrees
+    if gamma is not None and not isinstance(gamma, str) and float(gamma) > 0:
+        fields["prior_fwhm_mas"] = float(gamma) * DEG / MAS
+    _refuse_unsupported(params)
     auto = _logical(params.get("AUTO_WGT"), False)
     wgt = params.get("RGL_WGT")
     if auto or wgt is None or float(wgt) <= 0:
@@ -388,6 +485,8 @@ def _param_table(extname: str, cards: dict[str, tuple[Any, str]]) -> fits.BinTab
     for key, (value, comment) in cards.items():
         if value is None:
             continue
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            continue  # FITS has no NaN or Inf keyword value: absent (the verdict says why)
         if isinstance(value, (np.floating,)):
             value = float(value)
         if isinstance(value, (np.integer,)):
@@ -418,9 +517,47 @@ def effective_input_params(settings, original: dict[str, Any] | None = None) -> 
         "FLUX": (float(s.flux), "total flux (sum of pixels)"),
         "FLUXERR": (0.0, "0: flux normalisation is a strict constraint"),
         "RGL_TAU": (float(s.tau), "edge threshold (x mean pixel value)"),
+        "RGL_GAMM": (float(s.prior_fwhm_mas) * MAS / DEG if s.prior_fwhm_mas else None, "[deg] FWHM of the radial prior"),
         "NPIX": (int(s.npix), "image size (pixels)"),
         "PIXSIZE": (float(s.pixel_size_mas), "[mas] pixel size"),
     })
+    return cards
+
+
+#: OUTPUT PARAM keyword of each term's reduced χ² (and, with an N, its number of points)
+CHISQ_KEYS = {"vis2": "CHISQV2", "t3phi": "CHISQCP", "t3amp": "CHISQT3A", "visamp": "CHISQVA", "visphi": "CHISQVP"}
+
+
+_ASCII = {"χ²": "chi2", "²": "2", "μ": "mu", "τ": "tau", "σ": "sigma", "→": "->", "≤": "<=", "≥": ">=", "√": "sqrt",
+          "–": "-", "—": "-", "…": "..."}
+
+
+def fits_text(text: str) -> str:
+    """``text`` in the printable ASCII of FITS header values (χ² → chi2, ² → 2, μ → mu…; any
+    other character → ?)."""
+    for k, v in _ASCII.items():
+        text = text.replace(k, v)
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+
+
+def verdict_cards(result) -> dict[str, tuple[Any, str]]:
+    """OUTPUT PARAM cards of the result's verdict (:mod:`oiflow.image.verdict`): CONVERGE is T
+    only when the verdict is ok (converged *and* fits); VERDICT its status, VERDMSG its reasons,
+    OPTCONV the optimiser's own stopping test, CHISQMAX the poor-fit threshold of all data, and
+    per observable its reduced χ² (CHISQV2, CHISQCP, CHISQT3A, CHISQVA, CHISQVP) and number of
+    points (NV2, NCP, NT3A, NVA, NVP)."""
+    v = result.verdict
+    cards: dict[str, tuple[Any, str]] = {
+        "CONVERGE": (bool(v is not None and v.ok), "T only if converged and fits (VERDICT = ok)"),
+        "VERDICT": (v.status if v is not None else "", "ok|poor-fit|maxiter|not-at-minimum|failed"),
+        "VERDMSG": (fits_text("; ".join(v.reasons)) if v is not None else "", "reasons of the verdict"),
+        "OPTCONV": (bool(result.converged), "the optimiser's own convergence test passed"),
+        "CHISQMAX": (v.figures.get("chi2_max") if v is not None else None, "poor fit above this reduced chi2"),
+    }
+    for term, val in result.chi2_terms.items():
+        key = CHISQ_KEYS[term]
+        cards[key] = (float(val), f"reduced chi-squared of {term}")
+        cards["N" + key[5:]] = (int(result.used.get(term, 0)), f"number of {term} points fitted")
     return cards
 
 
@@ -456,13 +593,13 @@ def write_imageoi_output(result, oi: OIFits, out_path: str | os.PathLike, *, inp
     if prior is not None:
         in_params["RGL_PRIO"] = (prior_name or "IMAGE-OI PRIOR IMAGE", "HDUNAME of the prior image")
     in_params["RGL_WGT"] = (float(result.mu), "regularization weight used")
+    in_params["RGL_NAME"] = (result.regularization, "regularization used")
     out_cards = {
         "LAST_IMG": (FINAL_HDUNAME, "HDUNAME of the final image"),
         "NITER": (int(result.niter), "iterations done in this run"),
         "NEVAL": (int(result.nfev), "evaluations of the objective"),
         "CHISQ": (float(result.chi2), "reduced chi-squared of all data"),
         "FLUX": (float(np.sum(image) / (1 if image.ndim == 2 else image.shape[0])), "total image flux"),
-        "CONVERGE": (bool(result.converged), "the optimiser converged"),
         "PROCSOFT": (PROCSOFT, "software name and version"),
         "SOFTWARE": (SOFTWARE, "software used to produce the result"),
         "VERSION": (__version__, "oiflow version"),
@@ -471,9 +608,7 @@ def write_imageoi_output(result, oi: OIFits, out_path: str | os.PathLike, *, inp
         "RGL_NAME": (result.regularization, "regularization"),
         "RGL_VAL": (float(result.regularization_value), "regularization value"),
     }
-    for term, val in result.chi2_terms.items():
-        key = {"vis2": "CHISQV2", "t3phi": "CHISQCP", "t3amp": "CHISQT3A", "visamp": "CHISQVA", "visphi": "CHISQVP"}[term]
-        out_cards[key] = (float(val), f"reduced chi-squared of {term}")
+    out_cards.update(verdict_cards(result))
     if elapsed is not None:
         out_cards["ELAPSED"] = (float(elapsed), "[s] wall-clock time of the reconstruction")
     hdus = [primary, *hdul_oi[1:], _param_table(INPUT_EXTNAME, in_params), _param_table(OUTPUT_EXTNAME, out_cards)]

@@ -1,12 +1,15 @@
 """Figures of a reconstruction: the image (beam, scale bar, N/E arrows) and the residuals.
 
 East is drawn to the LEFT and North up, as on the sky; axes are relative offsets in mas.
+Quicklooks are named after their product (:func:`quicklook_paths`): ``x.fits`` → ``x.png`` and
+``x.residuals.png``, so that two products in one folder keep their own.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +18,14 @@ from ..units import MAS
 
 _LABELS = {"vis2": ("V²", 1.0, ""), "t3phi": ("closure phase", 180 / math.pi, "deg"), "t3amp": ("T3 amplitude", 1.0, ""),
            "visamp": ("visibility amplitude", 1.0, ""), "visphi": ("visibility phase", 180 / math.pi, "deg")}
+
+
+def quicklook_paths(product: str | os.PathLike) -> tuple[Path, Path]:
+    """(image PNG, residuals PNG) of the product file ``product``: its name without the last
+    suffix, + ``.png`` / ``.residuals.png`` (``L3/t/n/image.fits`` → ``image.png``,
+    ``image.residuals.png``)."""
+    stem = Path(product).with_suffix("")
+    return stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".residuals.png")
 
 
 def _nice_length(fov_mas: float) -> float:
@@ -81,7 +92,8 @@ def plot_image(result, path: str | os.PathLike, truth: np.ndarray | None = None)
     fig, axes = plt.subplots(1, ncol, figsize=(5.2 * ncol, 4.6), squeeze=False)
     terms = ", ".join(f"{k} {v:.2f}" for k, v in result.chi2_terms.items())
     title = (f"{result.data.target if result.data else ''}  {result.regularization} μ={result.mu:.3g}\n"
-             f"χ²_red {result.chi2:.2f} ({terms}), {result.niter} it")
+             f"χ²_red {result.chi2:.2f} ({terms})\n{result.niter} it"
+             + (f", verdict {result.verdict.status}" if getattr(result, "verdict", None) is not None else ""))
     im = _draw_image(axes[0, 0], img / img.max(), result.pixel_size, result.beam, title)
     fig.colorbar(im, ax=axes[0, 0], fraction=0.046, pad=0.04, label="relative intensity")
     if truth is not None:

@@ -42,12 +42,14 @@ from ..backend import get_xp, resolve_device, to_numpy
 from ..config import ImageTarget
 from ..errors import ConfigError, ImagingError
 from ..units import MAS
+from ..verdict import Verdict
 from .data import DeviceGroup, ImagingData, likelihood, model_observables
 from .initial import initial_image
 from .metric import Beam, beam_from_uv, convolve_beam
 from .optimize import vmlmb
 from .regularizers import Regularizer, canonical, spectral
 from .transform import make_transform
+from .verdict import image_verdict
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ class ImageResult:
     messages: list[str] = field(default_factory=list)
     out_path: str | None = None
     png_paths: list[str] = field(default_factory=list)
+    verdict: Verdict | None = None  # oiflow.image.verdict: ok | poor-fit | maxiter | not-at-minimum | failed
 
     @property
     def grey(self) -> bool:
@@ -126,6 +129,7 @@ class ImageResult:
             "pixel_size_mas": self.pixel_size / MAS, "flux": float(self.image.sum(axis=(-2, -1)).mean()),
             "beam_mas": [self.beam.major / MAS, self.beam.minor / MAS, math.degrees(self.beam.pa)],
             "used": self.used, "excluded": self.excluded, "out_path": self.out_path,
+            "verdict": self.verdict.to_dict() if self.verdict is not None else None,
         }
 
 
@@ -530,7 +534,7 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
             counts[term] = counts.get(term, 0) + len(t)
     chi2_terms = {term: last["terms"].get(term, 0.0) / counts[term] for term in counts}
     image = y * settings.flux
-    return ImageResult(
+    result = ImageResult(
         image=image[0] if settings.polychromatic == "grey" else image,
         pixel_size=pix,
         wavelengths=data.wavelengths,
@@ -558,3 +562,5 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
         mu_curve=curve,
         messages=messages,
     )
+    result.verdict = image_verdict(result)
+    return result

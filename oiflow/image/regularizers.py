@@ -26,8 +26,22 @@ from ..errors import ConfigError
 
 ALIASES = {"tv": "hyperbolic", "edge-preserving": "hyperbolic", "edge_preserving": "hyperbolic", "hyperbolic": "hyperbolic",
            "mem": "mem", "mem_prior": "mem", "entropy": "mem", "smooth": "smooth", "quadratic": "smooth",
-           "smoothness": "smooth", "compactness": "compactness", "l1": "l1", "l1l2": "l1", "l1l2white": "l1"}
+           "smoothness": "smooth", "compactness": "compactness", "l1": "l1", "l1l2": "hyperbolic", "l1l2white": "l1",
+           "totvar": "hyperbolic"}
 NAMES = ("hyperbolic", "mem", "smooth", "compactness", "l1")
+#: what a name means when it is not a plain synonym of the regulariser doing it (WISARD's names
+#: included): said with the result (:func:`announce`)
+ALIAS_NOTES = {
+    "tv": "total variation is done by the hyperbolic regulariser: TV smoothed below the edge threshold τ",
+    "totvar": "total variation (WISARD's TOTVAR) is done by the hyperbolic regulariser: TV smoothed below the "
+              "edge threshold τ",
+    "l1l2": "WISARD's L1L2 (the l1-l2 potential of the image gradient: quadratic for small gradients, linear for "
+            "large ones) is done by the hyperbolic regulariser, a potential of the same kind with the threshold τ "
+            "(WISARD's DELTA and SCALE are not used)",
+    "l1l2white": "WISARD's L1L2WHITE (the l1-l2 potential of the pixel values) is done by the l1 regulariser, a "
+                 "potential of the same kind on the pixels with radial weights that favour flux near the centre "
+                 "(WISARD's DELTA and SCALE are not used)",
+}
 
 
 def canonical(name: str) -> str:
@@ -35,6 +49,14 @@ def canonical(name: str) -> str:
     if key not in ALIASES:
         raise ConfigError(f"unknown regularization {name!r}; use one of {', '.join(sorted(ALIASES))}")
     return ALIASES[key]
+
+
+def announce(name: str) -> str | None:
+    """One line saying which regulariser does ``name`` and what that means, when ``name`` is not
+    a plain synonym of it (:data:`ALIAS_NOTES`); None otherwise."""
+    key = str(name).strip().lower()
+    note = ALIAS_NOTES.get(key)
+    return f"regularization {name!r} → {canonical(name)}: {note}" if note else None
 
 
 def _dx(y, xp):

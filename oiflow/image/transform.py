@@ -35,11 +35,36 @@ import logging
 import math
 
 from ..backend import array_namespace, to_numpy
-from ..errors import ConfigError
+from ..errors import ConfigError, ImagingError
 
 log = logging.getLogger(__name__)
 
 TRANSFORMS = ("auto", "nufft", "dft")
+#: the last guard before native code: frequencies beyond this many cycles per pixel (the grid
+#: samples up to 0.5) are damaged input, never data of this grid; finufft aborts or corrupts its
+#: heap on non-finite or overflowing points, so both are refused here with ImagingError
+MAX_CYCLES_PER_PIXEL = 1e3
+
+
+def check_frequencies(u, v, pixel_size: float) -> None:
+    """Raise :class:`~oiflow.errors.ImagingError` when a frequency (cycles/rad) is not finite or
+    lies beyond :data:`MAX_CYCLES_PER_PIXEL` cycles per pixel of ``pixel_size`` rad, or the pixel
+    size is not a finite positive number. Data are checked where they are read
+    (:func:`oiflow.oifits.views.check_usable_points`, naming file and column); this is the
+    guard for every other caller."""
+    import numpy as np
+
+    if not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise ImagingError(f"pixel size {pixel_size!r} rad is not a finite positive number")
+    for name, a in (("u", u), ("v", v)):
+        a = np.asarray(to_numpy(a), dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = ~(np.isfinite(a) & (np.abs(a) * pixel_size <= MAX_CYCLES_PER_PIXEL))
+        if bad.any():
+            k = np.flatnonzero(bad)
+            raise ImagingError(f"{k.size} of {a.size} frequencies {name} are non-finite or beyond "
+                               f"{MAX_CYCLES_PER_PIXEL:g} cycles per pixel (first at index {int(k[0])}: "
+                               f"{a[k[0]]!r} cycles/rad, pixel {pixel_size!r} rad): refused before the transform")
 
 
 def pixel_coordinates(n: int, pixel_size: float, xp):
@@ -89,6 +114,7 @@ class MatrixDFT:
 
     def __init__(self, u, v, shape, pixel_size: float, xp=None):
         xp = xp or array_namespace(u)
+        check_frequencies(u, v, float(pixel_size))
         self.xp = xp
         self.ny, self.nx = _shape2(shape)
         self.pixel_size = float(pixel_size)
@@ -155,6 +181,7 @@ class NufftTransform:
         xp = xp or array_namespace(u)
         if precision not in ("double", "single"):
             raise ConfigError(f"precision must be 'double' or 'single', not {precision!r}")
+        check_frequencies(u, v, float(pixel_size))
         self.xp = xp
         self.ny, self.nx = _shape2(shape)
         self.pixel_size = float(pixel_size)

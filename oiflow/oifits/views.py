@@ -265,13 +265,16 @@ def _coordinate_columns(kind: str) -> dict[str, str]:
     return {"u": "UCOORD", "v": "VCOORD"} if kind in ("vis2", "vis") else {}
 
 
-def implausible_points(view: ObservableView, errors: bool = False) -> dict[str, np.ndarray]:
+def implausible_points(view: ObservableView, errors: bool = False,
+                       usable: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Masks of the view's usable points (unflagged, finite value) whose location is damaged, by
     the file's column name: a non-finite or out-of-range (u, v) (:data:`COORD_MAX_M`) or
     wavelength (:data:`WAVELENGTH_RANGE_M`, column ``EFF_WAVE``); with ``errors`` also a
     non-finite error bar (real files have those: consumers drop such points, validators report
-    them). Only columns with at least one such point are in the result."""
-    ok = view.usable
+    them). Only columns with at least one such point are in the result. ``usable``: the points
+    a consumer uses when they are not :attr:`ObservableView.usable` (e.g. T3 amplitudes of
+    points whose closure phase is NaN)."""
+    ok = view.usable if usable is None else np.asarray(usable, bool)
     out: dict[str, np.ndarray] = {}
     for attr, col in _coordinate_columns(view.kind).items():
         a = getattr(view, attr)
@@ -289,13 +292,13 @@ def implausible_points(view: ObservableView, errors: bool = False) -> dict[str, 
     return out
 
 
-def check_usable_points(view: ObservableView, oi: OIFits) -> None:
+def check_usable_points(view: ObservableView, oi: OIFits, usable: np.ndarray | None = None) -> None:
     """Raise :class:`OIFitsError` naming the file, table, column and rows when a usable point
-    (unflagged, finite value) of ``view`` has a damaged location (:func:`implausible_points`):
-    such input is refused before any model or transform (finufft) sees it. Flagged points, points
-    without a finite value and points without a finite error bar are left to the caller's
-    selection (which drops them and counts them)."""
-    for col, bad in implausible_points(view).items():
+    (unflagged, finite value; or the mask ``usable``) of ``view`` has a damaged location
+    (:func:`implausible_points`): such input is refused before any model or transform (finufft)
+    sees it. Flagged points, points without a finite value and points without a finite error bar
+    are left to the caller's selection (which drops them and counts them)."""
+    for col, bad in implausible_points(view, usable=usable).items():
         ti = int(view.table[bad][0])
         table = oi.tables[ti]
         if col == "EFF_WAVE":

@@ -17,7 +17,7 @@ calibrate  one night                       ``<root>/<night>/L2/<target>_<night>.
 fit        one target and night-or-set     ``<root>/L3/<target>/<set>/fit_<model>.json`` (3),
                                            PNGs; ``companion.json``, ``companion_maps.fits``
 image      one target and night-or-set     ``<root>/L3/<target>/<set>/image.fits`` (3),
-                                           ``image.png``, ``residuals.png``
+                                           ``image.png``, ``image.residuals.png``
 =========  ==============================  ====================================================
 
 Ingest (real L1/L2 OIFITS entering the tree) is :mod:`oiflow.ingest`, with the same shape.

@@ -1,6 +1,8 @@
 """Image stage units: one configured target (``image.targets``) over its L2 OIFITS of a night
-or set → ``<root>/L3/<target>/<set>/image.fits`` (IMAGE-OI) with ``image.png`` and
-``residuals.png``.
+or set → ``<root>/L3/<target>/<set>/image.fits`` (IMAGE-OI) with the quicklooks ``image.png`` and
+``image.residuals.png`` (named after the product, :func:`oiflow.image.plots.quicklook_paths`).
+The image's verdict (:mod:`oiflow.image.verdict`) goes into its catalogue record, hence the run
+summary; a failure (damaged input included) is the unit's, never the worker's.
 
 Only the fields set in the configuration are passed (and hashed): the others keep
 :func:`oiflow.image.reconstruct_files`' precedence (defaults < an input's IMAGE-OI INPUT PARAM
@@ -23,8 +25,9 @@ from ..product_tree import l3_dir, remove_stale_temporaries
 from .l3 import input_granules, l3_record, target_data
 
 STAGE = "image"
-#: stems of the image products (the target's fit unit writes into the same directory)
-PRODUCT_STEMS = ("image", "residuals")
+#: stem of the image products: image.fits, image.png, image.residuals.png (the target's fit
+#: unit writes into the same directory under its own stems)
+PRODUCT_STEMS = ("image",)
 MODULES = ("oiflow.image", "oiflow.observables", "oiflow.oifits")
 _INITIAL_KINDS = {"dirac", "gaussian", "ud", "random", "model"}
 
@@ -88,7 +91,8 @@ def run_image_unit(unit: WorkUnit) -> UnitResult:
         planes = int(fits.getheader(out_dir / "image.fits", 0).get("NAXIS3", 1))
         result.products.append(l3_record(out_dir / "image.fits", stage=STAGE, target=target, subset=subset,
                                          granules=granules, dataproduct_type="image", settings_hash=unit.settings_hash,
-                                         inputs=inputs, nb_channels=planes))
+                                         inputs=inputs, nb_channels=planes,
+                                         verdict=res.verdict.to_dict() if res.verdict is not None else None))
         result.plots += [str(p) for p in (res.png_paths or [])]
     except OiflowError as exc:
         result.fail(f"image {unit.unit}", exc)
