@@ -71,6 +71,7 @@ def _as_user(cmd: list[str]) -> list[str]:
 @pytest.fixture
 def user_work():
     """A fresh directory under the job user's home, owned by that user; removed afterwards."""
+    require_scheduler("OAR", _oar_problem())
     home = Path(pwd.getpwnam(USER).pw_dir)
     work = home / f"oiflow-test-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
@@ -79,7 +80,6 @@ def user_work():
 
 
 def test_reprocess_on_oar_as_a_user_survives_a_deleted_worker_job(user_work):
-    require_scheduler("OAR", _oar_problem())
     venv = wheel_venv()
     work = user_work
     archive = raw_archive(work / "archive")
