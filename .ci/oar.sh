@@ -6,8 +6,8 @@
 #                                   postgresql if absent)
 # Idempotent: a running PostgreSQL/OAR server/node is kept. Prints the `export` lines a test needs:
 #   OIFLOW_TEST_OAR_USER   the ordinary user that submits (OAR refuses jobs from root and oar);
-#                          its home is where runs must write (the end-of-job cleanup deletes that
-#                          user's files under /tmp, /dev/shm and /var/tmp)
+#                          its home is where runs must write (when its last job on this node ends,
+#                          OAR's cleanup deletes that user's files under /tmp, /dev/shm and /var/tmp)
 #   OIFLOW_TEST_OAR_LOG    the server's log (job starts and ends)
 # Stop: .ci/oar.sh stop      (OAR's daemons by their PID files; PostgreSQL's cluster is left running)
 # The pitfalls behind each step: shared/docs/HPC.md.

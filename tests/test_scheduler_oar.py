@@ -7,8 +7,8 @@ OAR fails.
 What the job user runs: a virtualenv made from the system's Python with oiflow installed from
 the wheel of this checkout (scheduler_run.wheel_venv) — the user cannot execute a venv made from
 an interpreter under /root, nor read a checkout there. Everything the run writes lives under the
-user's home: OAR's end-of-job cleanup deletes that user's files under /tmp, /dev/shm and
-/var/tmp, and a worker job ends mid-run here.
+user's home: when the user's last job on the node ends, OAR's cleanup deletes that user's files
+under /tmp, /dev/shm and /var/tmp, and here the flow runs on the node of its workers.
 """
 
 from __future__ import annotations
