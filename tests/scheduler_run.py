@@ -165,12 +165,13 @@ def base_python() -> str:
 def wheel_venv() -> Path:
     """A fresh virtualenv (made from :func:`base_python`, readable by every user, outside the
     repository) with oiflow installed from the wheel built from this checkout, with its
-    ``hpc`` extra; built once per test session and removed at its end."""
+    ``hpc`` extra; built once per test session and removed at its end (not in CI)."""
     global _VENV
     if _VENV is not None:
         return _VENV
     base = Path(tempfile.mkdtemp(prefix="oiflow-wheel-"))
-    atexit.register(shutil.rmtree, base, True)
+    if not os.environ.get("CI"):  # CI's machine goes after the run; removing the ~700 MB took 80 s there
+        atexit.register(shutil.rmtree, base, True)
     base.chmod(0o755)
     dist = base / "dist"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
