@@ -1,6 +1,8 @@
 """Dask cluster profiles: where the coarse tasks of a flow run.
 
-A profile is a small YAML file (``configs/clusters/<name>.yaml``) naming a *kind*:
+A profile is a small YAML file naming a *kind*; the ones shipped with oiflow are package data
+(``oiflow/data/clusters/<name>.yaml``, also seen as ``configs/clusters/`` in a checkout) and are
+found by name; a user's own profile is given by its path:
 
 * ``local``   — a :class:`distributed.LocalCluster` on this machine (the default);
 * ``slurm`` / ``oar`` — worker jobs submitted by dask-jobqueue (``SLURMCluster``/``OARCluster``);
@@ -12,6 +14,20 @@ A profile is a small YAML file (``configs/clusters/<name>.yaml``) naming a *kind
 Workers receive environment variables from the flow (``worker_env``: the Prefect API URL and
 the telemetry switches), as ``Nanny(env=…)`` locally and as ``export`` lines in job scripts.
 
+Job scripts are written by dask-jobqueue from :func:`jobqueue_kwargs`. Every value of a profile
+that lands on a shell line of the script (the interpreter or Apptainer command, binds, image,
+scratch, local directory, interface, extra worker arguments, exported variables) is quoted
+there: one inert word, whatever it holds (``;``, spaces, quotes). A value may start with
+``$NAME`` or ``${NAME}`` (e.g. ``local_directory: $TMPDIR``): that variable is expanded when the
+job runs, the rest stays literal. Values that land on directive lines (``#SBATCH``/``#OAR``) are
+quoted the same way (sbatch and dask-jobqueue's oarsub call both split them as a shell would);
+names (job_name, queue, account, project, walltime) must be plain tokens and no value may hold a
+control character (a newline would start a line of its own). ``job_script_prologue`` and
+``job_extra_directives`` are the user's own shell lines and directives, written as given.
+
+A worker job that the scheduler loses (cancelled, killed at its walltime, its node lost) is
+resubmitted: :class:`LostJobKeeper`.
+
 Dask's statistical profiler is off (:data:`DASK_CONFIG`): it samples every event loop and task
 thread every 10 ms for the dashboard's profile page, which oiflow does not show; on a 2-core
 machine the scheduler, nannies and workers spent CPU on it that the stages need.
@@ -22,12 +38,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
+import sys
+import time
+import weakref
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -36,15 +56,51 @@ from .errors import ConfigError
 DASK_CONFIG = {"distributed.worker.profile.enabled": False}
 DASK_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
-#: directory of the profiles shipped with oiflow (configs/clusters beside the package)
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "configs" / "clusters"
+#: directory of the profiles shipped with oiflow (package data; configs/clusters links to it)
+PROFILE_DIR = Path(__file__).resolve().parent / "data" / "clusters"
+
+log = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"^[\w.@+,:-]+$")  # scheduler names and times: partitions may be listed with commas
+#: job arguments that are scheduler names or times (directive lines, the worker's --name)
+_TOKEN_KEYS = ("job_name", "queue", "account", "project", "walltime", "memory_per_core_property_name")
+_ENV_PREFIX = re.compile(r"^\$(?:\{(\w+)\}|(\w+))(.*)$", re.DOTALL)
+
+
+def _no_control(value: str, what: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} {value!r} contains a control character "
+                         "(a newline would start a line of the job script)")
+    return value
 
 
 class ApptainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str  # path of the .sif image on the cluster
-    binds: list[str] = Field(default_factory=list)  # directories bound into the container
+    binds: list[str] = Field(default_factory=list)  # directories bound into the container (read-write)
     executable: str = "apptainer"
+
+    @field_validator("image", "executable")
+    @classmethod
+    def _plain(cls, v: str, info) -> str:
+        return _no_control(v, f"apptainer.{info.field_name}")
+
+    @field_validator("binds")
+    @classmethod
+    def _bind_paths(cls, v: list[str]) -> list[str]:
+        for path in v:
+            _check_bind_path(path, "apptainer.binds")
+        return v
+
+
+def _check_bind_path(path: str, what: str) -> None:
+    """A bind is one directory, bound at the same place: Apptainer's --bind splits its value at
+    commas (binds) and colons (source:destination:options), so neither may occur in a path."""
+    _no_control(path, what)
+    if not path or "," in path or ":" in path:
+        raise ValueError(f"{what}: {path!r} is not a plain directory path (Apptainer's --bind splits at ',' and ':'; "
+                         "give each directory as its own list item, without options)")
 
 
 class ClusterProfile(BaseModel):
@@ -62,6 +118,36 @@ class ClusterProfile(BaseModel):
     apptainer: ApptainerSettings | None = None
     scratch: str | None = None  # shared scratch directory (jobqueue: logs and shared temp)
 
+    @field_validator("scratch")
+    @classmethod
+    def _scratch(cls, v: str | None) -> str | None:
+        return None if v is None else _no_control(v, "scratch")
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, v: dict[str, Any]) -> dict[str, Any]:
+        def walk(value: Any, where: str) -> None:
+            if isinstance(value, str):
+                _no_control(value, where)
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    walk(item, f"{where}[{i}]")
+            elif isinstance(value, dict):
+                for k, item in value.items():
+                    walk(item, f"{where}.{k}")
+
+        walk(v, "job")
+        for key in _TOKEN_KEYS:
+            if v.get(key) is not None and not _TOKEN.match(str(v[key])):
+                raise ValueError(f"job.{key} {v[key]!r} is not a plain name (letters, digits and . _ @ + , : - only)")
+        return v
+
+    @model_validator(mode="after")
+    def _scratch_is_bindable(self) -> ClusterProfile:
+        if self.apptainer is not None and self.scratch:
+            _check_bind_path(self.scratch, "scratch (bound into the Apptainer container)")
+        return self
+
     def worker_count(self) -> int:
         if self.n_workers is not None:
             return self.n_workers
@@ -70,9 +156,14 @@ class ClusterProfile(BaseModel):
         return 1
 
 
+def profile_names() -> list[str]:
+    """Names of the profiles shipped with oiflow."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
 def load_profile(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ClusterProfile:
-    """A profile by name (``local``, ``slurm``, ``oar``, ``address`` in ``configs/clusters``) or
-    by path to a YAML file, with ``overrides`` applied on top."""
+    """A profile by name (one of :func:`profile_names`, shipped with oiflow) or by path to a YAML
+    file, with ``overrides`` applied on top."""
     p = Path(name_or_path)
     if not p.suffix:
         p = PROFILE_DIR / f"{name_or_path}.yaml"
@@ -85,47 +176,99 @@ def load_profile(name_or_path: str | os.PathLike, overrides: dict[str, Any] | No
     elif str(name_or_path) == "local":
         data = {"kind": "local"}
     else:
-        raise ConfigError(f"cluster profile not found: {name_or_path} (looked for {p})")
+        raise ConfigError(f"cluster profile not found: {name_or_path} (not a file; the shipped profiles are "
+                          f"{', '.join(profile_names())})")
     for k, v in (overrides or {}).items():
         if v is not None:
             data[k] = v
     try:
         return ClusterProfile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"cluster profile {name_or_path}: {exc}") from None
+        raise ConfigError(f"cluster profile {name_or_path}: {'; '.join(map(_problem, exc.errors()))}") from None
+
+
+def _problem(error: dict) -> str:
+    """One validation error as ``where: what`` (our validators name the value already)."""
+    where = ".".join(map(str, error["loc"]))
+    msg = error["msg"].removeprefix("Value error, ")
+    return msg if not where or msg.startswith(where.split(".")[0]) else f"{where}: {msg}"
+
+
+def shell_word(value: str) -> str:
+    """``value`` as one inert shell word; a leading ``$NAME``/``${NAME}`` is left to expand when
+    the job runs (double-quoted: one word even if its value has spaces), the rest is literal."""
+    m = _ENV_PREFIX.match(value)
+    if m is None:
+        return shlex.quote(value)
+    name, rest = m.group(1) or m.group(2), m.group(3)
+    return f'"${{{name}}}"' + (shlex.quote(rest) if rest else "")
 
 
 def _export_lines(env: dict[str, str]) -> list[str]:
+    for k in env:
+        if not re.fullmatch(r"[A-Za-z_]\w*", k):
+            raise ConfigError(f"worker environment: {k!r} is not a variable name")
     return [f"export {k}={shlex.quote(str(v))}" for k, v in sorted(env.items())]
 
 
+def log_directory(profile: ClusterProfile) -> str | None:
+    """Where worker jobs write their output: ``job.log_directory``, else ``<scratch>/logs``."""
+    if profile.job.get("log_directory"):
+        return str(profile.job["log_directory"])
+    return f"{profile.scratch}/logs" if profile.scratch else None
+
+
+def _log_directives(kind: str, directory: str, job_name: str) -> list[str]:
+    """The job's stdout/stderr files (sbatch -o/-e, oarsub -O/-E), quoted."""
+    if kind == "slurm":
+        return [f"-o {shlex.quote(f'{directory}/{job_name}-%j.out')}",
+                f"-e {shlex.quote(f'{directory}/{job_name}-%j.err')}"]
+    return [f"-O {shlex.quote(f'{directory}/{job_name}.%jobid%.out')}",
+            f"-E {shlex.quote(f'{directory}/{job_name}.%jobid%.err')}"]
+
+
+def _worker_python(profile: ClusterProfile, kw: dict[str, Any]) -> str:
+    """The interpreter command of the worker line: the flow's Python (or ``job.python``), or
+    ``apptainer exec --bind DIRS IMAGE python3``; each part one quoted word."""
+    if profile.apptainer is None:
+        return shlex.quote(str(kw.get("python") or sys.executable))
+    a = profile.apptainer
+    binds = list(a.binds) + ([profile.scratch] if profile.scratch and profile.scratch not in a.binds else [])
+    bind = ["--bind", ",".join(binds)] if binds else []
+    return " ".join(shlex.quote(w) for w in [a.executable, "exec", *bind, a.image, "python3"])
+
+
 def jobqueue_kwargs(profile: ClusterProfile, worker_env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The keyword arguments of the dask-jobqueue cluster of a slurm/oar profile."""
+    """The keyword arguments of the dask-jobqueue cluster of a slurm/oar profile, with every
+    value that reaches a line of the job script quoted (see the module docstring)."""
     if profile.kind not in ("slurm", "oar"):
         raise ConfigError(f"profile kind {profile.kind!r} does not use a job queue")
     kw = dict(profile.job)
     kw.setdefault("processes", 1)
     kw.setdefault("job_name", "oiflow-worker")
+    kw.pop("log_directory", None)  # written as our own quoted directives below
     prologue = list(kw.pop("job_script_prologue", []) or [])
     worker_env = {**DASK_ENV, **(worker_env or {})}
     prologue += _export_lines(worker_env)
+    directives = list(kw.get("job_extra_directives") or [])
     if profile.scratch:
         scratch = profile.scratch
-        prologue.append(f"mkdir -p {shlex.quote(scratch)}/logs {shlex.quote(scratch)}/dask-tmp")
-        kw.setdefault("log_directory", f"{scratch}/logs")
-        kw.setdefault("shared_temp_directory", f"{scratch}/dask-tmp")
+        prologue.append(f"mkdir -p {shlex.quote(scratch + '/logs')} {shlex.quote(scratch + '/dask-tmp')}")
+        kw.setdefault("shared_temp_directory", f"{scratch}/dask-tmp")  # used by the flow process, not the script
         prologue.append(f"export OIFLOW_SCRATCH={shlex.quote(scratch)}")
-        if profile.kind == "oar":  # OAR writes the job's stdout/stderr where -O/-E say
-            extra = list(kw.get("job_extra_directives") or [])
-            extra += [f"-O {scratch}/logs/oiflow-worker.%jobid%.out", f"-E {scratch}/logs/oiflow-worker.%jobid%.err"]
-            kw["job_extra_directives"] = extra
+    logs = log_directory(profile)
+    if logs:
+        directives += _log_directives(profile.kind, logs, kw["job_name"])
+    kw["job_extra_directives"] = directives
     if profile.apptainer is not None:
-        a = profile.apptainer
-        binds = list(a.binds) + ([profile.scratch] if profile.scratch and profile.scratch not in a.binds else [])
-        bind = f" --bind {shlex.quote(','.join(binds))}" if binds else ""
         # APPTAINERENV_* reach the container's environment (Apptainer cleans some variables)
-        prologue += [f"export APPTAINERENV_{k}={shlex.quote(str(v))}" for k, v in sorted((worker_env or {}).items())]
-        kw["python"] = f"{a.executable} exec{bind} {shlex.quote(a.image)} python3"
+        prologue += _export_lines({f"APPTAINERENV_{k}": v for k, v in worker_env.items()})
+    kw["python"] = _worker_python(profile, kw)
+    for key in ("local_directory", "interface"):
+        if kw.get(key) is not None:
+            kw[key] = shell_word(str(kw[key]))
+    if kw.get("worker_extra_args"):
+        kw["worker_extra_args"] = [shell_word(str(a)) for a in kw["worker_extra_args"]]
     kw["job_script_prologue"] = prologue
     return kw
 
@@ -151,6 +294,87 @@ def job_script(profile: ClusterProfile, worker_env: dict[str, str] | None = None
     return job.job_script()
 
 
+class LostJobKeeper:
+    """Resubmits the worker jobs of a dask-jobqueue cluster that the scheduler lost.
+
+    Dask's SpecCluster cancels and forgets a job of one worker process whose worker left (after
+    ``distributed.deploy.lost-worker-timeout``, 15 s) but submits no replacement, and never
+    notices a lost job of several worker processes. Every ``interval_s`` this looks at the jobs
+    the cluster means to have: a job of several workers that had connected and have all been gone
+    for the lost-worker timeout is cancelled (if the batch system still has it) and forgotten; then
+    the cluster is scaled back to its planned number of jobs, which submits the replacements (the
+    same job names). A job that never connected (still queued, or failing at start) is left
+    alone: no resubmission loop. Single-worker jobs are left to SpecCluster's own timer, which
+    would otherwise cancel the replacement that reuses the lost job's name.
+    """
+
+    def __init__(self, cluster, interval_s: float = 2.0):
+        import dask
+        from dask.utils import parse_timedelta
+
+        self.cluster = cluster
+        self.interval_s = interval_s
+        self.grace_s = parse_timedelta(dask.config.get("distributed.deploy.lost-worker-timeout"))
+        # weak: a job object held here would outlive its closing (SpecCluster checks that none does);
+        # by object, not name: a replacement job has the name of the job it replaces
+        self._last_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._connected: dict[str, str] = {}  # job name -> batch id of the job last seen connected under it
+        self.replaced: list[str] = []  # batch ids of the jobs replaced
+
+    @staticmethod
+    def _worker_names(job: str, spec: dict) -> set[str]:
+        return {f"{job}{suffix}" for suffix in spec["group"]} if "group" in spec else {str(job)}
+
+    def lost_jobs(self, now: float) -> tuple[list[tuple[str, Any]], list[str]]:
+        """(jobs of several workers to cancel and forget: connected once, then without workers
+        for the grace time; names of jobs SpecCluster forgot: connected once, gone, still planned)."""
+        c = self.cluster
+        connected = {str(w.get("name")) for w in c.scheduler_info.get("workers", {}).values()}
+        lost = []
+        for name, proc in list(c.workers.items()):
+            if name not in c.worker_spec:
+                continue  # being retired on purpose
+            spec = c.worker_spec[name]
+            if connected & self._worker_names(name, spec):
+                self._last_seen[proc] = now
+                self._connected[name] = str(getattr(proc, "job_id", None))
+            elif "group" in spec and proc in self._last_seen and now - self._last_seen[proc] > self.grace_s:
+                lost.append((name, proc))  # SpecCluster forgets single-worker jobs itself
+        forgotten = [name for name in self._connected if name not in c.workers and name in c.worker_spec]
+        for name in [n for n in self._connected if n not in c.worker_spec]:
+            del self._connected[name]  # retired on purpose
+        return lost, forgotten
+
+    async def check(self) -> None:
+        from distributed.core import Status
+
+        c = self.cluster
+        if c.status != Status.running:
+            return
+        lost, forgotten = self.lost_jobs(time.monotonic())
+        for name in [n for n, _ in lost] + forgotten:
+            job_id = self._connected.pop(name, None)
+            log.warning("worker job %s (%s) lost its workers: submitting a replacement", job_id, name)
+            self.replaced.append(str(job_id))
+        for name, proc in lost:
+            if c.workers.get(name) is proc:
+                del c.workers[name]
+            await proc.close()  # cancels it if the batch system still has it
+        if set(c.worker_spec) - set(c.workers):  # lost here or forgotten by SpecCluster
+            c.scale(jobs=len(c.worker_spec))
+
+    def install(self) -> None:
+        """Run :meth:`check` periodically on the cluster's event loop (stopped when it closes)."""
+        from tornado.ioloop import PeriodicCallback
+
+        def start():
+            pc = PeriodicCallback(self.check, self.interval_s * 1000)
+            self.cluster.periodic_callbacks["oiflow-lost-job-keeper"] = pc
+            pc.start()
+
+        self.cluster.loop.add_callback(start)
+
+
 def make_cluster(profile: ClusterProfile, worker_env: dict[str, str] | None = None):
     """Start the Dask cluster of a profile (not for kind=address: connect to ``profile.address``)."""
     env = dict(worker_env or {})
@@ -163,7 +387,11 @@ def make_cluster(profile: ClusterProfile, worker_env: dict[str, str] | None = No
                                 processes=True, memory_limit=profile.memory_limit or "auto", env=env,
                                 dashboard_address=None, silence_logs=logging.ERROR)
     if profile.kind in ("slurm", "oar"):
+        logs = log_directory(profile)
+        if logs:  # the batch system opens the job's output there before the script runs
+            Path(logs).mkdir(parents=True, exist_ok=True)
         cluster = _jobqueue_class(profile.kind)(**jobqueue_kwargs(profile, env))
+        LostJobKeeper(cluster).install()
         if profile.adapt:
             cluster.adapt(**profile.adapt)
         else:

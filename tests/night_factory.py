@@ -89,3 +89,18 @@ def reduced_night(name: str):
     truth = simulate_night(cfg, raw)
     result = reduce_night(raw, l1, ReduceConfig())
     return raw, l1, truth, result, cfg
+
+
+def small_raw_night(path: Path, date: str, seed: int) -> Path:
+    """A small raw night (4 channels, 20 frames; CAL, SCI_DISK, CAL, SCI_DISK, CAL) written to
+    ``path``, without its truth file (an archive as a telescope would hold it): 5 observations,
+    one calibration, one uniform-disk fit of SCI_DISK (2.0 mas) per night."""
+    from oiflow.simulate.night import simulate_night
+
+    d = demo_dict()
+    d["night"], d["seed"] = date, seed
+    d["instrument"].update(n_channels=4, mode="H-4CH", n_frames=20)
+    d["sequence"]["order"] = ["HD_CAL_A", "SCI_DISK", "HD_CAL_B", "SCI_DISK", "HD_CAL_A"]
+    simulate_night(NightConfig.validate_dict(d), path)
+    (path / "truth.json").unlink()
+    return path

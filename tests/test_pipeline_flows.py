@@ -183,16 +183,9 @@ def test_a_corrupt_raw_file_fails_its_observation_and_the_command_exits_non_zero
 
 
 def _small_night(path: Path, date: str, seed: int) -> Path:
-    from night_factory import demo_dict
-    from oiflow.simulate.night import NightConfig, simulate_night
+    from night_factory import small_raw_night
 
-    d = demo_dict()
-    d["night"], d["seed"] = date, seed
-    d["instrument"].update(n_channels=4, mode="H-4CH", n_frames=20)
-    d["sequence"]["order"] = ["HD_CAL_A", "SCI_DISK", "HD_CAL_B", "SCI_DISK", "HD_CAL_A"]
-    simulate_night(NightConfig.validate_dict(d), path)
-    (path / "truth.json").unlink()
-    return path
+    return small_raw_night(path, date, seed)
 
 
 def test_archive_of_raw_nights_reprocesses_only_what_a_changed_raw_file_touches(prefect_api, tmp_path):
