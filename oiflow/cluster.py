@@ -26,9 +26,9 @@ import shlex
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from .config import load_yaml, validate
 from .errors import ConfigError
 
 #: Dask settings of every oiflow cluster (see the module docstring); DASK_ENV: the same for the
@@ -78,10 +78,7 @@ def load_profile(name_or_path: str | os.PathLike, overrides: dict[str, Any] | No
         p = PROFILE_DIR / f"{name_or_path}.yaml"
     data: dict[str, Any] = {}
     if p.is_file():
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+        data = load_yaml(p)
     elif str(name_or_path) == "local":
         data = {"kind": "local"}
     else:
@@ -89,10 +86,7 @@ def load_profile(name_or_path: str | os.PathLike, overrides: dict[str, Any] | No
     for k, v in (overrides or {}).items():
         if v is not None:
             data[k] = v
-    try:
-        return ClusterProfile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"cluster profile {name_or_path}: {exc}") from None
+    return validate(ClusterProfile, data, p if p.is_file() else f"cluster profile {name_or_path}")
 
 
 def _export_lines(env: dict[str, str]) -> list[str]:
