@@ -138,9 +138,10 @@ class NightConfig(_M):
         t1 = t0 + len(seq.order) * seq.slot_min / 1440.0
         got = sorted({night_of(t, site.longitude_deg) for t in (t0, t1)})
         if got != [self.night.isoformat()]:
+            span = f"span the nights {' and '.join(got)}" if len(got) > 1 else f"fall in night {got[0]}"
             raise ConfigError(f"{where}: sequence: start_ut_h {seq.start_ut_h:g} and {len(seq.order)} slots of "
-                              f"{seq.slot_min:g} min fall in night {' to '.join(got)} at {site.name} "
-                              f"(longitude {site.longitude_deg:.2f}°), not in night {self.night.isoformat()}")
+                              f"{seq.slot_min:g} min {span} at {site.name} (longitude {site.longitude_deg:.2f}°), "
+                              f"not in night {self.night.isoformat()} alone")
 
 
 def _mjd_of(d: date) -> float:
