@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import flow
 
 from oiflow.catalog import Catalog
-from oiflow.config import RunConfig, _deep_update
+from oiflow.config import RunConfig, _deep_update, load_yaml, validate
 from oiflow.errors import ConfigError
 
 from flows.pipeline import run_pipeline
@@ -96,27 +95,24 @@ def _absolute(params: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def load_deployments(path: str | os.PathLike) -> list[DeploymentSpec]:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"deployments file not found: {p}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    data = load_yaml(p)
+    entries = data.get("deployments") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{p}: deployments: should be a list of deployments")
     specs = []
-    for i, d in enumerate(data.get("deployments") or []):
+    for i, d in enumerate(entries):
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: deployments.{i}: should be a mapping (name, flow, parameters, …)")
         try:
             spec = DeploymentSpec(**d)
         except TypeError as exc:
-            raise ConfigError(f"{p}: deployment #{i + 1}: {exc}") from None
+            raise ConfigError(f"{p}: deployments.{i}: {exc}") from None
         if spec.flow not in ENTRY_FLOWS:
-            raise ConfigError(f"{p}: deployment {spec.name!r}: unknown flow {spec.flow!r} "
+            raise ConfigError(f"{p}: deployments.{i}.flow: unknown flow {spec.flow!r} "
                               f"(one of {', '.join(ENTRY_FLOWS)})")
         spec.parameters = _absolute(spec.parameters, Path.cwd())
         if "config" in spec.parameters:  # validate now, not at 3 a.m.
-            try:
-                RunConfig.model_validate(spec.parameters["config"])
-            except Exception as exc:
-                raise ConfigError(f"{p}: deployment {spec.name!r}: invalid config: {exc}") from None
+            validate(RunConfig, spec.parameters["config"], p, prefix=f"deployments.{i}.parameters.config")
         specs.append(spec)
     if not specs:
         raise ConfigError(f"{p}: no deployments")

@@ -11,11 +11,19 @@ every task (a pydantic-settings model of ~30 nested settings classes, each readi
 environment: most of Prefect's per-task cost on a worker); workers use their own settings,
 which :func:`flows.runtime.worker_env` makes the flow's. The Dask key is named, not hashed
 from the arguments.
+
+That runner uses Prefect's and prefect-dask's internals (``run_task_sync``, the run contexts'
+serialisation, ``_optimize_futures``), which Prefect does not keep stable between minor
+versions: ``pyproject.toml`` pins the minor versions it was written for (:data:`SUPPORTED`),
+``tests/test_prefect_pin.py`` fails when the installed ones differ, and :func:`task_runner`
+falls back to prefect-dask's own runner (public API, slower per task) with a warning when they do.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+from importlib.metadata import version
 from uuid import uuid4
 
 import distributed
@@ -29,6 +37,16 @@ from oiflow.cluster import ClusterProfile, load_profile, make_cluster
 from oiflow.config import ClusterConfig
 
 from flows.runtime import flush_logs, worker_env
+
+
+#: distribution → the minor version whose internals OiflowDaskTaskRunner uses (pinned in pyproject.toml)
+SUPPORTED = {"prefect": "3.9", "prefect-dask": "0.3"}
+
+
+def unsupported_versions() -> dict[str, str]:
+    """The installed versions of :data:`SUPPORTED` distributions outside their supported minor."""
+    installed = {name: version(name) for name in SUPPORTED}
+    return {name: v for name, v in installed.items() if not v.startswith(SUPPORTED[name] + ".")}
 
 
 class PrefectDrainPlugin(WorkerPlugin):
@@ -94,10 +112,25 @@ def start_cluster(profile: ClusterProfile, env: dict[str, str]):
     return cluster
 
 
-def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> OiflowDaskTaskRunner:
-    """A DaskTaskRunner for ``profile``; workers get ``env`` (default: :func:`worker_env`)."""
+def runner_class() -> type[DaskTaskRunner]:
+    """:class:`OiflowDaskTaskRunner` on the supported Prefect versions, else prefect-dask's
+    DaskTaskRunner (with a warning naming the versions)."""
+    wrong = unsupported_versions()
+    if not wrong:
+        return OiflowDaskTaskRunner
+    found = ", ".join(f"{k} {v}" for k, v in wrong.items())
+    wanted = ", ".join(f"{k} {SUPPORTED[k]}.*" for k in wrong)
+    warnings.warn(f"{found} installed, oiflow's task runner is written for {wanted}: using prefect-dask's "
+                  f"DaskTaskRunner (slower per task); install the versions pyproject.toml pins", stacklevel=2)
+    return DaskTaskRunner
+
+
+def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> DaskTaskRunner:
+    """A Dask task runner for ``profile`` (:func:`runner_class`); workers get ``env`` (default:
+    :func:`worker_env`)."""
     env = worker_env() if env is None else env
+    cls = runner_class()
     if profile.kind == "address":
-        return OiflowDaskTaskRunner(address=profile.address)
+        return cls(address=profile.address)
     logging.getLogger("distributed").setLevel(logging.getLogger("distributed").level or logging.ERROR)
-    return OiflowDaskTaskRunner(cluster_class=start_cluster, cluster_kwargs={"profile": profile, "env": env})
+    return cls(cluster_class=start_cluster, cluster_kwargs={"profile": profile, "env": env})

@@ -34,7 +34,7 @@ from prefect.context import FlowRunContext, get_run_context
 from oiflow.archive import WorkUnit
 from oiflow.catalog import COMPLETED, FAILED, Catalog
 from oiflow.config import RunConfig
-from tasks.policy import run_with_retries
+from tasks.policy import RETRY
 
 from flows.summary import RunSummary
 
@@ -77,7 +77,7 @@ def unit_runs_client(config: RunConfig, default: str) -> Client | None:
 
 def _run_plain(task, unit: WorkUnit):
     """On a Dask worker: the stage task's function on ``unit``, with its retry policy."""
-    return run_with_retries(task.fn, unit)
+    return RETRY.call(task.fn, unit=unit)
 
 
 def _outcome(fut) -> tuple[object | None, str | None]:

@@ -32,9 +32,8 @@ A **stage run** records that one stage processed one unit (a night, a target) wi
 reprocessing. The catalogue lives in SQLite under the product root by default
 (``<root>/catalog.sqlite``) or in any SQLAlchemy database (PostgreSQL) by URL.
 
-Conventions: ``night`` is the local date at the start of the night (``YYYY-MM-DD``): the UTC
-date of ``MJD + longitude/360 − 0.5`` with the longitude of the array (from OI_ARRAY
-ARRAYX/Y/Z), or of ``MJD − 0.5`` (noon UTC) when the array position is unknown.
+Conventions: ``night`` is the local date at the start of the night (``YYYY-MM-DD``) at the
+longitude of the array, both as :mod:`oiflow.site` defines them (the one home of that rule).
 ``instrument_name`` is the primary header's INSTRUME when present (else the INSNAME) and
 ``instrument_mode`` the INSNAME.
 """
@@ -70,6 +69,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from . import PROCSOFT
 from .errors import ConfigError, DataError, OiflowError
 from .provenance import sha256_file
+from .site import longitude_of, nights_of
 
 CATALOG_FILENAME = "catalog.sqlite"
 
@@ -182,26 +182,6 @@ class InputFile(_Base):
 # -- granules from an OIFITS file ----------------------------------------------------------
 
 
-def _mjd_to_night(mjd: float, longitude_deg: float | None) -> str:
-    shift = (longitude_deg or 0.0) / 360.0 - 0.5
-    day = math.floor(mjd + shift)
-    return (_dt.date(1858, 11, 17) + _dt.timedelta(days=day)).isoformat()
-
-
-def _array_longitude(array) -> float | None:
-    """Geodetic-ish longitude (deg) of an OI_ARRAY from ARRAYX/Y/Z (geocentric metres)."""
-    if array is None:
-        return None
-    x, y = array.keyword("ARRAYX"), array.keyword("ARRAYY")
-    try:
-        x, y = float(x), float(y)
-    except (TypeError, ValueError):
-        return None
-    if not (math.isfinite(x) and math.isfinite(y)) or math.hypot(x, y) < 1e5:  # no real position
-        return None
-    return math.degrees(math.atan2(y, x))
-
-
 def _finite(values) -> np.ndarray:
     a = np.asarray(values, dtype=float).ravel()
     return a[np.isfinite(a)]
@@ -231,12 +211,12 @@ def granules_of(oi, calib_level: int) -> list[dict[str, Any]]:
         if not isinstance(table, (VisTable, Vis2Table, T3Table, FluxTable)) or table.nrows == 0:
             continue
         wave = oi.wavelength_of(table)
-        lon = _array_longitude(oi.array_of(table))
+        lon = longitude_of(oi, table)
         nrows = table.nrows
         tids = np.asarray(table.get("TARGET_ID", np.ones(nrows)), dtype=int).reshape(nrows)
         mjd = np.asarray(table.get("MJD", np.full(nrows, np.nan)), dtype=float).reshape(nrows)
         itime = np.asarray(table.get("INT_TIME", np.full(nrows, np.nan)), dtype=float).reshape(nrows)
-        nights = np.array([_mjd_to_night(m, lon) if np.isfinite(m) else "" for m in mjd], dtype=object)
+        nights = nights_of(mjd, lon)
         eff_wave = _finite(wave.eff_wave)
         band = _finite(wave.get("EFF_BAND", []))
         res = float(np.median(eff_wave / band)) if band.size == eff_wave.size and band.size and np.all(band > 0) else None

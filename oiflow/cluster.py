@@ -46,9 +46,9 @@ import weakref
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config import load_yaml, validate
 from .errors import ConfigError
 
 #: Dask settings of every oiflow cluster (see the module docstring); DASK_ENV: the same for the
@@ -169,10 +169,7 @@ def load_profile(name_or_path: str | os.PathLike, overrides: dict[str, Any] | No
         p = PROFILE_DIR / f"{name_or_path}.yaml"
     data: dict[str, Any] = {}
     if p.is_file():
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+        data = load_yaml(p)
     elif str(name_or_path) == "local":
         data = {"kind": "local"}
     else:
@@ -181,17 +178,7 @@ def load_profile(name_or_path: str | os.PathLike, overrides: dict[str, Any] | No
     for k, v in (overrides or {}).items():
         if v is not None:
             data[k] = v
-    try:
-        return ClusterProfile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"cluster profile {name_or_path}: {'; '.join(map(_problem, exc.errors()))}") from None
-
-
-def _problem(error: dict) -> str:
-    """One validation error as ``where: what`` (our validators name the value already)."""
-    where = ".".join(map(str, error["loc"]))
-    msg = error["msg"].removeprefix("Value error, ")
-    return msg if not where or msg.startswith(where.split(".")[0]) else f"{where}: {msg}"
+    return validate(ClusterProfile, data, p if p.is_file() else f"cluster profile {name_or_path}")
 
 
 def shell_word(value: str) -> str:

@@ -13,10 +13,21 @@ YAML layout (ARCHITECTURE.md)::
 
 Precedence: command-line options > this file > defaults (:func:`load_config` takes overrides).
 Stages own their section: add fields to the stage's model, with defaults.
+
+Every YAML file oiflow reads (run configurations, cluster profiles, deployments, model
+descriptions, simulated nights, image settings) goes through :func:`load_yaml`, and every
+configuration model is checked by :func:`validate`: a problem is a :class:`ConfigError` of one
+line per problem, ``file: key.path: problem`` (``file: line L, column C: problem`` for YAML
+syntax), each problem once.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +35,149 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+
+
+# -- reading YAML and validating configuration models ----------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently, so a second ``fit:`` section would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: PyYAML says so below
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(source, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{source}: {where}{problem}" + (f" ({context})" if context else "")
+
+
+def load_yaml(path: str | os.PathLike, text: str | None = None) -> dict[str, Any]:
+    """The mapping held by the YAML file ``path`` (or by ``text``, then called ``path`` in the
+    messages); an empty document is ``{}``. Raises :class:`ConfigError` naming the file: not
+    found, not readable, a directory, not text, bad YAML (line and column), a key given twice,
+    or a top level that is not a mapping."""
+    if text is None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{p}: is a directory, not a YAML file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a text (YAML) file") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_problem(path, exc)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (key: value), not a {type(data).__name__}")
+    return data
+
+
+def _unwrap(tp):
+    """``X`` for ``X | None`` and ``Annotated[X, ...]``; a real union stays as it is."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _key_path(model: type[BaseModel], loc) -> tuple[list[str], type[BaseModel] | None]:
+    """The configuration keys of a pydantic error location (without the names pydantic gives the
+    branches of a union) and the model holding the last key (None: a dict or list holds it)."""
+    keys: list[str] = []
+    tp, holder = model, None
+    for el in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            keys.append(str(el))
+            holder = tp
+            field = tp.model_fields.get(el) if isinstance(el, str) else None
+            tp = field.annotation if field is not None else None
+        elif origin in (dict, typing.Mapping) or tp is dict:
+            keys.append(str(el))
+            holder, tp = None, (typing.get_args(tp)[1] if typing.get_args(tp) else None)
+        elif origin in (list, tuple, set, frozenset) or tp in (list, tuple):
+            keys.append(str(el))
+            holder, tp = None, (typing.get_args(tp)[0] if typing.get_args(tp) else None)
+        else:  # a union branch, or below a scalar: the key path ends here
+            break
+    return keys, holder
+
+
+def _problem(errors: list[dict], holder: type[BaseModel] | None, key: str) -> str:
+    """One sentence for the errors pydantic gives at one key (several for a union)."""
+    types_ = {e["type"] for e in errors}
+    if "extra_forbidden" in types_:
+        known = sorted(holder.model_fields) if holder is not None else []
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else (f" (known: {', '.join(known)})" if known else "")
+        return f"unknown key{hint}"
+    if "missing" in types_:
+        return "required, missing"
+    msgs = [re.sub(r" for <class '[\w.]+'>", "", m) for m in dict.fromkeys(e["msg"] for e in errors)]
+    msgs = [m[len("Input "):] if m.startswith("Input ") else m for m in msgs]
+    if len(msgs) > 1 and all(m.startswith("should be ") for m in msgs):
+        text = "should be " + " or ".join(m[len("should be "):] for m in msgs)
+    else:
+        text = " or ".join(msgs)
+    value = errors[0].get("input")
+    if not isinstance(value, (dict, list)):
+        shown = repr(value)
+        text += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return text
+
+
+def validation_problems(model: type[BaseModel], exc: ValidationError, source, prefix: str = "") -> list[str]:
+    """``source: key.path: problem`` for each key pydantic found a problem at, once each."""
+    grouped: dict[tuple[str, ...], tuple[list[dict], type[BaseModel] | None]] = {}
+    for err in exc.errors(include_url=False):
+        keys, holder = _key_path(model, err["loc"])
+        grouped.setdefault(tuple(keys), ([], holder))[0].append(err)
+    lines = []
+    for keys, (errors, holder) in grouped.items():
+        path = ".".join(([prefix] if prefix else []) + list(keys)) or "(top level)"
+        lines.append(f"{source}: {path}: {_problem(errors, holder, keys[-1] if keys else '')}")
+    return lines
+
+
+def validate(model: type[BaseModel], data: Any, source, prefix: str = ""):
+    """``model`` validated from ``data`` (read from ``source``, a file or a description, under
+    the key ``prefix``); a :class:`ConfigError` of one ``source: key.path: problem`` line per
+    problem otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(validation_problems(model, exc, source, prefix))) from None
 
 
 class _Model(BaseModel):
@@ -187,19 +341,7 @@ def _deep_update(base: dict, override: dict) -> dict:
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """Read a YAML run configuration, apply ``overrides`` (e.g. from the command line) and
     validate. Relative paths in the file stay relative to the current directory."""
-    data: dict = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+    data: dict = load_yaml(path) if path is not None else {}
     if overrides:
         data = _deep_update(data, overrides)
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{path or 'configuration'}: {exc}") from None
+    return validate(RunConfig, data, path or "configuration")

@@ -7,9 +7,11 @@
     <root>/L3/<target>/<night-or-set>/...
     <root>/catalog.sqlite
 
-Names coming from data (targets, file names, night directories) are sanitised: only letters,
-digits, ``.``, ``_``, ``+`` and ``-`` are kept, anything else becomes ``_``; a leading dot is
-removed so that no product can be hidden or climb out of the tree.
+Names coming from data (targets, file names, observation ids, setups, model names, night
+directories) are sanitised by :func:`safe_name`, oiflow's one sanitiser: only letters, digits,
+``.``, ``_``, ``+`` and ``-`` are kept, any run of other characters becomes one ``_``; a leading
+dot is removed so that no product can be hidden or climb out of the tree. Nights are named by
+:mod:`oiflow.site`.
 """
 
 from __future__ import annotations

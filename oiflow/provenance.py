@@ -63,14 +63,6 @@ def settings_hash(settings: Any) -> str:
     return hashlib.sha256(canonical_json(settings).encode()).hexdigest()
 
 
-def safe_name(name: str) -> str:
-    """A product-name-safe form of a target, observation or setup name: letters, digits and
-    ``_ . + -`` kept, anything else (path separators, spaces, shell metacharacters) → ``_``."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", str(name)).strip("._") or "unnamed"
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.

@@ -11,7 +11,7 @@ from oiflow.simulate.amber_raw import (IF_REGION, P2VM_FRAME_TYPES, REGIONS, Amb
                                        frame_images, lamp_spectrum, object_frames, simulate_amber_night,
                                        sky_visibilities, write_calibrator_database, write_object, write_p2vm_set,
                                        write_static_calibrations)
-from oiflow.simulate.geometry import get_site
+from oiflow.site import get_site
 from oiflow.simulate.night import NightConfig
 from oiflow.simulate.sky import sky_visfunc
 
@@ -141,7 +141,8 @@ def test_simulated_night_files_and_truth(tmp_path):
     sci = truth["observations"][1]
     assert np.shape(sci["vis2_sky"]) == (3, 8) and np.shape(sci["t3phi_sky_deg"]) == (1, 8)
     # truth (u, v) = (r_j − r_i) projected, as oiflow.simulate.geometry.uv_coverage gives
-    from oiflow.simulate.geometry import resolve_stations, uv_coverage
+    from oiflow.simulate.geometry import uv_coverage
+    from oiflow.site import resolve_stations
 
     site, _ = resolve_stations("large")
     cov = uv_coverage(site, ["A0", "G1", "J2"], np.radians(124.0), np.radians(-38.0), sci["mjd_mid"])

@@ -77,17 +77,6 @@ def test_granules_split_by_target_insname_and_night():
     assert b["em_min"] == pytest.approx(2.2e-6, rel=1e-6)  # EFF_WAVE is float32
 
 
-def test_night_uses_the_site_longitude():
-    # 2016-05-31T00:55 UTC at Paranal (−70.4°) is the night that began on 2016-05-30
-    assert catmod._mjd_to_night(57539.038, -70.4) == "2016-05-30"
-    # 15:00 UTC (10:18 local mean time) still belongs to it; 17:30 UTC (12:48) to the next night
-    assert catmod._mjd_to_night(57539.625, -70.4) == "2016-05-30"
-    assert catmod._mjd_to_night(57539.729, -70.4) == "2016-05-31"
-    # unknown site: nights change at 12:00 UTC
-    assert catmod._mjd_to_night(57539.49, None) == "2016-05-30"
-    assert catmod._mjd_to_night(57539.51, None) == "2016-05-31"
-
-
 def _record(path: Path, level=2) -> ProductRecord:
     g = granules_of(read_oifits(path, warn=False), level)
     return ProductRecord.for_file(path, calib_level=level, stage="ingest", granules=g, settings_hash="s" * 64,

@@ -48,7 +48,7 @@ def test_profiles_load_and_validate(tmp_path):
     assert load_profile("address").address == "tcp://127.0.0.1:8786"
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: pbs\n")
-    with pytest.raises(ConfigError, match="cluster profile"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: kind: should be .*\(got 'pbs'\)"):
         load_profile(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_profile("nosuchprofile")

@@ -21,7 +21,7 @@ runtime.configure()
 from astropy.io import fits  # noqa: E402
 
 from flowdata import make_archive  # noqa: E402
-from oiflow.catalog import COMPLETED, FAILED, Catalog  # noqa: E402
+from oiflow.catalog import COMPLETED, FAILED, RUNNING, Catalog  # noqa: E402
 from oiflow.config import load_config  # noqa: E402
 from oiflow.provenance import sha256_file  # noqa: E402
 
@@ -95,15 +95,19 @@ def _oiflow(args: list[str], home: Path, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _completed_units(root: Path) -> set[str]:
+def _units(root: Path, status: str = COMPLETED) -> set[str]:
     db = root / "catalog.sqlite"
     if not db.exists():
         return set()
     try:
         with Catalog.for_root(root) as cat:
-            return {r.unit for r in cat.runs("ingest") if r.status == COMPLETED}
+            return {r.unit for r in cat.runs("ingest") if r.status == status}
     except Exception:  # the database is being created
         return set()
+
+
+def _completed_units(root: Path) -> set[str]:
+    return _units(root, COMPLETED)
 
 
 def _wait_for(cond, proc: subprocess.Popen, timeout: float = 400.0) -> None:
@@ -149,12 +153,13 @@ def test_kill_minus_9_then_resume(big_archive, tmp_path):
     root, home = tmp_path / "products", tmp_path / "home"
     args = ["reprocess", str(big_archive), "--level", "2", "--root", str(root), "--workers", "1", "--max-parallel", "1"]
     proc = _oiflow(args, home)
-    try:
-        _wait_for(lambda: len(_completed_units(root)) >= 2, proc)
+    try:  # killed while a unit runs (not in the few ms between one unit's end and the next one's start)
+        _wait_for(lambda: len(_completed_units(root)) >= 2 and _units(root, RUNNING), proc)
     finally:
         _kill_group(proc)
     done_before = _completed_units(root)
     assert 2 <= len(done_before) < 8, "the run was not interrupted midway"
+    assert len(_units(root, RUNNING)) == 1, "the kill did not land while a unit ran"
     proc = _oiflow(args, home)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out + err

@@ -1,4 +1,4 @@
-"""Layering: oiflow/ never imports Prefect; task policy (retries, cache keys) behaves."""
+"""Layering: oiflow/ never imports Prefect; the task cache key (retries: tests/test_retry_policy.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,49 +35,6 @@ def test_importing_oiflow_and_its_cli_does_not_load_prefect():
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-def test_retry_only_transient_errors():
-    from oiflow.errors import DataError, EngineError
-    from tasks.policy import is_transient
-
-    assert is_transient(OSError("NFS stale handle")) and is_transient(TimeoutError())
-    assert is_transient(ConnectionResetError())
-    for exc in (DataError("bad"), EngineError("crash", returncode=1), FileNotFoundError("x"), PermissionError(),
-                ValueError("bug")):
-        assert not is_transient(exc)
-
-
-def test_plain_dask_units_retry_transient_errors_only(monkeypatch):
-    """cluster.unit_runs: dask — the same retry policy as the Prefect tasks, without Prefect."""
-    import pytest
-
-    from oiflow.errors import DataError
-    from tasks import policy
-
-    monkeypatch.setattr(policy, "RETRY_DELAY_S", [0, 0])
-    calls = []
-
-    def flaky(unit, errors):
-        calls.append(unit)
-        if len(calls) <= errors:
-            raise OSError("NFS stale handle")
-        return f"done {unit}"
-
-    assert policy.run_with_retries(lambda unit: flaky(unit, 2), "u1") == "done u1" and len(calls) == 3
-    calls.clear()
-    with pytest.raises(OSError, match="stale"):  # RETRIES exhausted
-        policy.run_with_retries(lambda unit: flaky(unit, 5), "u2")
-    assert len(calls) == policy.RETRIES + 1
-    calls.clear()
-
-    def bad(unit):
-        calls.append(unit)
-        raise DataError("truncated file")
-
-    with pytest.raises(DataError):
-        policy.run_with_retries(bad, "u3")
-    assert calls == ["u3"]  # bad data is not retried
 
 
 def test_task_cache_key_is_a_hex_digest():

@@ -9,12 +9,6 @@ import pytest
 
 from oiflow.oifits import read_oifits
 from oiflow.oifits.plot import PLOTS, plot_uv, quicklook
-from oiflow.oifits.summary import night_label
-
-
-def test_night_label():
-    assert night_label(59638.186) == "2022-02-27"  # 04:28 UT belongs to the night that began on the 27th
-    assert night_label(59638.6) == "2022-02-28"  # 14:24 UT: after the UT noon boundary
 
 
 def test_quicklook_pngs_and_axes(shared_data, tmp_path):

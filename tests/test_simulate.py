@@ -9,18 +9,10 @@ from astropy.io import fits
 from oiflow.errors import ConfigError
 from oiflow.fit import analytic
 from oiflow.simulate.frames import Combiner, object_exposure
-from oiflow.simulate.geometry import (
-    CONFIGURATIONS,
-    get_site,
-    hour_angle,
-    night_of,
-    project_baselines,
-    resolve_stations,
-    uv_coverage,
-    uv_tracks,
-)
+from oiflow.simulate.geometry import hour_angle, project_baselines, uv_coverage, uv_tracks
 from oiflow.simulate.night import NightConfig, simulate_night
 from oiflow.simulate.sky import model_visibilities, sky_visfunc
+from oiflow.site import CONFIGURATIONS, get_site, resolve_stations
 from oiflow.units import MAS
 
 from night_factory import night_config
@@ -83,12 +75,6 @@ def test_hour_angle_agrees_with_a_gmst_formula():
     lst = math.radians(gmst_h * 15.0 + site.longitude_deg)
     diff = (ha - lst + math.pi) % (2 * math.pi) - math.pi
     assert abs(math.degrees(diff)) < 0.02  # 0.02° = 5 s of time: UT1−UTC and equation of the equinoxes
-
-
-def test_night_of_uses_local_noon():
-    assert night_of(60019.0 + 1.0 / 24, -70.4) == "2023-03-15"  # 01:00 UT at Paranal
-    assert night_of(60018.0 + 23.5 / 24, -70.4) == "2023-03-15"  # 23:30 UT the evening before
-    assert night_of(60019.5, -118.06) == "2023-03-15"  # 12:00 UT at Mt Wilson, still that night
 
 
 def test_sky_models_use_the_analytic_components():

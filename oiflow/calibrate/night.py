@@ -20,7 +20,6 @@ TF mode, window and every calibrator used with its diameter and source.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,9 @@ from ..config import CalibrateConfig
 from ..errors import CalibrationError, CalibrationWarning, OiflowError
 from ..oifits import read_oifits, write_oifits
 from ..oifits.model import OIFits, WavelengthTable
-from ..provenance import Provenance, safe_name
-from ..simulate.geometry import night_of
+from ..product_tree import safe_name
+from ..provenance import Provenance
+from ..site import longitude_of, night_of
 from .diameters import DiameterCatalog, DiameterSource, band_of
 from .transfer_function import (
     MIN_POINTS,
@@ -72,14 +72,6 @@ class L1Obs:
         return (self.night, self.insname)
 
 
-def _longitude_of(oi: OIFits) -> float:
-    for a in oi.arrays:
-        x, y = a.keyword("ARRAYX"), a.keyword("ARRAYY")
-        if x and y:
-            return math.degrees(math.atan2(float(y), float(x)))
-    return 0.0
-
-
 def load_l1(path: str | Path, calibrator_names: set[str]) -> L1Obs:
     """Read one L1 file and its classification (target, SCI/CAL, setup, night)."""
     from .diameters import normalise_name
@@ -107,7 +99,7 @@ def load_l1(path: str | Path, calibrator_names: set[str]) -> L1Obs:
     mjd = float(np.nanmean(v2.mjd))
     night = str(oi.primary_header.get("HIERARCH OIFLOW NIGHT", oi.primary_header.get("OIFLOW NIGHT", "")) or "").strip()
     if not night:
-        night = night_of(mjd, _longitude_of(oi))
+        night = night_of(mjd, longitude_of(oi, oi.vis2[0]))
     ra = float(oi.target["RAEP0"][0])
     dec = float(oi.target["DECEP0"][0])
     return L1Obs(path, oi, target, category, ins.pop(), night, ra, dec, mjd)

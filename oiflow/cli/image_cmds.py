@@ -69,18 +69,14 @@ def image(
 
     Example: oiflow image data.oifits --out img.fits --npix 128 --pixel-size 0.15 -r tv --mu 1e4
     """
-    import yaml
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..image import reconstruct_files
 
-    fields = {}
-    if config is not None:
-        try:
-            fields.update(yaml.safe_load(config.read_text()) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{config}: {exc}") from None
+    from ..config import load_yaml
+
+    fields = load_yaml(config) if config is not None else {}
     opts = dict(npix=npix, pixel_size_mas=pixel_size, regularization=regularization, mu=_parse_mu(mu), device=device,
                 maxiter=maxiter, initial=initial, restarts=restarts, target=target, use_t3=use_t3, use_vis=use_vis,
                 polychromatic=polychromatic)

@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..config import load_yaml
 from ..errors import ConfigError
+from ..product_tree import safe_name
 
 RESERVED = ("name", "options", "components")
 
@@ -288,23 +288,11 @@ def load_model_spec(model) -> tuple[dict, str | None, Path | None]:
     if isinstance(model, Path) or (isinstance(model, str) and "\n" not in model and ":" not in model
                                    and not model.lstrip().startswith("{")):
         path = Path(model)
-        if not path.is_file():
-            raise ConfigError(f"model description file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a model description is a mapping of components")
-        return data, path.stem, path.parent
+        if not path.exists():
+            raise ConfigError(f"{path}: model description file not found")
+        return load_yaml(path), path.stem, path.parent
     if isinstance(model, str):
-        try:
-            data = yaml.safe_load(model)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid model description (YAML): {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"a model description is a mapping of components, got {model!r}")
-        return data, None, None
+        return load_yaml("model description", text=model), None, None
     raise ConfigError(f"cannot read a model description from {type(model).__name__}")
 
 
@@ -412,7 +400,7 @@ def parse_model(model, name: str | None = None) -> Model:
     components = [_parse_component(str(k), v, primary=(i == 0)) for i, (k, v) in enumerate(comps_spec.items())]
     if not mname:
         mname = "_".join(c.type for c in components)
-    mname = re.sub(r"[^A-Za-z0-9_.+-]", "_", str(mname))
+    mname = safe_name(str(mname))
     m = Model(mname, components, options, base)
     known = set(m.parameters)
     for p in m.tied:

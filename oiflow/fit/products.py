@@ -9,22 +9,17 @@ x_east = −(ix − n//2)·step, CDELT1 < 0.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
+from ..product_tree import safe_name
 from ..provenance import Provenance, save_figure_atomic, write_hdulist_atomic, write_json_atomic
 from .data import OBSERVABLES
 from .evaluate import block_residual
 
 _LABEL = {"v2": "V²", "visamp": "|V|", "visphi": "differential phase (deg)", "t3amp": "T3 amplitude",
           "t3phi": "closure phase (deg)", "flux": "flux (arbitrary scale)"}
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe version of a model name (no separators or shell metacharacters)."""
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name).strip(".") or "model"
 
 
 def provenance(files, settings: dict) -> Provenance:

@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 from ..backend import get_xp, resolve_device, to_numpy
-from ..config import ImageTarget
+from ..config import ImageTarget, validate
 from ..errors import ConfigError, ImagingError
 from ..units import MAS
 from ..verdict import Verdict
@@ -76,10 +76,7 @@ def image_settings(settings: ImageTarget | dict | None = None, **overrides) -> I
     else:
         raise ConfigError(f"image settings must be an ImageTarget or a dict, not {type(settings).__name__}")
     base.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return ImageTarget.model_validate(base)
-    except Exception as exc:
-        raise ConfigError(f"invalid image settings: {exc}") from None
+    return validate(ImageTarget, base, "image settings")
 
 
 @dataclass

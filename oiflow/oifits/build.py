@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
+from ..site import SITES
 from .model import ArrayTable, FluxTable, OIFits, T3Table, TargetTable, Vis2Table, VisTable, WavelengthTable
 
 
@@ -66,8 +67,10 @@ def target_table(names, ra_deg=0.0, dec_deg=0.0, category=None, equinox=2000.0, 
 
 
 def array_table(arrname, sta_names, staxyz, tel_names=None, diameter=1.8, sta_index=None, frame="GEOCENTRIC",
-                array_xyz=(1942014.0, -5455311.0, -2654102.0), fov_arcsec=None) -> ArrayTable:
-    """``array_xyz`` defaults to the VLTI's geocentric position (m)."""
+                array_xyz=None, fov_arcsec=None) -> ArrayTable:
+    """``array_xyz``: ITRF position of the array (m; ARRAYX/Y/Z), by default the VLTI's (:mod:`oiflow.site`)."""
+    if array_xyz is None:
+        array_xyz = SITES["VLTI"].geocentric_position()
     sta_names = [str(s) for s in sta_names]
     n = len(sta_names)
     staxyz = np.asarray(staxyz, float).reshape(n, 3)

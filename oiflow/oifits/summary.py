@@ -5,24 +5,29 @@
     info["counts"]["vis2"]   # {"tables": 2, "rows": 300, "points": 900, "ok": 900}
 
 Counts are data points (rows × channels); "ok" points are not flagged and have a finite value
-(for OI_VIS the amplitude VISAMP, for OI_T3 the closure phase T3PHI). A night is labelled by
-the UT date of the preceding UT noon (MJD − 0.5), so one observing night in Chile or Arizona
-gets one label.
+(for OI_VIS the amplitude VISAMP, for OI_T3 the closure phase T3PHI). Nights are those of
+:mod:`oiflow.site` (the local date at the start of the night at the array's longitude), as in
+the catalogue and the product tree.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..site import longitude_of, nights_of
 from .model import OIFits
 from .views import KINDS
 
-_DAY0 = np.datetime64("1858-11-17", "D")  # MJD 0
 
-
-def night_label(mjd: float) -> str:
-    """UT date of the UT noon preceding ``mjd`` (YYYY-MM-DD)."""
-    return str(_DAY0 + np.timedelta64(int(np.floor(mjd - 0.5)), "D"))
+def _nights(oi: OIFits) -> set[str]:
+    """The nights of the data tables' plausible MJDs (years ~1585..4596)."""
+    out: set[str] = set()
+    for t in oi.data_tables:
+        mjd = np.asarray(t.get("MJD", np.zeros(0)), float).ravel()
+        mjd = mjd[np.isfinite(mjd) & (mjd > -100000) & (mjd < 1000000)]
+        if mjd.size:
+            out.update(nights_of(mjd, longitude_of(oi, t)))
+    return out
 
 
 def _finite_range(values) -> list[float] | None:
@@ -69,8 +74,7 @@ def summarize(oi: OIFits) -> dict:
 
     mjds = np.concatenate([np.asarray(t.get("MJD", np.zeros(0)), float).ravel() for t in oi.data_tables] or [np.zeros(0)])
     mjds = mjds[np.isfinite(mjds)]
-    plausible = mjds[(mjds > -100000) & (mjds < 1000000)]  # MJD of years ~1585..4596
-    nights = sorted({night_label(m) for m in plausible}) if plausible.size else []
+    nights = sorted(_nights(oi))
 
     counts = {}
     for kind, extname in KINDS.items():

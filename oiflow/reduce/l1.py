@@ -14,10 +14,12 @@ import math
 import numpy as np
 from astropy.time import Time
 
+from ..errors import ReductionError
 from ..oifits.build import array_table, flux_table, new_oifits, t3_table, target_table, vis2_table, wavelength_table
 from ..oifits.model import OIFits
 from ..observables import baselines, triangles
-from ..simulate.geometry import Site, uv_coverage
+from ..simulate.geometry import uv_coverage
+from ..site import SITES, Site
 from .estimators import Observables
 from .plan import Observation
 from .raw_reader import RawExposure
@@ -26,6 +28,10 @@ _DIAMETERS = {"U": 8.2}
 
 
 def site_from_raw(info) -> Site:
+    """The site of a raw exposure: its header's position and station (East, North, Up)."""
+    if info.site is None:
+        raise ReductionError(f"{info.path.name}: no observatory position in the header (ESO ISS GEOLAT/GEOLON, "
+                             f"OBSGEO-B/L) and no known array name ({', '.join(SITES)})")
     lat, lon, height = info.site
     stations = {name: tuple(float(x) for x in enu) for name, enu in zip(info.stations, info.station_enu)}
     return Site(info.array or "UNKNOWN", lat, lon, height, stations)

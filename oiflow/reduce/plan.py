@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..errors import ReductionError
 from ..observables import baselines
-from ..provenance import safe_name
-from ..simulate.geometry import night_of
+from ..product_tree import safe_name
+from ..site import night_of
 from .raw_reader import RawInfo, read_raw_header
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,10 @@ def plan_night(raw_dir: str | Path, files=None) -> NightPlan:
             obs.append(Observation(safe_name(name), p, info.target, info.category, info.mode, info.mjd, info))
     obs.sort(key=lambda o: o.mjd)
     if obs:
-        night = night_of(obs[0].mjd, obs[0].info.site[1])
+        night = night_of(obs[0].mjd, obs[0].info.longitude)
     elif cals:
         first = min((r for c in cals.values() for r in c.darks), key=lambda r: r.mjd, default=None)
-        night = night_of(first.mjd, first.site[1]) if first else "unknown"
+        night = night_of(first.mjd, first.longitude) if first else "unknown"
     else:
         night = "unknown"
     return NightPlan(raw_dir, night, cals, obs, unreadable, ignored)

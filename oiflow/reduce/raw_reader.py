@@ -19,6 +19,7 @@ from astropy.io import fits
 from ..errors import OIFitsError, ReductionError
 from ..oifits import rawfits
 from ..simulate import raw_layout as L
+from ..site import header_position
 
 
 @dataclass
@@ -37,7 +38,7 @@ class RawInfo:
     beams: tuple[int, ...] = ()  # open beams, 0-based
     stations: tuple[str, ...] = ()
     station_enu: np.ndarray | None = None  # (n, 3)
-    site: tuple[float, float, float] = (0.0, 0.0, 0.0)  # lat, lon (deg), height (m)
+    site: tuple[float, float, float] | None = None  # lat, lon (deg), height (m): oiflow.site.header_position
     array: str = ""
     instrument: str = ""
     dit: float = 0.0
@@ -45,6 +46,11 @@ class RawInfo:
     @property
     def setup(self) -> str:
         return self.mode
+
+    @property
+    def longitude(self) -> float | None:
+        """The observatory's longitude (deg East), None when the header does not say."""
+        return None if self.site is None else self.site[1]
 
 
 @dataclass
@@ -90,8 +96,7 @@ def info_from_header(h: fits.Header, path: str | Path) -> RawInfo:
         target=str(h.get(L.KW_TARG, h.get("OBJECT", ""))).strip(),
         ra_deg=float(h.get("RA", 0.0)), dec_deg=float(h.get("DEC", 0.0)), category=category, beams=beams,
         stations=stations, station_enu=enu,
-        site=(float(h.get(L.KW_GEOLAT, 0.0)), float(h.get(L.KW_GEOLON, 0.0)), float(h.get(L.KW_GEOELEV, 0.0))),
-        array=str(h.get(L.KW_ARRAY, "")).strip(), instrument=str(h.get("INSTRUME", "")).strip(),
+        site=header_position(h), array=str(h.get(L.KW_ARRAY, "")).strip(), instrument=str(h.get("INSTRUME", "")).strip(),
         dit=float(h.get(L.KW_DIT, 0.0)),
     )
 

@@ -381,7 +381,7 @@ def _sexagesimal(value_deg: float, hours: bool) -> float:
 class Pointing:
     """Where the array looks: station layout and target at a time (what amdlib needs for (u, v))."""
 
-    site: object  # oiflow.simulate.geometry.Site
+    site: object  # oiflow.site.Site
     stations: list[str]
     ra_deg: float
     dec_deg: float
@@ -512,8 +512,9 @@ def simulate_amber_night(cfg, out_dir: str | os.PathLike, setup: AmberSetup | No
     (r_j − r_i), the sky V² and closure phase of triangle (1,2,3) per channel, and the
     instrumental V² (``tf_vis2``)."""
     from ..observables import baselines, closure_phase
-    from ..provenance import safe_name, write_json_atomic
-    from .geometry import resolve_stations
+    from ..product_tree import safe_name
+    from ..provenance import write_json_atomic
+    from ..site import resolve_stations
     from .night import _mjd_of
     from .sky import sky_visfunc, uniform_disk_diameter_mas
 

@@ -22,20 +22,21 @@ deterministic under ``seed``.
 from __future__ import annotations
 
 import math
-import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..config import load_yaml, validate
 from ..errors import ConfigError
 from ..observables import baselines, closure_phase, triangle_baselines, triangles
-from ..provenance import safe_name, write_json_atomic, write_text_atomic
+from ..product_tree import safe_name
+from ..provenance import write_json_atomic, write_text_atomic
+from ..site import night_of, resolve_stations
 from .frames import Combiner, dark_exposure, flat_exposure, object_exposure, p2vm_exposure
-from .geometry import resolve_stations, uv_coverage
+from .geometry import uv_coverage
 from .raw_writer import write_raw
 from .sky import model_visibilities, uniform_disk_diameter_mas
 
@@ -108,32 +109,39 @@ class NightConfig(_M):
     @classmethod
     def _names(cls, v):
         for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_.+\-]+", name):
+            if safe_name(name) != name:  # the names go into file names unchanged
                 raise ValueError(f"target name {name!r}: use letters, digits and _ . + - only")
         return v
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "NightConfig":
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"night configuration not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        data = load_yaml(path)
         if overrides:
             data.update(overrides)
         return cls.validate_dict(data, str(path))
 
     @classmethod
     def validate_dict(cls, data: dict, where: str = "night configuration") -> "NightConfig":
-        try:
-            cfg = cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        cfg = validate(cls, data, where)
         unknown = [t for t in cfg.sequence.order if t not in cfg.targets]
         if unknown:
             raise ConfigError(f"{where}: sequence names unknown targets: {', '.join(unknown)}")
+        cfg._check_night(where)
         return cfg
+
+    def _check_night(self, where: str) -> None:
+        """The observations must belong to ``night`` at the site (:func:`oiflow.site.night_of`),
+        the night the reducer, the catalogue and the product tree will give them."""
+        site, _ = resolve_stations(self.array, self.facility)
+        seq = self.sequence
+        t0 = _mjd_of(self.night) + seq.start_ut_h / 24.0
+        t1 = t0 + len(seq.order) * seq.slot_min / 1440.0
+        got = sorted({night_of(t, site.longitude_deg) for t in (t0, t1)})
+        if got != [self.night.isoformat()]:
+            span = f"span the nights {' and '.join(got)}" if len(got) > 1 else f"fall in night {got[0]}"
+            raise ConfigError(f"{where}: sequence: start_ut_h {seq.start_ut_h:g} and {len(seq.order)} slots of "
+                              f"{seq.slot_min:g} min {span} at {site.name} (longitude {site.longitude_deg:.2f}°), "
+                              f"not in night {self.night.isoformat()} alone")
 
 
 def _mjd_of(d: date) -> float:

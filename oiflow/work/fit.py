@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..archive import UnitResult, WorkUnit, code_version, make_unit
 from ..catalog import Catalog
-from ..config import FitTarget
+from ..config import FitTarget, load_yaml
 from ..errors import ConfigError, OiflowError
 from ..product_tree import l3_dir, remove_stale_temporaries
 from .l3 import input_granules, l3_record, target_data
@@ -40,10 +39,7 @@ def fit_settings(target: str, spec: FitTarget) -> dict[str, Any]:
         p = Path(model)
         if not p.is_file():
             raise ConfigError(f"fit target {target}: model file not found: {p}")
-        try:
-            model = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"fit target {target}: {p}: invalid YAML: {exc}") from None
+        model = load_yaml(p)
     s["model"] = model
     s["target"] = target
     return s

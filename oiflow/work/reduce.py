@@ -50,27 +50,22 @@ def instrument_of(path: Path) -> str:
         return ""
 
 
-#: header keywords giving the observatory longitude (deg, East positive), in this order
-LONGITUDE_KEYWORDS = ("HIERARCH ESO ISS GEOLON", "HIERARCH ESO TEL GEOLON", "LONGITUD")
-
-
 def night_from_headers(files) -> str | None:
-    """The night (local date at its start) of the earliest MJD-OBS among the raw files' headers,
-    with the observatory longitude of the header (else noon UTC as the day boundary)."""
+    """The night (:mod:`oiflow.site`) of the earliest MJD-OBS among the raw files' headers, at
+    the observatory longitude of that header (:func:`oiflow.site.header_longitude`)."""
     from astropy.io import fits
 
-    from ..simulate.geometry import night_of
+    from ..site import header_longitude, night_of
 
-    best: tuple[float, float] | None = None
+    best: tuple[float, float | None] | None = None
     for f in files:
         try:
             h = fits.getheader(f, 0)
             mjd = float(h["MJD-OBS"])
         except Exception:  # unreadable or without a date: another file decides
             continue
-        lon = next((float(h[k]) for k in LONGITUDE_KEYWORDS if k in h), 0.0)
         if best is None or mjd < best[0]:
-            best = (mjd, lon)
+            best = (mjd, header_longitude(h))
     return None if best is None else night_of(*best)
 
 

@@ -405,3 +405,23 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
     out.mkdir(exist_ok=True)
     (out / "bench_flows.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+
+
+@pytest.mark.benchmark
+def test_per_task_overhead_of_the_pinned_runner(tmp_path):
+    """Part 1 alone (a minute): why flows/runners.py uses Prefect internals and pins Prefect's
+    minor version (README: "Prefect version"). Writes tests/artifacts/bench_task_overhead.json."""
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    os.environ["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    with temporary_settings(updates={PREFECT_HOME: str(tmp_path / "prefect-home")}):
+        with runtime.prefect_api():
+            overhead = {name: _per_task_overhead(make()) for name, make in _runners().items()}
+    result = {"machine_cpus": os.cpu_count(), "load_average_1min_at_end": os.getloadavg()[0],
+              "per_task_overhead_s": overhead,
+              "per_task_overhead_ratio_prefect_dask_to_oiflow": overhead["prefect_dask"] / overhead["oiflow"]}
+    out = REPO / "tests" / "artifacts"
+    out.mkdir(exist_ok=True)
+    (out / "bench_task_overhead.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    assert overhead["oiflow"] < overhead["prefect_dask"]
