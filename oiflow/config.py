@@ -146,6 +146,8 @@ def _problem(errors: list[dict], holder: type[BaseModel] | None, key: str) -> st
         return "required, missing"
     msgs = [re.sub(r" for <class '[\w.]+'>", "", m) for m in dict.fromkeys(e["msg"] for e in errors)]
     msgs = [m[len("Input "):] if m.startswith("Input ") else m for m in msgs]
+    # our own validators' messages (pydantic prefixes "Value error, ") name the key already
+    msgs = [re.sub(rf"^([\w.]*\.)?{re.escape(str(key))}: ", "", m.removeprefix("Value error, ")) for m in msgs]
     if len(msgs) > 1 and all(m.startswith("should be ") for m in msgs):
         text = "should be " + " or ".join(m[len("should be "):] for m in msgs)
     else:
