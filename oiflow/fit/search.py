@@ -327,11 +327,13 @@ def search_minimum(prob, *, search: bool = True, seed: int = 0, threads: int | N
 
 
 def refine_minimum(prob, record: SearchRecord, origin: str) -> None:
-    """Fit ``prob`` — the same parameters, a slightly different model of the data (bandwidth
-    smearing) — from the kept solution, and keep that. Not scanned again: the kept solution was
-    certified global on the model without the small correction."""
+    """Fit ``prob`` — the same parameters, another model of the data (bandwidth smearing) — from
+    the kept solution, keep that, and scan the sizes through it again (module docstring): the
+    smearing moves the nulls of a resolved source, and with them the minima."""
     record.candidates.append(_fit(prob, record.solution.x, origin))
     record.best = len(record.candidates) - 1
+    record.lower = None
+    _rescan(prob, record, size_parameters(prob), follow=record.enabled)
 
 
 def _rescan(prob, record: SearchRecord, sizes: list[int], follow: bool) -> None:
