@@ -110,7 +110,9 @@ def test_size_grid_spans_what_the_baselines_resolve():
     step, hi = 0.2 / rho.max() / MAS, 3 / rho.min() / MAS
     assert np.allclose(np.diff(grid), step)  # five samples per lobe of the visibility
     assert grid[0] == 0 and hi - step < grid[-1] <= hi  # 3/ρ_min: resolved out on every baseline
-    assert local_minima(np.arange(7.0), np.array([3.0, 1, 2, 0.5, 4, 5, 0.2]), 2) == [6.0, 3.0]
+    chi2 = np.array([3.0, 1, 2, 0.5, 4, 5, 0.2])
+    assert local_minima(np.arange(7.0), chi2, 2) == [6.0, 3.0]
+    assert local_minima(np.arange(7.0), chi2, 3, within=3.0) == [6.0, 3.0]  # 1.0 > 3 × 0.2
 
 
 @pytest.mark.parametrize("start", [(6.2 / 4, -28.5 / 4), (6.2 * 4, -28.5 * 4), (-6.2, 28.5)])

@@ -7,8 +7,8 @@ The least-squares fit from the given start values is one candidate. With the mod
   ``width`` — over the sizes the baselines resolve, 0 to 3/ρ_min in steps of 0.2/ρ_max
   (ρ = B/λ in cycles/rad; beyond 3/ρ_min a disk is resolved out on every baseline; the step
   samples each lobe of the visibility five times), at most :data:`SCAN_MAX` values; the
-  :data:`N_SCAN_STARTS` lowest local minima of each scan are starts (sizes scanned in turn,
-  each with the previous ones at their best);
+  :data:`N_SCAN_STARTS` lowest local minima of each scan within :data:`SCAN_WITHIN` × the lowest
+  are starts (sizes scanned in turn, each with the previous ones at their best);
 * for a binary — two components, the second (point or ud) with free x and y, the first (point,
   ud or ld) at a fixed position — the companion machinery of :mod:`oiflow.fit.companion`: a
   χ² map of UD + point companion, the flux ratio profiled over :data:`MAP_FLUXES` at every node,
@@ -20,8 +20,9 @@ The least-squares fit from the given start values is one candidate. With the mod
 * for the other non-linear parameters (pa, axis_ratio, offsets outside the binary case):
   :data:`N_MULTI` random starts (seeded).
 
-Every searched start is probed (:data:`PROBE`: a few iterations); the :data:`N_CONTINUE` best
-probes and the given start are fitted to convergence; the lowest χ² is kept. The size scans are then repeated through the
+Every searched start is probed (:data:`PROBE`: a few iterations); the best probe and the given
+start are fitted to convergence, and up to :data:`N_CONTINUE` − 1 more probes with χ² within twice
+the best; the lowest χ² is kept. The size scans are then repeated through the
 kept solution (the other parameters at their fitted values): a point lower by more than
 :data:`LOWER_DCHI2` × max(1, χ²_red) starts another fit (at most :data:`N_RECHECK` times). With
 ``search: false`` only the given start is fitted and that scan is the check: a lower point found
@@ -41,6 +42,7 @@ from ..units import MAS
 SIZE_KEYS = {"ud": ("diameter",), "ld": ("diameter",), "gaussian": ("fwhm",), "ring": ("diameter", "width")}
 SCAN_MAX = 600
 N_SCAN_STARTS = 3
+SCAN_WITHIN = 10.0
 #: binaries: map step in λ_min/B_max, flux ratios tried at every node, map minima refined, starts kept
 MAP_STEP = 0.7
 MAP_FLUXES = tuple(np.geomspace(1e-3, 1.0, 6))
@@ -144,14 +146,16 @@ def scan(prob, p: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
     return grid, chi2
 
 
-def local_minima(values: np.ndarray, chi2: np.ndarray, n: int) -> list[float]:
-    """The ``n`` lowest local minima of a sampled curve (ends included), lowest first."""
+def local_minima(values: np.ndarray, chi2: np.ndarray, n: int, within: float = SCAN_WITHIN) -> list[float]:
+    """The ``n`` lowest local minima of a sampled curve (ends included), lowest first, those at most
+    ``within`` times the lowest."""
     if chi2.size == 0:
         return []
     left = np.r_[np.inf, chi2[:-1]]
     right = np.r_[chi2[1:], np.inf]
     idx = np.flatnonzero((chi2 <= left) & (chi2 <= right) & np.isfinite(chi2))
     idx = idx[np.argsort(chi2[idx])][:n]
+    idx = idx[chi2[idx] <= within * chi2[idx[0]]] if idx.size else idx
     return [float(values[k]) for k in idx]
 
 
@@ -314,15 +318,19 @@ def search_minimum(prob, *, search: bool = True, seed: int = 0, threads: int | N
             if not _tried(q, record.candidates):
                 record.candidates.append(_fit(prob, q, origin, **PROBE))
         probes = sorted(range(1, len(record.candidates)), key=lambda k: record.candidates[k].chi2)
-        for k in probes[:N_CONTINUE]:
+        for n, k in enumerate(probes[:N_CONTINUE]):
             probe = record.candidates[k]
+            known = min(c.chi2 for c in record.candidates)
+            if np.allclose(probe.x, record.given.x, rtol=1e-7, atol=1e-12) or (n > 0 and probe.chi2 > 2 * known):
+                continue  # it ran into the given start's (converged) minimum, or lies far above the best
             done = _fit(prob, probe.x, probe.origin)
             done.start, done.nfev = probe.start, probe.nfev + done.nfev
             record.candidates[k] = done
         record.best = int(np.argmin([c.chi2 for c in record.candidates[:1] + [record.candidates[k]
                                                                                for k in probes[:N_CONTINUE]]]))
         record.best = ([0] + probes[:N_CONTINUE])[record.best]
-    _rescan(prob, record, sizes, follow=search)
+    if not (search and len(prob.names) == len(sizes) == 1):  # else that slice was scanned already
+        _rescan(prob, record, sizes, follow=search)
     return record
 
 
