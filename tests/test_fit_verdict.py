@@ -16,7 +16,7 @@ from oiflow.catalog import Catalog
 from oiflow.cli import main
 from oiflow.config import FitTarget
 from oiflow.errors import OIFitsError
-from oiflow.fit import fit_files, fit_model, load_data
+from oiflow.fit import companion_search, fit_files, fit_model, load_data
 from oiflow.fit.certify import POOR_FIT_CHI2_RED, minimum_checks
 from oiflow.fit.fitter import Problem
 from oiflow.work.fit import fit_unit, run_fit_unit
@@ -211,3 +211,13 @@ def test_headline_errors_have_unit_pulls_whatever_the_files_error_scale(factor):
     assert 0.75 < np.std(pulls, ddof=1) < 1.3, np.std(pulls, ddof=1)
     assert abs(np.mean(pulls)) < 0.5
     assert np.std(raw_pulls, ddof=1) == pytest.approx(1 / factor, rel=0.3)
+
+
+def test_a_search_without_detection_has_the_single_stars_verdict(shared_data, capsys):
+    f = shared_data.joinpath(*PIONIER, "alfCenA_20160523_1.fits")
+    assert main(["companion", str(f), "--no-detection-limit"]) == 0
+    line = last_line(capsys)
+    assert line.startswith("verdict: ok") and "no companion detected" in line
+    res = companion_search([f], detection_limit=False)
+    assert res.nsigma < 3 and not res.verdict.figures["detected"]
+    assert res.verdict.figures["chi2_red"] == pytest.approx(res.chi2r_single * res.n_data / (res.n_data - 1))
