@@ -48,6 +48,7 @@ class Covariance:
     off it) and why each unconstrained parameter is."""
 
     matrix: np.ndarray
+    names: list[str]
     unconstrained: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -77,7 +78,7 @@ def covariance(jac: np.ndarray, names: list[str]) -> Covariance:
     if keep.size:
         jk = jac[:, keep]
         cov[np.ix_(keep, keep)] = np.linalg.inv(jk.T @ jk)
-    return Covariance(cov, why)
+    return Covariance(cov, list(names), why)
 
 
 def plausible_range(name: str, unit: str, lower: float, upper: float, data, vals: dict) -> float:
@@ -101,6 +102,20 @@ def plausible_range(name: str, unit: str, lower: float, upper: float, data, vals
     if key == "spectral_index":
         return SPECTRAL_INDEX_RANGE
     return math.inf
+
+
+def beyond_range(cov: Covariance, model, data, vals: dict, scale: float) -> None:
+    """Mark unconstrained (in ``cov``) the parameters whose headline error (raw × ``scale``)
+    exceeds their :func:`plausible_range`."""
+    for i, name in enumerate(cov.names):
+        par = model.parameters[name]
+        span = plausible_range(name, par.unit, par.lower, par.upper, data, vals)
+        error = cov.sigma[i] * scale
+        if name not in cov.unconstrained and error > span:
+            unit = f" {par.unit}" if par.unit else ""
+            cov.unconstrained[name] = f"its error {error:.3g}{unit} exceeds the range it could take ({span:.3g}{unit})"
+            cov.matrix[i, :] = cov.matrix[:, i] = np.nan
+            cov.matrix[i, i] = np.inf
 
 
 def bounds_hit(prob, p: np.ndarray) -> dict[str, tuple[str, float]]:

@@ -310,18 +310,10 @@ def fit_model(model, data: FitData, *, smearing: bool | None = None, bootstrap: 
     chi2_red = chi2 / dof
     scale = math.sqrt(chi2_red)
     jac = prob.jacobian(p)
-    cov = certify.covariance(jac, prob.names)
-    raw = cov.sigma
     vals = prob.values(p)
-    unconstrained = dict(cov.unconstrained)
-    for i, name in enumerate(prob.names):
-        par = model.parameters[name]
-        span = certify.plausible_range(name, par.unit, par.lower, par.upper, data, vals)
-        if name not in unconstrained and raw[i] * scale > span:
-            unconstrained[name] = (f"its error {raw[i] * scale:.3g} {par.unit} exceeds the range it could take "
-                                   f"({span:.3g} {par.unit})").replace("  ", " ")
-            cov.matrix[i, :] = cov.matrix[:, i] = np.nan
-            cov.matrix[i, i] = np.inf
+    cov = certify.covariance(jac, prob.names)
+    certify.beyond_range(cov, model, data, vals, scale)
+    unconstrained = cov.unconstrained
     raw = cov.sigma
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov.matrix / np.outer(raw, raw)

@@ -290,48 +290,57 @@ def search_minimum(prob, *, search: bool = True, seed: int = 0, threads: int | N
     record.candidates.append(_fit(prob, x0, "given start"))
     sizes = size_parameters(prob)
     if search:
-        starts: list[tuple[str, np.ndarray]] = []
-        p = x0.copy()
-        roles = binary_roles(prob.model)
-        gridded = {f"{roles[0].name}.diameter"} if roles else set()  # the grid fits the primary's diameter
-        for i in sizes:
-            if prob.names[i] in gridded:
-                continue
-            grid, chi2 = scan(prob, p, i)
-            minima = local_minima(grid, chi2, N_SCAN_STARTS)
-            record.scans.append({"parameter": prob.names[i], "through": "start", "from": float(grid[0]) if grid.size
-                                 else None, "to": float(grid[-1]) if grid.size else None, "n": int(grid.size),
-                                 "minima": minima})
-            for m in minima:
-                q = p.copy()
-                q[i] = m
-                starts.append((f"scan {prob.names[i]}", q))
-            if minima:
-                p[i] = minima[0]
-        for q in grid_starts(prob, p, record, threads=threads):
-            starts.append(("companion grid", q))
-        roles = binary_roles(prob.model) if record.grid is not None else None
-        skip = {f"{roles[1].name}.x", f"{roles[1].name}.y"} if roles else set()
-        for k, q in enumerate(multi_starts(prob, p, skip, seed)):
-            starts.append((f"multi-start {k + 1}", q))
-        for origin, q in starts:
-            if not _tried(q, record.candidates):
-                record.candidates.append(_fit(prob, q, origin, **PROBE))
-        probes = sorted(range(1, len(record.candidates)), key=lambda k: record.candidates[k].chi2)
-        for n, k in enumerate(probes[:N_CONTINUE]):
-            probe = record.candidates[k]
-            known = min(c.chi2 for c in record.candidates)
-            if np.allclose(probe.x, record.given.x, rtol=1e-7, atol=1e-12) or (n > 0 and probe.chi2 > 2 * known):
-                continue  # it ran into the given start's (converged) minimum, or lies far above the best
-            done = _fit(prob, probe.x, probe.origin)
-            done.start, done.nfev = probe.start, probe.nfev + done.nfev
-            record.candidates[k] = done
-        record.best = int(np.argmin([c.chi2 for c in record.candidates[:1] + [record.candidates[k]
-                                                                               for k in probes[:N_CONTINUE]]]))
-        record.best = ([0] + probes[:N_CONTINUE])[record.best]
+        _fit_starts(prob, record, _searched_starts(prob, x0, sizes, record, seed, threads))
     if not (search and len(prob.names) == len(sizes) == 1):  # else that slice was scanned already
         _rescan(prob, record, sizes, follow=search)
     return record
+
+
+def _searched_starts(prob, x0: np.ndarray, sizes: list[int], record: SearchRecord, seed: int,
+                     threads: int | None) -> list[tuple[str, np.ndarray]]:
+    """(origin, start) of the size scans, the binary map and the multi-starts."""
+    starts: list[tuple[str, np.ndarray]] = []
+    p = x0.copy()
+    roles = binary_roles(prob.model)
+    gridded = {f"{roles[0].name}.diameter"} if roles else set()  # the map's fits include the primary's diameter
+    for i in sizes:
+        if prob.names[i] in gridded:
+            continue
+        grid, chi2 = scan(prob, p, i)
+        minima = local_minima(grid, chi2, N_SCAN_STARTS)
+        record.scans.append({"parameter": prob.names[i], "through": "start", "n": int(grid.size),
+                             "from": float(grid[0]) if grid.size else None,
+                             "to": float(grid[-1]) if grid.size else None, "minima": minima})
+        for m in minima:
+            q = p.copy()
+            q[i] = m
+            starts.append((f"scan {prob.names[i]}", q))
+        if minima:
+            p[i] = minima[0]
+    starts += [("companion grid", q) for q in grid_starts(prob, p, record, threads=threads)]
+    skip = {f"{roles[1].name}.x", f"{roles[1].name}.y"} if roles and record.grid is not None else set()
+    starts += [(f"multi-start {k + 1}", q) for k, q in enumerate(multi_starts(prob, p, skip, seed))]
+    return starts
+
+
+def _fit_starts(prob, record: SearchRecord, starts: list[tuple[str, np.ndarray]]) -> None:
+    """Probe every start, fit the best probes to convergence (module docstring), keep the lowest χ²."""
+    first = len(record.candidates)
+    for origin, q in starts:
+        if not _tried(q, record.candidates):
+            record.candidates.append(_fit(prob, q, origin, **PROBE))
+    probes = sorted(range(first, len(record.candidates)), key=lambda k: record.candidates[k].chi2)
+    converged = list(range(first))
+    for n, k in enumerate(probes[:N_CONTINUE]):
+        probe = record.candidates[k]
+        known = min(record.candidates[j].chi2 for j in converged)
+        if np.allclose(probe.x, record.given.x, rtol=1e-7, atol=1e-12) or (n > 0 and probe.chi2 > 2 * known):
+            continue  # it ran into the given start's (converged) minimum, or lies far above the best
+        done = _fit(prob, probe.x, probe.origin)
+        done.start, done.nfev = probe.start, probe.nfev + done.nfev
+        record.candidates[k] = done
+        converged.append(k)
+    record.best = min(converged, key=lambda k: record.candidates[k].chi2)
 
 
 def refine_minimum(prob, record: SearchRecord, origin: str) -> None:
