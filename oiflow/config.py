@@ -253,7 +253,7 @@ class FitTarget(_Model):
     observables: list[str] = Field(default_factory=lambda: ["v2", "t3phi"])
     companion_search: bool = False
     bootstrap: int = 0  # resamplings by observation (oiflow.fit.fit_files(bootstrap=...))
-    smearing: bool | None = None  # bandwidth smearing; None: the model description's option
+    smearing: bool | None = None  # bandwidth smearing of fit and companion search; None: the model's option (auto)
     companion_rmin_mas: float | None = None  # companion-search grid; None: CANDID-like defaults
     companion_rmax_mas: float | None = None
     companion_step_mas: float | None = None

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from oiflow.cli import main
@@ -30,7 +31,9 @@ def test_fit_command_writes_the_json_of_the_issue(shared_data, tmp_path, capsys)
     assert d["position_angle_deg"] == np.degrees(np.arctan2(doc["parameters"]["comp.x"]["value"],
                                                             doc["parameters"]["comp.y"]["value"])) % 360
     assert d["flux_ratio"] == doc["parameters"]["comp.flux"]["value"]
-    assert "sqrt(chi2_red)" in doc["error_kind"]
+    assert "sqrt(chi2_red)" in doc["error_rule"] and doc["error_scale"] == pytest.approx(doc["chi2_red"] ** 0.5)
+    assert doc["verdict"]["status"] == "ok" and text.strip().splitlines()[-1] == "verdict: ok"
+    assert "bandwidth smearing: on (auto" in text  # a 29 mas binary with R ≈ 18 channels
     product = json.loads((plots / "fit_binary.json").read_text())
     assert product["provenance"]["calib_level"] == 3 and product["provenance"]["inputs"][0]["name"] == "AXCir.oifits"
     assert (plots / "fit_binary_v2.png").stat().st_size > 10000
@@ -52,8 +55,8 @@ def test_companion_command_writes_maps(shared_data, tmp_path, capsys):
                "--json", str(tmp_path / "c.json")])
     assert rc == 0
     doc = json.loads((tmp_path / "c.json").read_text())
-    assert doc["position_angle_deg"] == __import__("pytest").approx(30.0, abs=0.2)
-    assert doc["separation_mas"] == __import__("pytest").approx(5.0, abs=0.02)
+    assert doc["position_angle_deg"] == pytest.approx(30.0, abs=0.2)
+    assert doc["separation_mas"] == pytest.approx(5.0, abs=0.02)
     with fits.open(out / "companion_maps.fits") as h:
         assert [x.name for x in h[1:]] == ["CHI2R", "NSIGMA", "DETLIM"]
         assert h["CHI2R"].header["CDELT1"] < 0 and h[0].header["PROCSOFT"].startswith("oiflow")

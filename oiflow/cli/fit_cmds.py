@@ -25,10 +25,15 @@ def fit(
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamplings by observation (0: none)."),
     mcmc: bool = typer.Option(False, "--mcmc", help="Also sample the posterior with emcee."),
     smearing: bool | None = typer.Option(None, "--smearing/--no-smearing",
-                                         help="Bandwidth smearing (default: the model's option, off)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap/MCMC."),
+                                         help="Bandwidth smearing (default: the model's option, auto: on when "
+                                              "it changes χ² at the solution by ≥ 1, as `oiflow companion`)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap/MCMC and of the multi-start search."),
 ):
-    """Fit a geometric model; print the parameters ± errors and χ²_red.
+    """Fit a geometric model; print the parameters ± errors, χ²_red, the smearing choice and the
+    verdict (last line). Start values are searched (model option search: false to trust them).
+
+    Exit code 1 when the verdict is not-at-minimum or unconstrained (the JSON is still written);
+    poor-fit and at-bound are printed, exit 0.
 
     Example: oiflow fit AXCir.oifits --model binary.yaml --observables v2,t3phi --json out.json --plot out/
     """
@@ -37,17 +42,11 @@ def fit(
 
     result = fit_files([str(f) for f in files], model, observables, out_dir=plot, plot=plot is not None,
                        bootstrap=bootstrap, mcmc=mcmc or None, smearing=smearing, seed=seed)
-    typer.echo(result.summary())
-    if result.bootstrap:
-        typer.echo("bootstrap by observation (median ± std):")
-        for name, b in result.bootstrap.items():
-            typer.echo(f"  {name:24s} = {b['median']:.6g} ± {b['std']:.2g}")
-    if result.mcmc:
-        typer.echo("MCMC (median ± std):")
-        for name, b in result.mcmc.items():
-            typer.echo(f"  {name:24s} = {b['median']:.6g} ± {b['std']:.2g}")
     if json_out is not None:
         write_json_atomic(result.to_dict(), json_out)
+    typer.echo(result.summary())
+    if not result.success:
+        raise typer.Exit(1)
 
 
 def companion(
@@ -60,15 +59,20 @@ def companion(
     out: Path | None = typer.Option(None, "--out", help="Directory for the maps (FITS, PNG) and companion.json."),
     detection_limit: bool = typer.Option(True, "--detection-limit/--no-detection-limit",
                                          help="Compute the 3σ detection-limit map by injection."),
-    smearing: bool = typer.Option(True, "--smearing/--no-smearing", help="Bandwidth smearing."),
+    smearing: bool | None = typer.Option(None, "--smearing/--no-smearing",
+                                         help="Bandwidth smearing of the fits (default: auto, the rule of "
+                                              "`oiflow fit`; the grid always uses the exact band average)."),
     device: str = typer.Option("cpu", "--device", help="cpu or gpu (cupy) for the grid."),
 ):
-    """Search for a companion (CANDID-style grid of fits); report the best one with its nσ.
+    """Search for a companion (CANDID-style grid of fits); report the best one with its nσ, the
+    smearing choice and the verdict (last line; that of the best binary's fit when detected at
+    ≥ 3σ, else the single star's). Exit code 1 when it is not-at-minimum or unconstrained.
 
     Example: oiflow companion AXCir.oifits --rmin 2 --rmax 35 --step 3.5 --out companion/
     """
     from ..backend import resolve_device
     from ..fit import companion_search
+    from ..fit.fitter import EXIT_1
     from ..provenance import write_json_atomic
 
     backend, message = resolve_device(device)
@@ -90,3 +94,7 @@ def companion(
         write_json_atomic(res.to_dict(), json_out)
     else:
         typer.echo(json.dumps({"nsigma": res.nsigma, "best": b}, default=float))
+    typer.echo(res.smearing_choice.line())
+    typer.echo(res.verdict.line())
+    if res.verdict.status in EXIT_1:
+        raise typer.Exit(1)

@@ -8,8 +8,11 @@
 
 Modules: :mod:`~oiflow.fit.analytic` (visibilities), :mod:`~oiflow.fit.model` (descriptions),
 :mod:`~oiflow.fit.data` (observables from OIFITS), :mod:`~oiflow.fit.evaluate` (model →
-observables, residuals), :mod:`~oiflow.fit.fitter` (least squares, errors, bootstrap, MCMC),
-:mod:`~oiflow.fit.companion` (CANDID-style search), :mod:`~oiflow.fit.products` (JSON/PNG/FITS).
+observables, residuals, the smearing rule), :mod:`~oiflow.fit.search` (start values searched),
+:mod:`~oiflow.fit.certify` (the verdict's checks), :mod:`~oiflow.fit.fitter` (least squares, the
+error rule, bootstrap, MCMC), :mod:`~oiflow.fit.companion` (CANDID-style search),
+:mod:`~oiflow.fit.products` (JSON/PNG/FITS). Every result carries ``verdict``
+(:class:`oiflow.verdict.Verdict`).
 """
 
 from __future__ import annotations
@@ -23,16 +26,18 @@ from .model import Model, parse_model
 
 
 def fit_files(files, model, observables=("v2", "t3phi"), out_dir=None, plot: bool = True, *,
-              bootstrap: int = 0, mcmc=None, smearing: bool | None = None, seed: int = 0) -> FitResult:
+              bootstrap: int = 0, mcmc=None, smearing: bool | None = None, seed: int = 0,
+              search: bool | None = None) -> FitResult:
     """Fit ``model`` (dict, YAML path or YAML text) to OIFITS ``files`` on ``observables``.
 
     With ``out_dir``, writes ``fit_<modelname>.json`` and, when ``plot``, ``fit_<modelname>_*.png``
     there. ``bootstrap``: number of resamplings by observation; ``mcmc``: True or emcee settings
-    (nwalkers, nsteps, burn); ``smearing`` overrides the model's ``bandwidth_smearing`` option.
+    (nwalkers, nsteps, burn); ``smearing`` and ``search`` override the model's
+    ``bandwidth_smearing`` (auto) and ``search`` (true) options.
     """
     m = parse_model(model)
     data = load_data(files, observables)
-    result = fit_model(m, data, smearing=smearing, bootstrap=bootstrap, mcmc=mcmc, seed=seed)
+    result = fit_model(m, data, smearing=smearing, bootstrap=bootstrap, mcmc=mcmc, seed=seed, search=search)
     if out_dir is not None:
         from .products import write_fit_products
 

@@ -15,10 +15,13 @@
    diameter re-fitted (linearised) on the injected data, the binary χ² being that of the
    injected model. Bisection in log flux ratio, vectorised over positions.
 
-Bandwidth smearing (on by default here, as in CANDID): each channel is taken uniform in
-wavenumber over its EFF_BAND; the grid uses the exact band average of the binary's V² and
-bispectrum (sinc-attenuated phasors, no sampling), the final fit samples the channel
-(:mod:`oiflow.fit.evaluate`); the two agree to <1e-4 (tested).
+Bandwidth smearing: each channel is taken uniform in wavenumber over its EFF_BAND; the grid
+always uses the exact band average of the binary's V² and bispectrum (sinc-attenuated phasors,
+no sampling; it costs nothing more); whether the final fits model it is decided by the rule of
+``oiflow fit`` (:func:`~oiflow.fit.evaluate.decide_smearing`, at the best node) unless asked;
+the final fit samples the channel (:mod:`oiflow.fit.evaluate`); the two agree to <1e-4 (tested).
+The search's verdict (:func:`companion_verdict`) is that of the best binary's fit when detected,
+else that of the single star.
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
+from .. import verdict as V
 from ..backend import get_xp, to_numpy
 from ..errors import ConfigError, DataError
 from ..units import MAS
+from ..verdict import Verdict
 from . import analytic
 from .data import FitData, load_data
+from .evaluate import ModelEvaluator, SmearingChoice, decide_smearing, requested_smearing
 from .fitter import FitResult, fit_model
+from .model import parse_model
 
 log = logging.getLogger(__name__)
 
@@ -556,7 +563,9 @@ class CompanionResult:
     observables: tuple[str, ...] = ()
     files: list[str] = field(default_factory=list)
     smearing: bool = True
+    smearing_choice: SmearingChoice | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    verdict: Verdict = field(default_factory=Verdict)
 
     @property
     def separation_mas(self) -> float:
@@ -583,6 +592,8 @@ class CompanionResult:
             "observables": list(self.observables),
             "files": list(self.files),
             "bandwidth_smearing": self.smearing,
+            "smearing": self.smearing_choice.to_dict() if self.smearing_choice else None,
+            "verdict": self.verdict.to_dict(),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
         if self.fit is not None:
@@ -604,23 +615,42 @@ def _nan_none(v):
     return v if math.isfinite(v) else None
 
 
-def _ud_fit(data: FitData, smearing: bool) -> FitResult:
-    """Single-star fit, starting from the best of a coarse diameter scan."""
-    from .evaluate import ModelEvaluator
-    from .model import parse_model
-
+def _ud_fit(data: FitData, smearing: bool, diameter: float | None = None) -> FitResult:
+    """Single-star fit: from ``diameter`` only, or (None) searched by the fitter's diameter scan."""
     rho_max = float(np.hypot(data.freq_u, data.freq_v).max())
-    model = parse_model({"star": {"type": "ud", "diameter": 1.0}})
-    ev = ModelEvaluator(model, data, smearing=False)
-    best, best_chi2 = 0.0, np.inf
-    for d in np.linspace(0.0, 2.5 / rho_max / MAS, 60):
-        vals = model.values([d])
-        r = ev.residuals(vals)
-        c = float(r @ r)
-        if c < best_chi2:
-            best, best_chi2 = d, c
-    return fit_model({"star": {"type": "ud", "diameter": max(best, 1e-3)},
-                      "options": {"bandwidth_smearing": smearing}}, data)
+    start = 0.5 / rho_max / MAS if diameter is None else diameter
+    return fit_model({"star": {"type": "ud", "diameter": float(max(start, 1e-3))},
+                      "options": {"bandwidth_smearing": bool(smearing)}}, data, search=diameter is None)
+
+
+def _smearing_choice(data: FitData, spec: dict, smearing: bool | None) -> SmearingChoice:
+    """The smearing of the search's fits: ``smearing`` when given, else the fitter's rule applied to
+    the binary of the best node."""
+    if smearing is not None:
+        return requested_smearing(smearing, data)
+    model = parse_model(spec)
+    vals = model.values()
+    r = ModelEvaluator(model, data, smearing=False).residuals(vals)
+    return decide_smearing(model, data, vals, float(r @ r))
+
+
+def companion_verdict(result: "CompanionResult", single: FitResult, detection_nsigma: float) -> Verdict:
+    """The search's verdict: that of the best binary's fit when it is detected (≥ ``detection_nsigma``),
+    with at-bound when it lies on the edge of the field; else that of the single star, with a note."""
+    sep = result.separation_mas
+    detected = result.nsigma >= detection_nsigma
+    base = result.fit.verdict if detected and result.fit is not None else single.verdict
+    found = [(base.status, r) for r in base.reasons] or [(base.status, "")]
+    if detected and (sep > result.rmax_mas - result.step_mas / 2 or sep < result.rmin_mas + result.step_mas / 2):
+        found.append((V.AT_BOUND, f"the best companion ({sep:.4g} mas) lies on the edge of the field searched "
+                                  f"({result.rmin_mas:.4g}–{result.rmax_mas:.4g} mas): widen it"))
+    if not detected:
+        found.append((V.OK, f"no companion detected: nσ = {result.nsigma:.3g} < {detection_nsigma:g} (the best "
+                            f"position is noise; the verdict is the single star's, the detection limit the result)"))
+    status = max((st for st, _ in found), key=V.rank)
+    figures = {**base.figures, "nsigma": float(result.nsigma), "chi2r_single": float(result.chi2r_single),
+               "chi2r_binary": float(result.chi2r_binary), "detected": bool(detected)}
+    return Verdict(status, tuple(r for _, r in found if r), figures)
 
 
 def _binary_spec(x, y, f, d, smearing, n_smear=None):
@@ -630,7 +660,7 @@ def _binary_spec(x, y, f, d, smearing, n_smear=None):
 
 
 def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | None = None,
-                     step_mas: float | None = None, *, observables=("v2", "t3phi"), smearing: bool = True,
+                     step_mas: float | None = None, *, observables=("v2", "t3phi"), smearing: bool | None = None,
                      n_smear: int | None = None, flux_start: float = 0.02, detection_limit: bool = True,
                      detection_step_mas: float | None = None, detection_nsigma: float = 3.0,
                      remove_companion: bool | None = None, xp=None, client=None, chunk: int | None = None,
@@ -643,8 +673,10 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
     ``threads``: without a client, node chunks run in this many threads (default: the CPU count;
     numpy releases the GIL in its array operations). ``chunk``: nodes per chunk (default: the
     grid split evenly into two chunks per thread, at most 96 nodes each).
-    ``remove_companion``: remove the best companion before the detection-limit map (default:
-    when it is detected at ≥ ``detection_nsigma``). With ``out_dir``, writes
+    ``smearing``: bandwidth smearing; None (default): decided as for ``oiflow fit``
+    (:func:`~oiflow.fit.evaluate.decide_smearing`, at the best node of the grid, which itself
+    always uses the exact band average). ``remove_companion``: remove the best companion before
+    the detection-limit map (default: when it is detected at ≥ ``detection_nsigma``). With ``out_dir``, writes
     ``companion.json``, ``companion_maps.fits`` and PNG plots there.
     """
     t_start = time.perf_counter()
@@ -663,12 +695,11 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
         raise ConfigError(f"invalid grid: rmin={rmin}, rmax={rmax}, step={step} (mas)")
 
     t = time.perf_counter()
-    single = _ud_fit(data, smearing)
+    single = _ud_fit(data, smearing is True)
     d0 = single.values["star.diameter"]
-    chi2r_single = single.chi2 / data.n_data
     timings["single_star_fit"] = time.perf_counter() - t
 
-    ctx = BinaryContext.from_data(data, smearing)
+    ctx = BinaryContext.from_data(data, smearing is not False)
     xs, ys = grid_axes(rmax, step)
     X, Y = np.meshgrid(xs, ys)
     R = np.hypot(X, Y)
@@ -702,7 +733,11 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
 
     t = time.perf_counter()
     x, y, f, d = sol[k]
-    fit = fit_model(_binary_spec(x, y, f, d, smearing, n_smear), data)
+    choice = _smearing_choice(data, _binary_spec(x, y, f, d, False, n_smear), smearing)
+    fit = fit_model(_binary_spec(x, y, f, d, choice.on, n_smear), data, search=False)
+    if single.smearing != choice.on:  # the single star on the same model of the channels
+        single = _ud_fit(data, choice.on, d0)
+    chi2r_single = single.chi2 / data.n_data
     timings["best_fit_refinement"] = time.perf_counter() - t
     chi2r_binary = min(fit.chi2 / data.n_data, float(sol_chi2r[k]))
     ns = nsigma(chi2r_single, chi2r_binary, data.n_data - 1)
@@ -721,7 +756,9 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
         best=best, nsigma=ns, chi2r_single=chi2r_single, chi2r_binary=chi2r_binary, diameter_single_mas=d0,
         n_data=data.n_data, rmin_mas=rmin, rmax_mas=rmax, step_mas=step, x_axis=xs, y_axis=ys,
         chi2_map=chi2_map, nsigma_map=nsig_map, nodes=nodes, solutions=sol, solution_chi2r=sol_chi2r,
-        fit=fit, observables=data.observables, files=data.files, smearing=smearing, timings=timings)
+        fit=fit, observables=data.observables, files=data.files, smearing=choice.on, smearing_choice=choice,
+        timings=timings)
+    result.verdict = companion_verdict(result, single, detection_nsigma)
 
     if detection_limit:
         t = time.perf_counter()
@@ -755,6 +792,39 @@ def _backend_name(xp) -> str:
         if b in name:
             return b
     return "numpy"
+
+
+# -- a flux-profiled χ² map (seeds for the fitter's binaries) ------------------------------------------
+def _flux_map_chunk(nodes, ctx: BinaryContext, d0: float, fluxes, xp):
+    dev = _Device(ctx, xp)
+    val, err, is_phase = (xp.asarray(a[:, None]) for a in _kinds(ctx))
+    n = nodes.shape[0]
+    p = xp.asarray(np.column_stack([nodes, np.zeros(n), np.full(n, d0)]))
+    terms = _terms(p, dev, False)
+    coef = _flux_coefficients(terms, dev)
+    best = xp.full((n,), math.inf, dtype=xp.float64)
+    best_f = xp.zeros((n,), dtype=xp.float64)
+    for f in fluxes:
+        model = _models(terms, xp.full((n,), float(f), dtype=xp.float64), dev, coef=coef)
+        r = val - model
+        r = xp.where(is_phase, _wrap(r, xp), r) / err
+        chi2 = xp.sum(r * r, axis=0)
+        better = chi2 < best
+        best = xp.where(better, chi2, best)
+        best_f = xp.where(better, xp.full_like(best_f, float(f)), best_f)
+    return to_numpy(best), to_numpy(best_f)
+
+
+def flux_profiled_map(nodes, ctx: BinaryContext, d0: float, fluxes, xp=None, threads: int | None = None,
+                      chunk: int = 256):
+    """χ² of a UD (diameter ``d0`` mas) + point companion at every node (x, y mas), minimised over
+    the flux ratios ``fluxes`` (no iteration: the terms are computed once per node, the models
+    for every flux ratio from them). Returns host arrays (χ², best flux ratio)."""
+    xp = xp or get_xp("numpy")
+    pieces = [nodes[i:i + chunk] for i in range(0, len(nodes), chunk)]
+    parts = _map_threads(lambda piece: _flux_map_chunk(piece, ctx, d0, fluxes, xp), pieces,
+                         threads or (os.cpu_count() or 1))
+    return np.concatenate([c for c, _ in parts]), np.concatenate([f for _, f in parts])
 
 
 # -- detection limits by injection ----------------------------------------------------------------

@@ -16,7 +16,9 @@ flux       OI_FLUX FLUXDATA           (data − s·F_model(λ))/σ, s fitted per
 =========  =========================  ================================================
 
 Points that are flagged or not finite (value or error) are excluded and not counted;
-an error bar ≤ 0 on a usable point is a :class:`~oiflow.errors.DataError` naming the rows.
+an error bar ≤ 0 on a usable point is a :class:`~oiflow.errors.DataError` naming the rows, and a
+damaged location (non-finite or absurd u, v or EFF_WAVE) an :class:`~oiflow.errors.OIFitsError`
+naming file, table, column and rows (:func:`oiflow.oifits.views.check_usable_points`).
 Every baseline of every observable is mapped onto one table of unique spatial frequencies
 (V(−u) = conj V(u) for a real sky), so the model is evaluated once per unique point.
 OI_CORR correlations (OIFITS 2) are used through a whitening matrix per correlation table.
@@ -33,6 +35,7 @@ import numpy as np
 from ..errors import DataError
 from ..oifits import read_oifits
 from ..oifits.model import OIFits
+from ..oifits.views import check_usable_points
 
 #: observable name → (view kind, OIFITS table, value column, description)
 OBSERVABLES = {
@@ -193,6 +196,7 @@ def load_data(files, observables=("v2", "t3phi")) -> FitData:
             kind, ext, col, desc = OBSERVABLES[obs]
             if kind not in views:
                 views[kind] = oi.view(kind)
+                check_usable_points(views[kind], oi)  # damaged (u, v, λ) on usable points: refused, named
             view = views[kind]
             if len(view) == 0:
                 continue

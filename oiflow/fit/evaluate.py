@@ -7,12 +7,14 @@ with V_c the component's analytic shape (:mod:`oiflow.fit.analytic`), elongated 
 With ``bandwidth_smearing`` each channel (taken uniform in wavenumber over its EFF_BAND) is
 sampled at ``n_smear`` midpoints (automatic by default, see :func:`auto_n_smear`): V² and the
 bispectrum are averaged over them (the cross terms of a wide binary lose contrast), as the
-instruments integrate over the channel.
+instruments integrate over the channel. Whether a fit models it (``bandwidth_smearing: auto``,
+the default of ``oiflow fit`` and ``oiflow companion``) is decided once, by :func:`decide_smearing`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -112,20 +114,84 @@ def load_image_component(comp: Component, base_dir=None):
     return img / total, abs(float(cd1)) * DEG
 
 
-def auto_n_smear(model: Model, data: FitData) -> int:
-    """Samples per channel for bandwidth smearing: enough for the largest phase excursion
-    across a channel (fractional bandwidth × ρ_max × the largest offset/size in the model's
-    starting values), about 8 samples per cycle, between 3 and 64."""
-    vals = model.values()
+def model_extent_mas(model: Model, vals: dict | None = None) -> float:
+    """The model's angular extent (mas): the largest offset from the origin plus size of a component."""
+    vals = model.values() if vals is None else vals
     extent = 0.0
     for c in model.components:
         r = math.hypot(vals[f"{c.name}.x"], vals[f"{c.name}.y"])
         size = max((vals.get(f"{c.name}.{k}", 0.0) or 0.0) for k in ("diameter", "fwhm", "width"))
         extent = max(extent, r + size)
+    return extent
+
+
+def smearing_excursion(data: FitData, extent_mas: float) -> float:
+    """The largest phase excursion across a channel (cycles) for a source of ``extent_mas``:
+    max over the data of (Δλ/λ)·ρ·extent, ρ = B/λ in cycles/rad."""
     eps = np.nan_to_num(data.freq_band / data.freq_wave)
     rho = np.hypot(data.freq_u, data.freq_v)
-    cycles = float(np.max(eps * rho)) * extent * MAS if rho.size else 0.0
+    return float(np.max(eps * rho)) * extent_mas * MAS if rho.size else 0.0
+
+
+def spectral_resolution(data: FitData) -> float | None:
+    """R = λ/Δλ of the data (median over the channels with an EFF_BAND); None without one."""
+    ok = data.freq_band > 0
+    return float(np.median(data.freq_wave[ok] / data.freq_band[ok])) if ok.any() else None
+
+
+def auto_n_smear(model: Model, data: FitData) -> int:
+    """Samples per channel for bandwidth smearing: enough for the largest phase excursion
+    across a channel (:func:`smearing_excursion` of the model's extent at its starting
+    values), about 8 samples per cycle, between 3 and 64."""
+    cycles = smearing_excursion(data, model_extent_mas(model))
     return int(min(max(math.ceil(8.0 * cycles) + 3, 3), 64))
+
+
+#: bandwidth smearing is applied ("auto") when ignoring it changes χ² at the solution by at least this
+SMEARING_DCHI2 = 1.0
+
+
+@dataclass
+class SmearingChoice:
+    """Whether a fit models bandwidth smearing, and why (printed with the result, in the JSON)."""
+
+    on: bool
+    mode: str  # "auto" (decided from the data) or "requested"
+    reason: str
+    resolution: float | None = None  # R = λ/Δλ
+    excursion_cycles: float | None = None  # largest phase excursion across a channel
+    delta_chi2: float | None = None  # χ²(smeared) − χ²(monochromatic) at the solution
+
+    def line(self) -> str:
+        return f"bandwidth smearing: {'on' if self.on else 'off'} ({self.mode}: {self.reason})"
+
+    def to_dict(self) -> dict:
+        return {"on": self.on, "mode": self.mode, "reason": self.reason, "resolution": self.resolution,
+                "excursion_cycles": self.excursion_cycles, "delta_chi2": self.delta_chi2}
+
+
+def requested_smearing(on: bool, data: FitData) -> SmearingChoice:
+    return SmearingChoice(bool(on), "requested", "set by the caller or the model's bandwidth_smearing option",
+                          spectral_resolution(data))
+
+
+def decide_smearing(model: Model, data: FitData, vals: dict, chi2_plain: float) -> SmearingChoice:
+    """The one rule for bandwidth smearing, of ``oiflow fit`` and ``oiflow companion`` alike:
+    on when modelling it changes χ² at the (monochromatic) solution ``vals`` by at least
+    :data:`SMEARING_DCHI2` — i.e. when the channels' width (R = λ/Δλ), the baselines and the
+    model's extent make it visible in these data; off otherwise, and off without EFF_BAND."""
+    R = spectral_resolution(data)
+    if R is None:
+        return SmearingChoice(False, "auto", "the data have no EFF_BAND", None)
+    extent = model_extent_mas(model, vals)
+    cycles = smearing_excursion(data, extent)
+    smeared = ModelEvaluator(model.with_values(vals), data, smearing=True)
+    r = smeared.residuals(vals)
+    dchi2 = float(r @ r) - float(chi2_plain)
+    on = bool(abs(dchi2) >= SMEARING_DCHI2)
+    reason = (f"R = λ/Δλ = {R:.3g}, extent {extent:.3g} mas, up to {cycles:.2g} cycles of phase across a "
+              f"channel; modelling it changes χ² by {dchi2:+.3g} ({'≥' if on else '<'} {SMEARING_DCHI2:g})")
+    return SmearingChoice(on, "auto", reason, R, cycles, dchi2)
 
 
 class ModelEvaluator:
@@ -138,7 +204,9 @@ class ModelEvaluator:
         self.model = model
         self.data = data
         self.xp = xp or get_xp("numpy")
-        self.smearing = bool(model.options.get("bandwidth_smearing") if smearing is None else smearing)
+        option = model.options.get("bandwidth_smearing")
+        # "auto" is decided by the fitter (decide_smearing); an evaluator is either smeared or not
+        self.smearing = bool(option is True if smearing is None else smearing)
         self.ref_wave = reference_wavelength(model, data)
         u, v, w, b = data.freq_u, data.freq_v, data.freq_wave, data.freq_band
         if self.smearing:

@@ -3,7 +3,7 @@
 Example (YAML)::
 
     name: binary                      # optional; the JSON/PNG products are fit_<name>.*
-    options: {bandwidth_smearing: false, reference_wavelength_um: 1.65}
+    options: {bandwidth_smearing: auto, reference_wavelength_um: 1.65, search: true}
     star: {type: ud, diameter: 1.0}
     comp: {type: point, x: 5, y: 2, flux: 0.1}
 
@@ -81,7 +81,9 @@ ALIASES = {"uniform_disk": "ud", "uniform disk": "ud", "disk": "ud", "gauss": "g
            "thin_ring": "ring", "resolved": "background", "star": "ud"}
 _LD_LAWS = {"power": ("alpha",), "quadratic": ("u1", "u2")}
 _NON_PARAMETERS = {"type", "law", "file"}
-OPTIONS = {"bandwidth_smearing": False, "n_smear": None, "reference_wavelength_um": None}
+#: model options: bandwidth_smearing true | false | "auto" (decided from the data, see
+#: oiflow.fit.evaluate.decide_smearing); search: look for the global minimum (oiflow.fit.search)
+OPTIONS = {"bandwidth_smearing": "auto", "n_smear": None, "reference_wavelength_um": None, "search": True}
 
 
 @dataclass
@@ -391,6 +393,10 @@ def parse_model(model, name: str | None = None) -> Model:
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise ConfigError(f"unknown model options {sorted(unknown)}; known: {', '.join(OPTIONS)}")
+    if options["bandwidth_smearing"] not in (True, False, "auto"):
+        raise ConfigError(f"options.bandwidth_smearing: true, false or auto, not {options['bandwidth_smearing']!r}")
+    if not isinstance(options["search"], bool):
+        raise ConfigError(f"options.search: true or false, not {options['search']!r}")
     mname = name or data.pop("name", None) or hint
     data.pop("name", None)
     comps_spec = data.pop("components", None) or {}

@@ -1,6 +1,8 @@
 """Fit stage units: one configured target (``fit.targets``) over its L2 OIFITS of a night or
 set → ``<root>/L3/<target>/<set>/fit_<model>.json`` (+ plots), and with ``companion_search``
-the CANDID-style search: ``companion.json`` and ``companion_maps.fits`` (+ maps).
+the CANDID-style search: ``companion.json`` and ``companion_maps.fits`` (+ maps). Each product's
+catalogue row carries its verdict (the fit's; the search's for both companion products), which
+the run summary lists when it is not ok.
 
 The model description (a YAML path or a mapping) is part of the settings as its content, so
 editing the model file redoes the fit. The companion grid can be spread over a Dask cluster:
@@ -76,7 +78,8 @@ def run_fit_unit(unit: WorkUnit, client=None) -> UnitResult:
         for p in write_fit_products(res, out_dir, plot=True):
             if p.suffix == ".json":
                 result.products.append(l3_record(p, granules=granules, nb_channels=channels,
-                                                 access_format="application/json", **common))
+                                                 access_format="application/json", verdict=res.verdict.to_dict(),
+                                                 **common))
             else:
                 result.plots.append(str(p))
     except OiflowError as exc:
@@ -85,15 +88,16 @@ def run_fit_unit(unit: WorkUnit, client=None) -> UnitResult:
         try:
             threads = sum(client.nthreads().values()) if client is not None else None
             cs = companion_search(data, spec.companion_rmin_mas, spec.companion_rmax_mas, spec.companion_step_mas,
-                                  observables=spec.observables,
-                                  smearing=True if spec.smearing is None else spec.smearing,
-                                  client=client, threads=threads)
+                                  observables=spec.observables, smearing=spec.smearing, client=client,
+                                  threads=threads)
+            verdict = cs.verdict.to_dict()
             for p in write_companion_products(cs, out_dir, plot=True):
                 if p.suffix == ".json":
                     result.products.append(l3_record(p, granules=granules, nb_channels=channels,
-                                                     access_format="application/json", **common))
+                                                     access_format="application/json", verdict=verdict, **common))
                 elif p.suffix == ".fits":
-                    result.products.append(l3_record(p, granules=granules, nb_channels=channels, **common))
+                    result.products.append(l3_record(p, granules=granules, nb_channels=channels, verdict=verdict,
+                                                     **common))
                 else:
                     result.plots.append(str(p))
         except OiflowError as exc:
