@@ -20,14 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schemas built on first use (start-up)
 
 
 class InputConfig(_Model):
@@ -116,7 +115,7 @@ class ImageTarget(_Model):
     mu: float | Literal["auto"] = "auto"  # regularization weight (RGL_WGT; "auto" = AUTO_WGT)
     device: Literal["cpu", "gpu"] = "cpu"
     maxiter: int = Field(500, ge=1)  # per optimisation round (MAXITER)
-    tau: float = Field(0.05, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × mean pixel value
+    tau: float = Field(0.003, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value (image.reconstruct.object_brightness)
     prior_fwhm_mas: float | None = None  # radial prior size (compactness, l1, MEM default prior)
     prior: str | None = None  # FITS image used as the MEM prior (RGL_PRIO)
     extra_regularizers: dict[str, float] = Field(default_factory=dict)  # name -> absolute weight, added
@@ -189,6 +188,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     validate. Relative paths in the file stay relative to the current directory."""
     data: dict = {}
     if path is not None:
+        import yaml  # here: not every command reads a run configuration (start-up)
+
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
