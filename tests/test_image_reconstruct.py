@@ -220,3 +220,20 @@ def test_auto_mu_with_an_unreachable_target_keeps_the_largest_mu_near_the_platea
     assert res.chi2 <= plateau * 1.02
     # no larger μ of the sweep reached the plateau target
     assert all(c["chi2_red"] > plateau for c in res.mu_curve if c["mu"] > res.mu * 1.0001)
+
+
+def test_linear_weights_match_scipy_map_coordinates():
+    """The resampling between grids (numpy only) equals scipy.ndimage.map_coordinates(order=1,
+    mode="constant") on a grid, edges and points outside included."""
+    from scipy.ndimage import map_coordinates
+
+    from oiflow.image.reconstruct import linear_weights
+
+    rng = np.random.default_rng(3)
+    for n_from, k in ((64, (np.arange(32) - 16) * 2.0 + 32), (32, (np.arange(64) - 32) * 0.5 + 16),
+                      (10, np.array([-0.5, -1e-12, 0.0, 0.3, 8.99, 9.0, 9.2, 11.0]))):
+        img = rng.random((n_from, n_from))
+        W = linear_weights(k, n_from)
+        yy, xx = np.meshgrid(k, k, indexing="ij")
+        ref = map_coordinates(img, [yy, xx], order=1, mode="constant", cval=0.0)
+        np.testing.assert_allclose(W @ img @ W.T, ref, atol=1e-14)

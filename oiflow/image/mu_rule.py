@@ -4,12 +4,15 @@ The rule works on a ``solve(mu, x_start) -> Solution`` callable (an optimisation
 χ² + μR warm-started from ``x_start``); it knows nothing of images.
 
 **Discrepancy principle, bounded.** μ is the largest weight in [μ_lo, μ_hi] whose solution
-fits the data to χ²_red ≤ target (``chi2_target``, 1 by default: the data are fitted to their
-error bars and no further). χ²_red grows with μ, so the search brackets the crossing by steps
-of a factor ``step`` from a start μ₀ (down while the fit is worse than the target, up while it
-is better; each solve warm-started from the previous one), then refines the bracket by
-interpolating log χ²_red linearly in log μ (safeguarded inside the bracket, at most ``refine``
-solves, until χ²_red is within 10 % of the target). μ never leaves the bounds, whatever the data.
+fits the data: χ²_red ≤ ``accept``, the target (``chi2_target``, 1 by default) plus a given
+number of standard deviations of χ² (:func:`acceptance`; the reconstruction uses 2: the
+smoothest image statistically consistent with the data, Morozov's principle with its safety
+factor). χ²_red grows with μ, so the search brackets the crossing by steps of a factor ``step``
+from a start μ₀ (down while the fit is worse than accepted, up while it is better; each solve
+warm-started from the previous one), then refines the bracket by interpolating log χ²_red
+linearly in log μ (safeguarded inside the bracket, at most ``refine`` solves, until the fitting
+end is within TOLERANCE of the aim). At most ``max_solves`` solves (the iteration budget):
+``exhausted`` says when that stopped the search. μ never leaves the bounds, whatever the data.
 
 **Bounds** (:func:`mu_bounds`): μ_ref = N_data / ΔR, where ΔR is how much the regulariser
 distinguishes an image of the object's size from one twice as wide (see
@@ -17,7 +20,7 @@ distinguishes an image of the object's size from one twice as wide (see
 costs as much as a fit at χ²_red = 1 (χ² = N_data). μ_lo = μ_ref·MU_SPAN[0] (the regulariser
 is negligible against the noise) and μ_hi = μ_ref·MU_SPAN[1] (the data barely matter).
 
-**Target out of reach.** When χ²_red stays above the target down to μ_lo (model errors,
+**Target out of reach.** When χ²_red stays above ``accept`` down to μ_lo (model errors,
 underestimated error bars, a grid that cannot hold the object, or an optimiser that cannot get
 there in its iterations), the rule says so (``reached`` False) and aims instead at
 PLATEAU_MARGIN × the lowest χ²_red it met (the floor): the largest μ that fits within 10 % of
@@ -60,17 +63,18 @@ class MuChoice:
     x: Any
     rule: str  # "discrepancy" | "lcurve"
     target: float  # χ²_red requested
-    reached: bool | None  # the chosen solution fits to the requested target (None for the L-curve)
-    aimed: float  # χ²_red the choice was made against (the plateau target when out of reach)
+    reached: bool | None  # some solution fitted within ``accept`` (None for the L-curve)
+    aimed: float  # χ²_red the choice was made against (``accept``, or the plateau aim when out of reach)
     bounds: tuple[float, float]
     at_bound: str | None  # "lower" | "upper" when μ sits on a bound
     floor: float  # lowest χ²_red of all solves
     chi2: float  # χ²_red of the chosen solution
     exhausted: bool = False  # the search stopped at its budget of solves (iterations), not at a bound
+    accept: float | None = None  # largest χ²_red counted as a fit (the target + its statistical tolerance)
     solves: list[Solution] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "mu": self.mu, "target": self.target, "reached": self.reached,
+        return {"rule": self.rule, "mu": self.mu, "target": self.target, "accept": self.accept, "reached": self.reached,
                 "aimed": self.aimed, "chi2": self.chi2, "floor": self.floor, "bounds": list(self.bounds),
                 "at_bound": self.at_bound, "exhausted": self.exhausted, "solves": len(self.solves)}
 
@@ -162,7 +166,7 @@ def discrepancy(solve: Callable[[float, Any], Solution], x0, mu0: float, bounds:
             b = m
     at_bound = "upper" if a.mu >= hi else ("lower" if a.mu <= lo else None)
     return MuChoice(mu=a.mu, x=a.x, rule="discrepancy", target=target, reached=reached, aimed=aimed, bounds=(lo, hi),
-                    at_bound=at_bound, floor=floor, chi2=a.chi2, exhausted=exhausted, solves=sols)
+                    at_bound=at_bound, floor=floor, chi2=a.chi2, exhausted=exhausted, accept=accept, solves=sols)
 
 
 def _menger_corner(points: list[tuple[float, float]]) -> int:

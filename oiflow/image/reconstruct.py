@@ -17,16 +17,21 @@ with a Gaussian (``blur_fwhm_mas``, default half the beam), recentre it (when no
 phase is fitted) and optimise again with a fresh quasi-Newton memory: this lets the optimiser escape
 local minima made of spurious high-frequency structure.
 
-``mu="auto"``: μ is swept down from a value that makes the regulariser dominate, warm
-starting each step, until χ²_red ≤ ``chi2_target`` (discrepancy principle); the bracket is
-refined by bisection in log μ and the largest μ that fits is kept. When the target is out of
-reach (χ² stops improving as μ decreases: model errors, underestimated error bars, a grid that
-cannot represent the object), the target becomes 1.1 × the lowest χ²_red of the sweep (the
-plateau) and the same rule applies. ``mu_method="lcurve"`` uses the corner of the L-curve
-(log χ², log R) instead. With ``levels > 1`` the sweep runs on the coarsest grid first, and again
-on the final grid starting a decade above the coarse choice (scaled to the final pixels) from
-the coarse image: a coarse grid's plateau is higher than the final grid's, so its μ alone is
-only a starting point.
+``mu="auto"``: μ is chosen by the bounded discrepancy rule of :mod:`oiflow.image.mu_rule`: the
+largest μ in [μ_ref·10⁻³, μ_ref·10³] whose solution has χ²_red within CHI2_SIGMAS = 2 standard
+deviations of χ² above ``chi2_target`` (1 + 2√(2/N) for N data: the smoothest image the data
+allow), where μ_ref = N / ΔR is a data-scaled reference (:func:`mu_reference`). Each solve is
+an optimisation of at most MAXITER/5 iterations warm-started from the previous one. When the
+target is out of reach (the floor of χ²_red stays above it), ``ImageResult.mu_rule`` says so
+(``reached`` False, with a message) and μ is the largest within 1.1 × the floor.
+``mu_method="lcurve"`` takes the corner of the L-curve (log χ², log R) instead. With
+``levels > 1`` the rule runs on the coarsest grid first (from μ_ref, by decades) and again on
+the final grid from the coarse choice (by half decades): a coarse grid's floor is higher than
+the final grid's, so its μ alone is only a starting point.
+
+The edge threshold τ of the hyperbolic (and l1) regulariser is ``tau`` × the object's mean pixel
+value (:func:`object_brightness`: flux over the area of the Gaussian fitted to the V²), so that
+it follows the data, not the field of view.
 """
 
 from __future__ import annotations
