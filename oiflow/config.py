@@ -115,7 +115,7 @@ class ImageTarget(_Model):
     mu: float | Literal["auto"] = "auto"  # regularization weight (RGL_WGT; "auto" = AUTO_WGT)
     device: Literal["cpu", "gpu"] = "cpu"
     maxiter: int = Field(500, ge=1)  # per optimisation round (MAXITER)
-    tau: float = Field(0.003, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value (image.reconstruct.object_brightness)
+    tau: float = Field(0.001, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value (image.reconstruct.object_brightness)
     prior_fwhm_mas: float | None = None  # radial prior size (compactness, l1, MEM default prior)
     prior: str | None = None  # FITS image used as the MEM prior (RGL_PRIO)
     extra_regularizers: dict[str, float] = Field(default_factory=dict)  # name -> absolute weight, added

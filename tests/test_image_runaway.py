@@ -57,7 +57,9 @@ def _check_bounded_and_honest(result, out: Path):
     assert lo <= result.mu <= hi and hi / lo == pytest.approx(MU_SPAN[1] / MU_SPAN[0])
     assert result.mu < 1e9  # the runaway weights were 1e10–1e15
     assert _written_chi2(result, out) == pytest.approx(result.chi2, rel=1e-4)
-    fitted = result.chi2 <= acceptance(result.settings.chi2_target, result.ndata, CHI2_SIGMAS)
+    accept = acceptance(result.settings.chi2_target, result.ndata, CHI2_SIGMAS)
+    assert rule["accept"] == pytest.approx(accept)
+    fitted = result.chi2 <= 1.1 * accept  # the optimisation after the search may move χ²_red by a few %
     if not fitted:  # a poor fit is never silent
         assert rule["reached"] is False
         assert any("not reached" in m for m in result.messages)
