@@ -73,8 +73,12 @@ def _command_of(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, mapping oiflow errors to exit codes and one-line messages."""
     args = sys.argv[1:] if argv is None else list(argv)
-    module = COMMANDS.get(_command_of(args) or "")
-    _register([module] if module else COMMAND_MODULES)
+    command = _command_of(args)
+    module = COMMANDS.get(command or "")
+    if module:
+        _register([module])
+    elif command is not None or "--version" not in args:  # a listing (--help) or a usage error: all
+        _register(COMMAND_MODULES)
     try:
         rv = _app(args=args, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):  # a command's typer.Exit(code), returned by click
