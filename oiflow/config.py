@@ -134,7 +134,7 @@ class ImageTarget(_Model):
     spectral_mu: float = Field(0.0, ge=0)  # weight of the spectral smoothness (channels mode)
     transform: Literal["auto", "nufft", "dft"] = "auto"
     flux: float = Field(1.0, gt=0)  # total flux of the output image (FLUX)
-    chi2_target: float = Field(1.0, gt=0)  # reduced χ² aimed at by mu="auto"
+    chi2_target: float = Field(1.0, gt=0)  # reduced χ² of mu="auto": the largest μ within 2σ of it fits (image.mu_rule)
     mu_method: Literal["chi2", "lcurve"] = "chi2"
     recenter: bool = True  # move the photocentre to the centre between rounds and at the end (no absolute phases)
     ftol: float = Field(1e-4, gt=0)  # relative decrease of the objective (3 iterations) that stops the optimiser (MiRA-like)
