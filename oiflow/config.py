@@ -31,7 +31,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
@@ -183,7 +182,7 @@ def validate(model: type[BaseModel], data: Any, source, prefix: str = ""):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schemas built on first use (start-up)
 
 
 class InputConfig(_Model):
@@ -272,7 +271,7 @@ class ImageTarget(_Model):
     mu: float | Literal["auto"] = "auto"  # regularization weight (RGL_WGT; "auto" = AUTO_WGT)
     device: Literal["cpu", "gpu"] = "cpu"
     maxiter: int = Field(500, ge=1)  # per optimisation round (MAXITER)
-    tau: float = Field(0.05, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × mean pixel value
+    tau: float = Field(0.001, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value (image.reconstruct.object_brightness)
     prior_fwhm_mas: float | None = None  # radial prior size (compactness, l1, MEM default prior)
     prior: str | None = None  # FITS image used as the MEM prior (RGL_PRIO)
     extra_regularizers: dict[str, float] = Field(default_factory=dict)  # name -> absolute weight, added
@@ -291,7 +290,7 @@ class ImageTarget(_Model):
     spectral_mu: float = Field(0.0, ge=0)  # weight of the spectral smoothness (channels mode)
     transform: Literal["auto", "nufft", "dft"] = "auto"
     flux: float = Field(1.0, gt=0)  # total flux of the output image (FLUX)
-    chi2_target: float = Field(1.0, gt=0)  # reduced χ² aimed at by mu="auto"
+    chi2_target: float = Field(1.0, gt=0)  # reduced χ² of mu="auto": the largest μ within 2σ of it fits (image.mu_rule)
     mu_method: Literal["chi2", "lcurve"] = "chi2"
     recenter: bool = True  # move the photocentre to the centre between rounds and at the end (no absolute phases)
     ftol: float = Field(1e-4, gt=0)  # relative decrease of the objective (3 iterations) that stops the optimiser (MiRA-like)

@@ -11,7 +11,8 @@ from oiflow.fit.analytic import binary
 from oiflow.image.data import Selection, imaging_data
 from oiflow.image.initial import fit_gaussian_fwhm, gaussian
 from oiflow.image.metric import nominal_resolution, quality
-from oiflow.image.reconstruct import Objective, image_settings, reconstruct
+from oiflow.image.mu_rule import acceptance
+from oiflow.image.reconstruct import CHI2_SIGMAS, Objective, image_settings, reconstruct
 from oiflow.oifits import read_oifits
 from oiflow.simulate.synthetic import from_template
 from oiflow.units import MAS
@@ -98,12 +99,13 @@ def test_auto_mu_reaches_the_target_chi2(shared_data):
     oi = simulate_on(shared_data / "imaging/contests_oifitsjl/contest-2008-obj1-K.oifits", truth, 0.6,
                      vis2_err=0.02, t3phi_err=np.deg2rad(5.0))
     data = imaging_data([oi], Selection())
-    res = reconstruct(data, dict(npix=32, pixel_size_mas=0.6, mu="auto", maxiter=150, chi2_target=1.0))
-    assert res.mu_curve and res.mu > 0
-    assert res.chi2 <= 1.0 + 0.05
-    # the chosen μ is the largest of the sweep that reaches the target
-    larger = [c for c in res.mu_curve if c["mu"] > res.mu * 1.0001]
-    assert all(c["chi2_red"] > 1.0 for c in larger)
+    res = reconstruct(data, dict(npix=32, pixel_size_mas=0.6, mu="auto", chi2_target=1.0))
+    accept = acceptance(1.0, data.ndata, CHI2_SIGMAS)  # 1 + 2√(2/N): within 2σ of the target
+    assert res.mu_curve and res.mu > 0 and res.mu_rule["reached"]
+    assert res.chi2 <= accept * 1.05
+    # the chosen μ is the largest of the final grid's solves that fits
+    larger = [c for c in res.mu_curve if c["mu"] > res.mu * 1.0001 and c["npix"] == 32]
+    assert larger and all(c["chi2_red"] > accept for c in larger)
 
 
 def test_polychromatic_channels_with_spectral_regulariser(shared_data):
@@ -199,8 +201,12 @@ def test_auto_mu_on_two_grids_fits_as_well_as_on_one(sparse_binary):
     base = dict(npix=64, pixel_size_mas=0.25, regularization="tv", mu="auto", maxiter=300)
     one = reconstruct(data, {**base, "levels": 1})
     two = reconstruct(data, {**base, "levels": 2})
-    assert one.chi2 < 1.3, one.chi2
-    assert two.chi2 < 1.3, two.chi2
+    # the rule accepts χ²_red up to 1 + 2√(2/N) (1.37 for these 59 points); the optimisation that
+    # follows the search (whose solves stop before convergence) may move it by a few per cent
+    accept = acceptance(1.0, data.ndata, CHI2_SIGMAS)
+    assert one.mu_rule["reached"] and two.mu_rule["reached"]
+    assert one.chi2 < 1.1 * accept, one.chi2
+    assert two.chi2 < 1.1 * accept, two.chi2
     assert {c["npix"] for c in two.mu_curve} == {32, 64}
     # V² and closure phases leave the position free: the image is shown with its photocentre at
     # the centre (recenter=True, the default), within RECENTER_MIN_SHIFT = 2 pixels
@@ -220,3 +226,20 @@ def test_auto_mu_with_an_unreachable_target_keeps_the_largest_mu_near_the_platea
     assert res.chi2 <= plateau * 1.02
     # no larger μ of the sweep reached the plateau target
     assert all(c["chi2_red"] > plateau for c in res.mu_curve if c["mu"] > res.mu * 1.0001)
+
+
+def test_linear_weights_match_scipy_map_coordinates():
+    """The resampling between grids (numpy only) equals scipy.ndimage.map_coordinates(order=1,
+    mode="constant") on a grid, edges and points outside included."""
+    from scipy.ndimage import map_coordinates
+
+    from oiflow.image.reconstruct import linear_weights
+
+    rng = np.random.default_rng(3)
+    for n_from, k in ((64, (np.arange(32) - 16) * 2.0 + 32), (32, (np.arange(64) - 32) * 0.5 + 16),
+                      (10, np.array([-0.5, -1e-12, 0.0, 0.3, 8.99, 9.0, 9.2, 11.0]))):
+        img = rng.random((n_from, n_from))
+        W = linear_weights(k, n_from)
+        yy, xx = np.meshgrid(k, k, indexing="ij")
+        ref = map_coordinates(img, [yy, xx], order=1, mode="constant", cval=0.0)
+        np.testing.assert_allclose(W @ img @ W.T, ref, atol=1e-14)

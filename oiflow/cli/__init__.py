@@ -1,6 +1,9 @@
 """The ``oiflow`` command: one typer app; each stage registers its subcommands from its own
 module here (``register(app)``). Exit codes: 0 success, 1 the command's own failure verdict
-(e.g. validation errors, a failed item in a batch), 2 unreadable input or bad usage."""
+(e.g. validation errors, a failed item in a batch), 2 unreadable input or bad usage.
+
+Start-up: :func:`main` imports only the module of the command it runs (:data:`COMMANDS`);
+``oiflow.cli.app`` (attribute access) registers every module."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import typer
 from .. import __version__
 from ..errors import ConfigError, OiflowError, OIFitsError
 
-app = typer.Typer(
+_app = typer.Typer(
     name="oiflow",
     help="Optical/infrared interferometry pipeline: OIFITS tools, reduction, calibration, fitting, imaging, flows.",
     no_args_is_help=True,
@@ -23,6 +26,15 @@ app = typer.Typer(
 
 #: modules of oiflow.cli that define commands (each has ``register(app)``)
 COMMAND_MODULES = ["oifits_cmds", "fit_cmds", "image_cmds", "reduce_cmds", "pipeline_cmds"]
+#: the module that registers each top-level command (tests/test_cli_lazy.py checks it against them)
+COMMANDS = {
+    **dict.fromkeys(("validate", "inspect", "plot", "merge", "select", "quicklook"), "oifits_cmds"),
+    **dict.fromkeys(("fit", "companion"), "fit_cmds"),
+    "image": "image_cmds",
+    **dict.fromkeys(("simulate", "reduce", "calibrate"), "reduce_cmds"),
+    **dict.fromkeys(("products", "run", "reprocess", "serve", "deploy", "submit", "server"), "pipeline_cmds"),
+}
+_registered: set[str] = set()
 
 
 def _version(value: bool):
@@ -31,7 +43,7 @@ def _version(value: bool):
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
@@ -39,14 +51,36 @@ def _root(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__name__}.{_name}").register(app)
+def _register(names) -> typer.Typer:
+    for name in names:
+        if name not in _registered:
+            importlib.import_module(f"{__name__}.{name}").register(_app)
+            _registered.add(name)
+    return _app
+
+
+def __getattr__(name: str):
+    if name == "app":  # the complete app, for callers that inspect or run it
+        return _register(COMMAND_MODULES)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The first word that is not an option (the root options take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, mapping oiflow errors to exit codes and one-line messages."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(args)
+    module = COMMANDS.get(command or "")
+    if module:
+        _register([module])
+    elif command is not None or "--version" not in args:  # a listing (--help) or a usage error: all
+        _register(COMMAND_MODULES)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = _app(args=args, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):  # a command's typer.Exit(code), returned by click
             return rv
     except typer.Exit as exc:

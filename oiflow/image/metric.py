@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -151,6 +150,8 @@ def quality(reconstruction: np.ndarray, truth: np.ndarray, pixel_size: float, be
     # sub-pixel refinement (on a padded copy so the shift does not wrap emission around)
     recp = _pad_to(rec, (py, px))
     trup = _pad_to(tru, (py, px))
+
+    from scipy import optimize  # here: scipy.optimize costs ~0.3 s of start-up to every imaging command
 
     def neg(s):
         return -_ncc(trup, fourier_shift(recp, s[0], s[1]))

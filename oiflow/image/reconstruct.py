@@ -17,16 +17,21 @@ with a Gaussian (``blur_fwhm_mas``, default half the beam), recentre it (when no
 phase is fitted) and optimise again with a fresh quasi-Newton memory: this lets the optimiser escape
 local minima made of spurious high-frequency structure.
 
-``mu="auto"``: μ is swept down from a value that makes the regulariser dominate, warm
-starting each step, until χ²_red ≤ ``chi2_target`` (discrepancy principle); the bracket is
-refined by bisection in log μ and the largest μ that fits is kept. When the target is out of
-reach (χ² stops improving as μ decreases: model errors, underestimated error bars, a grid that
-cannot represent the object), the target becomes 1.1 × the lowest χ²_red of the sweep (the
-plateau) and the same rule applies. ``mu_method="lcurve"`` uses the corner of the L-curve
-(log χ², log R) instead. With ``levels > 1`` the sweep runs on the coarsest grid first, and again
-on the final grid starting a decade above the coarse choice (scaled to the final pixels) from
-the coarse image: a coarse grid's plateau is higher than the final grid's, so its μ alone is
-only a starting point.
+``mu="auto"``: μ is chosen by the bounded discrepancy rule of :mod:`oiflow.image.mu_rule`: the
+largest μ in [μ_ref·10⁻³, μ_ref·10³] whose solution has χ²_red within CHI2_SIGMAS = 2 standard
+deviations of χ² above ``chi2_target`` (1 + 2√(2/N) for N data: the smoothest image the data
+allow), where μ_ref = N / ΔR is a data-scaled reference (:func:`mu_reference`). Each solve is
+an optimisation of at most MAXITER/5 iterations warm-started from the previous one. When the
+target is out of reach (the floor of χ²_red stays above it), ``ImageResult.mu_rule`` says so
+(``reached`` False, with a message) and μ is the largest within 1.1 × the floor.
+``mu_method="lcurve"`` takes the corner of the L-curve (log χ², log R) instead. With
+``levels > 1`` the rule runs on the coarsest grid first (from μ_ref, by decades) and again on
+the final grid from the coarse choice (by half decades): a coarse grid's floor is higher than
+the final grid's, so its μ alone is only a starting point.
+
+The edge threshold τ of the hyperbolic (and l1) regulariser is ``tau`` × the object's mean pixel
+value (:func:`object_brightness`: flux over the area of the Gaussian fitted to the V²), so that
+it follows the data, not the field of view.
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ from ..errors import ConfigError, ImagingError
 from ..units import MAS
 from ..verdict import Verdict
 from .data import DeviceGroup, ImagingData, likelihood, model_observables
-from .initial import initial_image
-from .metric import Beam, beam_from_uv, convolve_beam
+from .initial import fit_gaussian_fwhm, gaussian, initial_image
+from .metric import Beam, beam_from_uv, convolve_beam, nominal_resolution
+from .mu_rule import MU_SPAN, MuChoice, Solution, acceptance, discrepancy, lcurve, mu_bounds
 from .optimize import vmlmb
 from .regularizers import Regularizer, canonical, spectral
 from .transform import make_transform
@@ -111,6 +117,9 @@ class ImageResult:
     messages: list[str] = field(default_factory=list)
     out_path: str | None = None
     png_paths: list[str] = field(default_factory=list)
+    #: what the automatic μ rule concluded (:meth:`oiflow.image.mu_rule.MuChoice.to_dict`: rule,
+    #: target, reached, aimed, chi2, floor, bounds, at_bound); None for a fixed μ
+    mu_rule: dict | None = None
     verdict: Verdict | None = None  # oiflow.image.verdict: ok | poor-fit | maxiter | not-at-minimum | failed
 
     @property
@@ -125,7 +134,7 @@ class ImageResult:
             "transform": self.transform, "npix": int(self.image.shape[-1]),
             "pixel_size_mas": self.pixel_size / MAS, "flux": float(self.image.sum(axis=(-2, -1)).mean()),
             "beam_mas": [self.beam.major / MAS, self.beam.minor / MAS, math.degrees(self.beam.pa)],
-            "used": self.used, "excluded": self.excluded, "out_path": self.out_path,
+            "used": self.used, "excluded": self.excluded, "out_path": self.out_path, "mu_rule": self.mu_rule,
             "verdict": self.verdict.to_dict() if self.verdict is not None else None,
         }
 
@@ -133,7 +142,8 @@ class ImageResult:
 class Objective:
     """f(x) (host float) and ∂f/∂x (backend array) of the flat variables x (mean pixel 1)."""
 
-    def __init__(self, data: ImagingData, settings: ImageTarget, xp, prior: np.ndarray | None = None):
+    def __init__(self, data: ImagingData, settings: ImageTarget, xp, prior: np.ndarray | None = None,
+                 object_fwhm: float | None = None):
         self.xp = xp
         self.data = data
         self.n = settings.npix
@@ -145,7 +155,9 @@ class Objective:
         self.transforms = [make_transform(xp.asarray(g.u), xp.asarray(g.v), self.n, self.pixel_size, xp,
                                           method=settings.transform, **NUFFT_OPTIONS) for g in data.groups]
         fwhm = settings.prior_fwhm_mas * MAS if settings.prior_fwhm_mas else None
-        kw = dict(tau=settings.tau, prior_fwhm=fwhm)
+        if object_fwhm is None:
+            object_fwhm = object_size(data, self.n * self.pixel_size)
+        kw = dict(tau=settings.tau, prior_fwhm=fwhm, brightness=object_brightness(object_fwhm, self.n, self.pixel_size))
         self.reg = Regularizer(settings.regularization, (self.n, self.n), self.pixel_size, xp, prior=prior, **kw)
         self.extra = [(Regularizer(name, (self.n, self.n), self.pixel_size, xp, prior=prior, **kw), float(w))
                       for name, w in settings.extra_regularizers.items()]
@@ -267,91 +279,78 @@ def _recenter(x: np.ndarray, shape, min_shift: int = 1) -> np.ndarray:
     return np.roll(xs, (dy, dx), axis=(1, 2)).ravel()
 
 
-def _menger_corner(points: list[tuple[float, float]]) -> int:
-    """Index of the point of maximum curvature of a polyline (L-curve corner)."""
-    best, best_k = 0, -np.inf
-    for i in range(1, len(points) - 1):
-        (x1, y1), (x2, y2), (x3, y3) = points[i - 1], points[i], points[i + 1]
-        area2 = (x2 - x1) * (y3 - y1) - (y2 - y1) * (x3 - x1)
-        d = math.dist(points[i - 1], points[i]) * math.dist(points[i], points[i + 1]) * math.dist(points[i - 1], points[i + 1])
-        k = 2 * area2 / d if d > 0 else 0.0
-        if k > best_k:
-            best_k, best = k, i
-    return best
-
-
-def _initial_mu(obj: Objective, x: np.ndarray) -> float:
-    """μ for which the regulariser's gradient is 10× the data term's at ``x``."""
-    mu_saved = obj.mu
-    xd = obj.xp.asarray(x)
-    obj.mu = 0.0
-    g0 = np.asarray(to_numpy(obj(xd)[1]))
-    obj.mu = 1.0
-    g1 = np.asarray(to_numpy(obj(xd)[1]))
-    obj.mu = mu_saved
-    gr = float(np.linalg.norm(g1 - g0))
-    gd = float(np.linalg.norm(g0))
-    if gr <= 0 or not np.isfinite(gr):
-        return 1e4
-    return 10.0 * max(gd, 1e-12) / gr
-
-
 RECENTER_MIN_SHIFT = 2  # pixels: the final image is recentred when its photocentre is further off
 RECENTER_ITER = 50  # iterations that re-fit the recentred image
 RECENTER_TOLERANCE = 0.01  # relative χ² increase accepted for a centred image
-PLATEAU_MARGIN = 1.1  # unreachable χ² target: aim at this × the lowest χ²_red of the sweep
+#: the automatic μ accepts a fit up to CHI2_SIGMAS standard deviations of χ² above the target
+#: (:func:`oiflow.image.mu_rule.acceptance`): the smoothest image consistent with the data
+CHI2_SIGMAS = 2.0
+#: iterations of one solve of the μ search: MAXITER // 5, at least this
+SOLVE_MIN_ITER = 30
+#: solves of the μ search at most: on the first grid (bracketing from μ_ref), on the final one
+#: (from the first grid's choice)
+SEARCH_SOLVES = (6, 4)
+#: fewer data points cannot constrain even an elliptical Gaussian (size, elongation, orientation)
+MIN_DATA = 3
+#: first μ tried by the automatic rule, × μ_ref (the median of the choices on the benchmark panel,
+#: so that the bracketing usually takes one or two solves; the choice itself does not depend on it)
+MU_START = 1.0
 
 
-def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, history, curve,
-             mu0: float | None = None) -> tuple[float, np.ndarray, int, int]:
-    target = settings.chi2_target
-    step_iter = max(30, settings.maxiter // 5)
-    mu = _initial_mu(obj, x) if mu0 is None else mu0
-    niter = nfev = 0
-    results = []  # (mu, chi2_red, reg, x)
-    factor = math.sqrt(10.0)
-    for _ in range(24):
+def object_size(data: ImagingData, fov: float) -> float:
+    """Size (rad) of the object for the data-scaled settings: the FWHM of the circular Gaussian
+    that best fits the V² (:func:`oiflow.image.initial.fit_gaussian_fwhm`, at most half the
+    field), at least the nominal resolution λ/2B_max."""
+    return max(fit_gaussian_fwhm(data, fov / 2), nominal_resolution(data.max_frequency))
+
+
+def object_brightness(fwhm: float, n: int, pixel_size: float) -> float:
+    """Mean pixel value of a unit-flux object of FWHM ``fwhm`` (rad) on an n×n grid: 1 / its
+    area in pixels (π/(4 ln 2)·(fwhm/pixel)², the area of a Gaussian), the area kept between 1
+    pixel and the field. The edge threshold τ of the regularisers is relative to it."""
+    area = math.pi / (4 * math.log(2)) * (fwhm / pixel_size) ** 2
+    return 1.0 / min(max(area, 1.0), float(n * n))
+
+
+def mu_reference(obj: Objective, fwhm: float) -> float:
+    """μ_ref = N_data / ΔR, ΔR = |R(g) − R(g₂)| for unit-flux Gaussians of FWHM ``fwhm`` (the
+    object's size) and 2·``fwhm`` on the objective's grid: the weight at which halving the
+    resolution of the image costs as much in regularisation as a fit at χ²_red = 1. Falls back
+    on N_data / R(g) when the regulariser does not tell the two apart."""
+    n, pix = obj.n, obj.pixel_size
+    vals = []
+    for w in (fwhm, 2 * fwhm):
+        g = gaussian(n, pix, min(w, n * pix / 2))
+        vals.append(obj.ngroups * float(to_numpy(obj.reg(obj.xp.asarray(g))[0])))
+    delta = abs(vals[0] - vals[1]) or abs(vals[0])
+    return max(obj.ndata, 1) / delta if delta > 0 else float(max(obj.ndata, 1))
+
+
+def _auto_mu(obj: Objective, x: np.ndarray, settings: ImageTarget, progress, history, curve, *, mu0: float,
+             bounds: tuple[float, float], step: float, refine: int, per_solve: int,
+             max_solves: int) -> tuple[MuChoice, int, int]:
+    """Run the rule of :mod:`oiflow.image.mu_rule` on this grid; each solve is an optimisation
+    of at most ``per_solve`` iterations warm-started from the previous solution, at most
+    ``max_solves`` of them."""
+    count = {"nit": 0, "nfev": 0}
+
+    def solve(mu: float, x_start: np.ndarray) -> Solution:
         obj.mu = mu
-        x, res = _optimise(obj, x, step_iter, settings.ftol, progress, "auto-mu", history)
-        niter += res.nit
-        nfev += res.nfev
-        obj(obj.xp.asarray(x))
+        xs, res = _optimise(obj, x_start, per_solve, settings.ftol, progress, "auto-mu", history)
+        count["nit"] += res.nit
+        count["nfev"] += res.nfev
+        obj(obj.xp.asarray(xs))
         chi2r, reg = obj.last["chi2_red"], obj.last["reg"]
-        results.append((mu, chi2r, reg, x.copy()))
         curve.append({"mu": mu, "chi2_red": chi2r, "reg": reg, "npix": obj.shape[-1]})
-        if settings.mu_method == "chi2" and chi2r <= target:
-            break
-        if len(results) >= 4 and chi2r > 0.98 * results[-3][1] and settings.mu_method == "chi2":
-            break  # χ² no longer improves: the target is out of reach
-        if settings.mu_method == "lcurve" and len(results) >= 10:
-            break
-        mu /= factor
-    reached = [r for r in results if r[1] <= target]
-    if settings.mu_method == "chi2" and not reached:
-        target = PLATEAU_MARGIN * min(r[1] for r in results)
-        reached = [r for r in results if r[1] <= target]
-    if settings.mu_method == "chi2":
-        lo = reached[0]  # largest μ with χ² ≤ target
-        idx = results.index(lo)
-        hi = results[idx - 1] if idx > 0 else None
-        if hi is not None:
-            for _ in range(3):  # bisection in log μ between hi (too smooth) and lo (fits)
-                mid = math.sqrt(hi[0] * lo[0])
-                obj.mu = mid
-                xm, res = _optimise(obj, hi[3], step_iter, settings.ftol, progress, "auto-mu", history)
-                niter += res.nit
-                nfev += res.nfev
-                obj(obj.xp.asarray(xm))
-                entry = (mid, obj.last["chi2_red"], obj.last["reg"], xm.copy())
-                curve.append({"mu": mid, "chi2_red": entry[1], "reg": entry[2], "npix": obj.shape[-1]})
-                if entry[1] <= target:
-                    lo = entry
-                else:
-                    hi = entry
-        return lo[0], lo[3], niter, nfev
-    pts = [(math.log10(max(r[1], 1e-300)), math.log10(max(r[2], 1e-300))) for r in results]
-    k = _menger_corner(pts) if len(pts) >= 3 else len(pts) - 1
-    return results[k][0], results[k][3], niter, nfev
+        return Solution(mu, chi2r, reg, xs)
+
+    if settings.mu_method == "lcurve":
+        choice = lcurve(solve, x, mu0, bounds, settings.chi2_target, max_solves=max_solves)
+    else:
+        accept = acceptance(settings.chi2_target, obj.ndata, CHI2_SIGMAS)
+        choice = discrepancy(solve, x, mu0, bounds, settings.chi2_target, accept=accept, step=step, refine=refine,
+                             max_solves=max_solves)
+    return choice, count["nit"], count["nfev"]
 
 
 def _load_prior(settings: ImageTarget) -> np.ndarray | None:
@@ -386,11 +385,27 @@ def _downsample(img: np.ndarray, n_to: int) -> np.ndarray:
     return _resample(img, n_to)
 
 
+def linear_weights(k: np.ndarray, n: int) -> np.ndarray:
+    """(len(k), n) matrix of linear interpolation at the (fractional) sample positions ``k`` of
+    n samples; 0 outside [0, n − 1]. W_y · img · W_xᵀ is the bilinear interpolation of
+    ``scipy.ndimage.map_coordinates(img, meshgrid(k_y, k_x), order=1, mode="constant")`` on a
+    grid (tests/test_image_reconstruct.py compares them): numpy alone, scipy.ndimage's import
+    costs ~0.3 s of every imaging command's start-up."""
+    k = np.asarray(k, float)
+    W = np.zeros((k.size, n))
+    inside = (k >= 0) & (k <= n - 1)
+    i0 = np.clip(np.floor(k).astype(int), 0, max(n - 2, 0))
+    f = k - i0
+    rows = np.nonzero(inside)[0]
+    W[rows, i0[rows]] += 1.0 - f[rows]
+    if n > 1:
+        W[rows, i0[rows] + 1] += f[rows]
+    return W
+
+
 def _resample(img: np.ndarray, n_to: int) -> np.ndarray:
     """Resample an image on the same field of view to n_to × n_to (centre pixels aligned),
     flux normalised to 1 (bilinear interpolation of the surface brightness)."""
-    from scipy.ndimage import map_coordinates
-
     n_from = img.shape[-1]
     if n_from == n_to:
         return img / img.sum()
@@ -398,9 +413,8 @@ def _resample(img: np.ndarray, n_to: int) -> np.ndarray:
     k = (np.arange(n_to) - n_to // 2) * ratio + n_from // 2
     if ratio > 1:  # shrinking: smooth first so that no flux falls between samples
         img = convolve_beam(img, 1.0, ratio)
-    yy, xx = np.meshgrid(k, k, indexing="ij")
-    out = map_coordinates(img, [yy, xx], order=1, mode="constant", cval=0.0)
-    out = np.clip(out, 0, None)
+    W = linear_weights(k, n_from)
+    out = np.clip(W @ img @ W.T, 0, None)
     return out / out.sum()
 
 
@@ -421,6 +435,9 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
     """
     t0 = time.perf_counter()
     settings = image_settings(settings)
+    if data.ndata < MIN_DATA:
+        raise ImagingError(f"{data.ndata} data point(s) of {data.target!r} ({data.used}): at least {MIN_DATA} are "
+                           "needed to image (the parameters of an elliptical Gaussian)")
     messages: list[str] = []
     if backend is None:
         backend, msg = resolve_device(settings.device)
@@ -461,13 +478,17 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
     mu = None if auto_mu else float(settings.mu)
     x = None
     obj = res = None
-    coarse_iter = 0
+    used = 0  # iterations of the optimisation rounds on every grid (MAXITER bounds them together)
+    per_solve = max(SOLVE_MIN_ITER, settings.maxiter // 5)
+    fwhm = object_size(data, n * pix)
+    choice: MuChoice | None = None
     for li, (n_l, pix_l) in enumerate(levels):
         final = li == len(levels) - 1
+        cap = settings.maxiter if final else settings.maxiter // 2  # coarse grids: at most half of MAXITER
         factor = _COARSE_SCALE[reg_name] ** round(math.log2(pix_l / pix))
         s_l = settings.model_copy(update=dict(npix=n_l, pixel_size_mas=pix_l / MAS))
         prior_l = None if prior is None else _resample(np.clip(np.asarray(prior, float), 0, None), n_l)
-        obj = Objective(data, s_l, xp, prior=prior_l)
+        obj = Objective(data, s_l, xp, prior=prior_l, object_fwhm=fwhm)
         ng = obj.ngroups
         if x is None:
             start = _resample(init, n_l)
@@ -477,11 +498,18 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
             x = np.stack([_resample(img, n_l) for img in prev]).ravel() * (n_l * n_l)
         x = np.maximum(x, obj.lower_bound)
         if auto_mu and (li == 0 or final):  # coarsest grid, then again on the final one
-            mu0 = None if li == 0 else 10.0 * mu / factor
-            mu_l, x, ni, nf = _auto_mu(obj, x, s_l, progress, history, curve, mu0=mu0)
+            ref = mu_reference(obj, fwhm)
+            if choice is None:
+                mu0, step, refine, max_solves = MU_START * ref, 10.0, 2, SEARCH_SOLVES[0]
+            else:  # from the coarse choice, at the same place between the bounds
+                mu0, step, refine, max_solves = (choice.mu / choice.bounds[0] * ref * MU_SPAN[0], math.sqrt(10.0), 2,
+                                                 SEARCH_SOLVES[1])
+            choice, ni, nf = _auto_mu(obj, x, s_l, progress, history, curve, mu0=mu0, bounds=mu_bounds(ref), step=step,
+                                      refine=refine, per_solve=per_solve, max_solves=max_solves)
+            x = choice.x
             niter += ni
             nfev += nf
-            mu = mu_l * factor
+            mu = choice.mu * factor
         obj.mu = mu / factor
         rounds = settings.restarts + 1 if final else 1
         for round_no in range(rounds):
@@ -492,14 +520,11 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
                     x = _recenter(x, obj.shape)
             phase = "optimise" if final else f"coarse {n_l}px"
             ftol = settings.ftol if final else max(settings.ftol, COARSE_FTOL)
-            # MAXITER bounds the whole optimisation: coarse grids use at most half of it and the
-            # final grid what they left
-            maxiter = max(1, settings.maxiter - coarse_iter) if final else max(1, settings.maxiter // 2 - coarse_iter)
-            x, res = _optimise(obj, x, maxiter, ftol, progress, phase, history, round_no)
+            left = max(1, (cap - used) // (rounds - round_no))  # the rounds share what is left
+            x, res = _optimise(obj, x, left, ftol, progress, phase, history, round_no)
             niter += res.nit
             nfev += res.nfev
-            if not final:
-                coarse_iter += res.nit
+            used += res.nit
     obj(xp.asarray(x))
     if settings.recenter and not absolute_phase:
         # V², closure phases and amplitudes do not fix the position: show the photocentre at the
@@ -511,7 +536,7 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
         xc = _recenter(x, obj.shape, min_shift=RECENTER_MIN_SHIFT)
         if xc is not x:
             obj(xp.asarray(xc))
-            left = min(RECENTER_ITER, settings.maxiter - coarse_iter - res.nit)  # within MAXITER
+            left = min(RECENTER_ITER, settings.maxiter - used)  # within MAXITER
             if obj.last["chi2_red"] > chi2_before * (1 + RECENTER_TOLERANCE) and left > 0:
                 xc, res_c = _optimise(obj, xc, left, settings.ftol, progress, "recentre", history)
                 niter += res_c.nit
@@ -522,6 +547,9 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
             else:
                 obj(xp.asarray(x))
     last = obj.last
+    if choice is not None and choice.message():
+        messages.append(choice.message())
+        log.warning(messages[-1])
     y = _normalised(x, obj.shape)
     vis = obj.visibilities(y)
     models = [model_observables(g, V) for g, V in zip(data.groups, vis)]
@@ -558,6 +586,7 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
         history=history,
         mu_curve=curve,
         messages=messages,
+        mu_rule=None if choice is None else choice.to_dict(),
     )
     result.verdict = image_verdict(result)
     return result

@@ -4,13 +4,15 @@ They act on the flux-normalised image ``y`` (Σ y = 1, y ≥ 0), shape (ny, nx).
 ``(value, gradient)``; the reconstruction adds ``μ · value`` to the χ².
 
 * ``hyperbolic`` (edge-preserving total variation, alias ``tv``):
-  Σ √(|∇y|² + τ²) − τ, with τ = ``tau`` × (mean pixel value 1/N) — small τ: TV (sharp edges),
-  large τ: quadratic smoothness;
+  Σ √(|∇y|² + τ²) − τ, with τ = ``tau`` × ``brightness`` (a reference pixel value of the
+  normalised image: by default the mean pixel value 1/N; the reconstruction passes the object's
+  mean pixel value, see :func:`oiflow.image.reconstruct.object_brightness`, so that τ follows the
+  data, not the field of view) — small τ: TV (sharp edges), large τ: quadratic smoothness;
 * ``mem``: maximum entropy against a prior p (Σ p = 1): Σ y ln(y/p) − y + p (≥ 0, 0 at y = p);
 * ``smooth``: quadratic smoothness Σ |∇y|²;
 * ``compactness``: Σ w y² with radial weights w = N·(1 + (2r/γ)²)/Σ(…) (γ = ``prior_fwhm``):
   prefers a compact image of FWHM ≈ γ;
-* ``l1``: Σ w (√(y² + δ²) − δ) with the radial weights above (δ = ``tau``/N). A plain l1 norm
+* ``l1``: Σ w (√(y² + δ²) − δ) with the radial weights above (δ = ``tau`` × ``brightness``). A plain l1 norm
   is constant (= the flux) for a positive normalised image; with radial weights it is a
   sparsity prior that favours emission near the centre.
 
@@ -107,13 +109,13 @@ class Regularizer:
     """A named regulariser with its parameters bound (prior, weights, τ)."""
 
     def __init__(self, name: str, shape, pixel_size: float, xp, *, tau: float = 0.05, prior_fwhm: float | None = None,
-                 prior=None):
+                 prior=None, brightness: float | None = None):
         self.name = canonical(name)
         self.xp = xp
         self._numpy = "numpy" in getattr(xp, "__name__", "")
         ny, nx = shape
         self.npix = ny * nx
-        self.tau = float(tau) / self.npix
+        self.tau = float(tau) * (1.0 / self.npix if brightness is None else float(brightness))
         fwhm = prior_fwhm if prior_fwhm else 0.25 * max(ny, nx) * pixel_size
         self.weights = None
         self.prior = None

@@ -19,6 +19,10 @@ status wins, every reason is kept, :func:`oiflow.verdict.worst`):
 ``ok``
     none of the above: converged, and every observable fits.
 
+When the automatic weight (``mu: auto``, :mod:`oiflow.image.mu_rule`) could not reach its χ²
+target, or stopped at a bound of its range, the rule's own sentence joins the reasons (and
+``mu_rule_reached`` the figures) whatever the status.
+
 Only ``ok`` is ok: IMAGE-OI ``CONVERGE`` is T only then, ``oiflow image`` and
 ``oiflow-image-ci`` exit 1 otherwise (with the file written and marked).
 """
@@ -84,5 +88,20 @@ def image_verdict(result) -> Verdict:
             verdicts.append(Verdict(MAXITER, (f"stopped at MAXITER = {result.settings.maxiter} before converging",)))
         else:
             verdicts.append(Verdict(NOT_AT_MINIMUM, (f"optimiser stopped: {result.message}",)))
+    rule = result.mu_rule or {}
+    if rule:
+        figures["mu_rule_reached"] = rule.get("reached")
+        figures["mu_rule_at_bound"] = rule.get("at_bound")
+    note = _mu_rule_note(result)
+    if note:
+        verdicts.append(Verdict(OK, (note,)))
     v = worst(verdicts) if verdicts else Verdict(OK)
     return Verdict(v.status, v.reasons, figures)
+
+
+def _mu_rule_note(result) -> str | None:
+    """The automatic weight rule's sentence, when it did not simply fit its target."""
+    rule = result.mu_rule or {}
+    if rule.get("reached") is False or rule.get("at_bound"):
+        return next((m for m in result.messages if "μ =" in m and "χ²_red" in m), None)
+    return None

@@ -150,3 +150,71 @@ def synthetic_oifits(visfunc: VisFunc, *, u, v, wavelength, sta_index=None, stat
 
 
 __all__ = ["from_template", "synthetic_oifits", "closure_phase"]
+
+
+def earth_rotation_oifits(visfunc: VisFunc, *, configuration: str | list[str], dec_deg: float, hour_angles_h,
+                          wavelength, vis_noise: float, v2_calibration: float = 0.02, facility: str = "VLTI",
+                          seed: int = 0, target: str = "SIM", mjd: float = 60000.0, insname: str = "SIM") -> OIFits:
+    """An OIFITS2 (OI_VIS2 + OI_T3) of an array observing a target at declination ``dec_deg``
+    at the hour angles ``hour_angles_h`` (hours): all baselines and closure triangles of the
+    stations of ``configuration`` (a name of :data:`oiflow.simulate.geometry.CONFIGURATIONS`
+    or a station list of ``facility``), projected by Earth rotation.
+
+    Error model (from the true visibilities): each baseline's complex visibility carries
+    Gaussian noise of standard deviation ``vis_noise`` (absolute) and V² a relative
+    calibration error ``v2_calibration``: σ(V²) = √((2|V|σ_V + σ_V²)² + (c V²)²); a closure
+    phase adds the phase errors of its three baselines, σ(φ) = √Σ (σ_V/max(|V_k|, σ_V))²
+    (radians, at most π); σ(T3AMP) = |B| σ(φ). Values are the model plus that noise
+    (deterministic under ``seed``).
+    """
+    from ..observables import baselines, triangles
+    from ..units import DEG
+    from .geometry import project_baselines, resolve_stations
+
+    rng = np.random.default_rng(seed)
+    site, stations = resolve_stations(configuration, facility)
+    enu = site.enu(stations)
+    ha = np.asarray(hour_angles_h, float) * 15.0 * DEG
+    lat = site.latitude_deg * DEG
+    dec = dec_deg * DEG
+    wave = np.atleast_1d(np.asarray(wavelength, float))
+    bl, tr = baselines(len(stations)), triangles(len(stations))
+    nt = ha.size
+    mjd_rows = mjd + np.arange(nt) * 0.0417  # one hour apart (labels only: uv come from the hour angles)
+
+    def project(pairs):
+        d = np.array([enu[j] - enu[i] for i, j in pairs])
+        u, v, _ = project_baselines(d, ha, dec, lat)  # (T, B)
+        return u.ravel(), v.ravel()
+
+    u, v = project(bl)
+    vis = visfunc(u[:, None] / wave, v[:, None] / wave, np.broadcast_to(wave, (u.size, wave.size)))
+    amp = np.abs(vis)
+    s = float(vis_noise)
+    v2err = np.hypot(2 * amp * s + s * s, v2_calibration * amp**2)
+    v2 = amp**2 + rng.normal(size=amp.shape) * v2err
+    sta2 = np.tile(np.array([(i + 1, j + 1) for i, j in bl]), (nt, 1))
+    tables = [vis2_table(insname, "SIM", target_id=1, mjd=np.repeat(mjd_rows, len(bl)), u=u, v=v, sta_index=sta2,
+                         vis2=v2, vis2err=v2err)]
+    if tr:
+        u1, v1 = project([(i, j) for i, j, k in tr])
+        u2, v2_ = project([(j, k) for i, j, k in tr])
+        (a, b), (c, d), (e, f) = t3_uv(u1[:, None] + 0 * wave, v1[:, None] + 0 * wave, u2[:, None] + 0 * wave,
+                                       v2_[:, None] + 0 * wave)
+        W = np.broadcast_to(wave, a.shape)
+        legs = [visfunc(x / W, y / W, W) for x, y in ((a, b), (c, d), (e, f))]
+        bis = legs[0] * legs[1] * legs[2]
+        perr = np.minimum(np.sqrt(sum((s / np.maximum(np.abs(leg), s)) ** 2 for leg in legs)), np.pi)
+        phi = wrap_phase(np.angle(bis) + rng.normal(size=bis.shape) * perr, np)
+        aerr = np.abs(bis) * perr + s**3
+        t3amp = np.abs(bis) + rng.normal(size=bis.shape) * aerr
+        sta3 = np.tile(np.array([(i + 1, j + 1, k + 1) for i, j, k in tr]), (nt, 1))
+        tables.append(t3_table(insname, "SIM", target_id=1, mjd=np.repeat(mjd_rows, len(tr)), u1=u1, v1=v1, u2=u2,
+                               v2=v2_, sta_index=sta3, t3phi=phi, t3phierr=perr, t3amp=t3amp, t3amperr=aerr))
+    return new_oifits(
+        target_table([target], dec_deg=dec_deg),
+        [array_table("SIM", stations, enu, frame="SKY")],
+        [wavelength_table(insname, wave)],
+        tables,
+        primary={"OBJECT": target, "INSTRUME": insname, "TELESCOP": site.name},
+    )

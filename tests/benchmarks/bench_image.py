@@ -1,7 +1,12 @@
 """Imaging benchmarks (run: ``PYTHONPATH=$PWD python -m pytest -m benchmark tests/benchmarks/bench_image.py -s``).
 
 Each benchmark measures a baseline in the same run and prints absolute figures next to the
-targets of issue 5; timings are noisy on a shared 2-core machine (use ``-s`` to see them).
+targets of issues 5 and 12; timings are noisy on a shared 2-core machine (use ``-s`` to see them).
+
+The panel (``-k panel``, about 10 minutes): oiflow and MiRA (``ymira``; skipped without it —
+``../shared/tools/mira/install.sh`` installs it) with their defaults on the cases of
+``image_panel.py``, same run, same grid; per-case figures go to
+``tests/artifacts/bench_image_panel.json``.
 
 GPU (a machine with CUDA and cupy; cufinufft optional):
 ``pip install cupy-cuda12x cufinufft`` then the same command with ``-k gpu``; it compares the
@@ -10,8 +15,10 @@ cupy path (cufinufft, else the matrix DFT) with finufft on the CPU for the large
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -248,3 +255,67 @@ def test_bench_gpu_large_transform():
           f"{t_gpu * 1e3:.1f} ms vs CPU finufft {t_cpu * 1e3:.1f} ms: ×{t_cpu / t_gpu:.1f}; max |ΔV| {err:.2e}")
     assert err < 1e-6
     assert t_cpu / t_gpu >= 10
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(shutil.which("ymira") is None,
+                    reason="ymira (MiRA) is not installed: ../shared/tools/mira/install.sh installs it")
+def test_bench_panel_against_mira(tmp_path, shared_data):
+    """Issue 12's acceptance on the panel of ``image_panel.py`` (23 cases of known truth), both
+    programs with their defaults on the same files and grid, in the same run (the order
+    alternates from case to case): oiflow's mean score ≥ MiRA's and ≥ on at least 3/4 of the
+    cases (scores compared at the printed precision, 3 decimals); its wall time ≤ 1/2 of MiRA's
+    over the panel — the time until the product is written (file in → file out) and, printed
+    beside it, the whole command with its quicklook PNGs; its start-up (command start → first
+    iteration) with the same-run floor of any numpy + astropy command."""
+    import image_panel as panel
+
+    cases = panel.build_panel(tmp_path, shared_data / "imaging/oitoolsjl_spotdisk")
+    load_before = _load()
+    rows = [panel.run_case(c, tmp_path, mira_first=bool(i % 2)) for i, c in enumerate(cases)]
+    start = panel.startup(cases[8], tmp_path)
+    n = len(rows)
+    o = np.array([r["oiflow_score"] for r in rows])
+    m = np.array([r["mira_score"] for r in rows])
+    ob = np.array([r["oiflow_score_both"] for r in rows])
+    mb = np.array([r["mira_score_both"] for r in rows])
+    wins = int(np.sum(np.round(o, 3) >= np.round(m, 3)))
+    wins_both = int(np.sum(np.round(ob, 3) >= np.round(mb, 3)))
+    o_prod = sum(r["oiflow_product_s"] for r in rows)
+    o_wall = sum(r["oiflow_wall_s"] for r in rows)
+    m_wall = sum(r["mira_wall_s"] for r in rows)
+    per_case = [r["oiflow_product_s"] / r["mira_wall_s"] for r in rows]
+    summary = {
+        "load": f"{load_before} before, {_load()} after",
+        "mean_score": {"oiflow": round(float(o.mean()), 4), "mira": round(float(m.mean()), 4)},
+        "cases_oiflow_ge_mira": f"{wins}/{n}",
+        "mean_score_both_blurred": {"oiflow": round(float(ob.mean()), 4), "mira": round(float(mb.mean()), 4)},
+        "cases_oiflow_ge_mira_both_blurred": f"{wins_both}/{n}",
+        "wall_s": {"oiflow_product": round(o_prod, 1), "oiflow_command": round(o_wall, 1), "mira": round(m_wall, 1)},
+        "wall_ratio": {"product": round(o_prod / m_wall, 3), "command": round(o_wall / m_wall, 3),
+                       "per_case_product_median": round(float(np.median(per_case)), 3)},
+        "startup": start,
+        "mira_options": panel.MIRA_OPTIONS,
+        "oiflow_options": ["--npix", "--pixel-size"],
+    }
+    artifact = REPO / "tests/artifacts/bench_image_panel.json"
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    artifact.write_text(json.dumps({"summary": summary, "cases": rows}, indent=1, ensure_ascii=False) + "\n")
+    print(f"\n[imaging panel, {n} cases, oiflow vs MiRA same run; {summary['load']}]")
+    print(f"  {'case':40s} {'oiflow score':>12s} {'MiRA score':>10s} {'oiflow both':>11s} {'MiRA both':>9s} "
+          f"{'oiflow product/command s':>24s} {'MiRA s':>7s}")
+    for r in rows:
+        print(f"  {r['case']:40s} {r['oiflow_score']:12.3f} {r['mira_score']:10.3f} {r['oiflow_score_both']:11.3f} "
+              f"{r['mira_score_both']:9.3f} {r['oiflow_product_s']:12.1f} / {r['oiflow_wall_s']:9.1f} {r['mira_wall_s']:7.1f}")
+    print(f"  mean score {o.mean():.4f} vs {m.mean():.4f} (oiflow ≥ MiRA on {wins}/{n}); both blurred {ob.mean():.4f} vs "
+          f"{mb.mean():.4f} ({wins_both}/{n})")
+    print(f"  wall: product {o_prod:.1f} s, command {o_wall:.1f} s, MiRA {m_wall:.1f} s: ratio {o_prod / m_wall:.2f} "
+          f"(command {o_wall / m_wall:.2f}; per-case median {np.median(per_case):.2f}); goal ≤ 0.5, ≤ 0.33")
+    print(f"  start-up (command start → first iteration) {start['first_iteration_s']} s; same run: bare python "
+          f"{start['python_bare_s']} s, python + numpy + astropy.io.fits {start['python_numpy_astropy_s']} s; target < 0.5 s")
+    assert all(r["oiflow_exit"] == 0 and r["mira_exit"] == 0 for r in rows)
+    assert o.mean() >= m.mean()
+    assert wins >= math.ceil(0.75 * n), f"oiflow ≥ MiRA on {wins}/{n} cases only"
+    assert o_prod <= 0.5 * m_wall, f"wall ratio {o_prod / m_wall:.2f}"
