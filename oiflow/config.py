@@ -23,6 +23,8 @@ syntax), each problem once.
 
 from __future__ import annotations
 
+import functools
+
 import difflib
 import os
 import re
@@ -39,23 +41,30 @@ from .errors import ConfigError
 # -- reading YAML and validating configuration models ----------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+@functools.lru_cache(maxsize=None)
+def _loader():
     """PyYAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the last
-    silently, so a second ``fit:`` section would replace the first)."""
+    silently, so a second ``fit:`` section would replace the first). Built on first use: not
+    every command reads YAML, and importing PyYAML costs start-up."""
+    import yaml
 
-    def construct_mapping(self, node, deep=False):
-        seen: set = set()
-        for key_node, _value in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-            except TypeError:  # an unhashable key: PyYAML says so below
-                pass
-        return super().construct_mapping(node, deep=deep)
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                                key_node.start_mark)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: PyYAML says so below
+                    pass
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def _yaml_problem(source, exc: yaml.YAMLError) -> str:
@@ -83,8 +92,10 @@ def load_yaml(path: str | os.PathLike, text: str | None = None) -> dict[str, Any
             raise ConfigError(f"{p}: not a text (YAML) file") from None
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    import yaml
+
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=_loader())  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_problem(path, exc)) from None
     if data is None:

@@ -120,8 +120,6 @@ def test_bsmem_input_from_oimaging_fits_with_what_the_file_says(shared_data, tmp
     assert fits.getdata(out).shape == (128, 128) and h["NV2"] == usable > 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs the automatic weight of issue 12 item 1 (the other half): AUTO_WGT = T "
-                                       "gives χ²_red 20.5 today (MiRA 2.5.1: 'Unsupported regularization l1l2')")
 def test_wisard_input_from_oimaging_fits_with_what_the_file_says(shared_data, tmp_path):
     """2004-FKV1137-L1L2-example.image-oi.fits (WISARD's input: L1L2, AUTO_WGT, MAXITER = 200,
     V², T3 and VIS): χ²_red ≤ 2 from what the file says."""
@@ -129,6 +127,7 @@ def test_wisard_input_from_oimaging_fits_with_what_the_file_says(shared_data, tm
 
     res = reconstruct_files([shared_data / FKV], tmp_path / "out.fits", plots=False)
     assert res.chi2 <= 2.0 and all(v <= 2.0 for v in res.chi2_terms.values()), res.chi2_terms
+    assert res.verdict.status in ("ok", "maxiter")  # the file's MAXITER = 200 may stop it before converging
 
 
 def test_wisard_input_places_its_initial_image_where_the_data_put_the_object(shared_data, tmp_path):

@@ -28,7 +28,8 @@ def _result(chi2_terms, used, converged=True, message="relative reduction of the
     n = sum(used.values())
     chi2 = sum(chi2_terms[t] * used[t] for t in used) / n
     return SimpleNamespace(chi2_terms=chi2_terms, used=used, ndata=n, chi2=chi2, mu=1e3, regularization="hyperbolic",
-                           niter=120, converged=converged, message=message, settings=ImageTarget(maxiter=maxiter))
+                           niter=120, converged=converged, message=message, settings=ImageTarget(maxiter=maxiter),
+                           mu_rule=None, messages=[])
 
 
 def test_poor_fit_threshold_is_three_with_a_five_sigma_margin_for_few_points():
