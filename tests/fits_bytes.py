@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from astropy.io import fits
 
 BLOCK = 2880
@@ -120,3 +121,51 @@ def differing_keywords(a: Path, b: Path) -> set[str]:
             gy.setdefault(key, []).append(text)
         out |= {k for k in gx.keys() | gy.keys() if gx.get(k) != gy.get(k)}
     return out
+
+
+# -- damaging FITS files (tests of the reader's structure checks) --------------------------------
+@dataclass
+class Layout:
+    """Where one HDU of a pristine file sits: its header, its data, the astropy HDU."""
+
+    index: int
+    header_start: int
+    data_start: int
+    data_span: int  # with padding
+    extname: str
+    hdu: fits.hdu.base._BaseHDU
+
+
+def layout(raw: bytes) -> list[Layout]:
+    """The HDUs of an undamaged file, located by astropy."""
+    out = []
+    with fits.open(io.BytesIO(raw), memmap=False) as hdul:
+        for i, hdu in enumerate(hdul):
+            info = hdu.fileinfo()
+            _ = hdu.data
+            out.append(Layout(i, info["hdrLoc"], info["datLoc"], info["datSpan"],
+                              str(hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else "")).strip().upper(), hdu))
+    return out
+
+
+def set_card(raw: bytes, where: Layout, keyword: str, value: str) -> bytes:
+    """``raw`` with the card ``keyword`` of one HDU's header replaced by ``KEYWORD = value``
+    (``value`` as it should appear in the file, e.g. ``"1.5"`` or ``"'BINTABEL'"``); the header
+    keeps its length, so only that card changes."""
+    for pos in range(where.header_start, where.data_start, CARD):
+        if raw[pos:pos + 8].decode("ascii", "replace").strip() == keyword:
+            card = f"{keyword:8}= {value:>20}".ljust(CARD)[:CARD].encode("ascii")
+            return raw[:pos] + card + raw[pos + CARD:]
+    raise KeyError(f"{keyword} not in HDU {where.index}")
+
+
+def set_cell(raw: bytes, where: Layout, column: str, row: int, element: int, value: float) -> bytes:
+    """``raw`` with one element of one cell of a binary table overwritten (big-endian, in the
+    column's own type): the rest of the file, its structure included, is unchanged."""
+    data = where.hdu.data
+    field_dtype, offset = data.dtype.fields[column][:2]
+    base = field_dtype.base
+    width = where.hdu.header["NAXIS1"]
+    pos = where.data_start + row * width + offset + element * base.itemsize
+    packed = np.array([value]).astype(base.newbyteorder(">")).tobytes()
+    return raw[:pos] + packed + raw[pos + len(packed):]

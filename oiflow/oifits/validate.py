@@ -956,9 +956,10 @@ class _Checker:
     # -- every number -------------------------------------------------------------------------------
     def check_numbers(self) -> None:
         """Every float column of every table: NaN/inf (unflagged data) or magnitudes beyond
-        :data:`ABSURD` that no other rule has reported for that column (warnings: a damaged
-        value is named even where the standard says nothing about the column)."""
-        named = {(f.hdu, f.column) for f in self.findings}
+        :data:`ABSURD`, in a column whose values no other rule has reported (a finding with rows
+        on that table and column): warnings, so that a damaged value is named even where the
+        standard says nothing about the column."""
+        named = {(f.hdu, f.column) for f in self.findings if f.rows}
         for t in self.oi.tables:
             unflagged = None
             if isinstance(t, DataTable) and "FLAG" in t:
