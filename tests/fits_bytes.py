@@ -133,7 +133,7 @@ class Layout:
     data_start: int
     data_span: int  # with padding
     extname: str
-    hdu: fits.hdu.base._BaseHDU
+    hdu: object  # the astropy HDU, data loaded
 
 
 def layout(raw: bytes) -> list[Layout]:

@@ -246,8 +246,8 @@ def test_files_outside_the_corpus(shared_data):
 
 
 @pytest.mark.parametrize("entry", READABLE, ids=ids(READABLE))
-def test_fast_reader_matches_astropy_reader(shared_data, entry):
-    """The numpy fast path (path input) and astropy's column machinery (HDUList input) agree."""
+def test_path_and_hdulist_reads_agree(shared_data, entry):
+    """A path (its bytes, with the structure checks) and an HDUList the caller opened read alike."""
     path = shared_data / "oifits" / entry.file
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

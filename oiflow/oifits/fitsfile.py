@@ -131,6 +131,7 @@ def open_fits(data: bytes, path=None) -> FitsFile:
             break
         out.hdus.append(hdu)
         index += 1
+    hdul.close()  # the data of every sound HDU are in memory
     if size % BLOCK:
         out.findings.append(_structure(out.path, _last_label(out), None,
                                        f"file size {size} bytes is not a multiple of {BLOCK} (truncated or padded)"))

@@ -2,7 +2,7 @@
 
     from oiflow.oifits.validate import validate
     report = validate("file.fits")          # or an OIFits already read
-    report.verdict                          # "clean" | "valid-with-warnings" | "non-conformant"
+    report.verdict                          # "clean" | "valid-with-warnings" | "non-conformant" | "unreadable"
     for f in report.errors: print(f.rule, f.location(), f.message)
 
 Rules follow ``shared/docs/OIFITS2.md`` (tables generated from JMMC's DataModelV2.xml) and the
@@ -12,17 +12,27 @@ differential visibilities, ARRNAME/STA_INDEX/FOVTYPE versus CALSTAT in OI_FLUX) 
 descriptive names.
 
 Severity policy (chosen so that the verdicts agree with the corpus MANIFEST and with
-oifitslib's breach levels):
+oifitslib's breach levels, except where listed in tests/test_oifits_corpus.py DEVIATIONS):
 
+* **unreadable** (verdict) — :func:`~oiflow.oifits.read.read_oifits` refuses the file: damaged FITS
+  structure (``FITS_STRUCTURE``: truncation, bytes after the last HDU, a size not a multiple of
+  2880, bad mandatory cards, TFORM widths ≠ NAXIS1; file, HDU and card named), an OI table
+  whose columns cannot be interpreted (``OI_TABLE_UNREADABLE``), no OI_TARGET / OI_WAVELENGTH /
+  data table. Every other rule still runs on what could be read.
 * **error** — the file does not conform: a mandatory table, keyword or column is missing;
   a column has the wrong type or a wrong NWAVE repeat; a v2 table has a string column narrower
   than the standard width; a cross-reference (INSNAME, ARRNAME, CORRNAME, TARGET_ID, STA_INDEX)
   does not resolve or is ambiguous; an index is duplicated; a keyword has a value outside its
-  accepted set; an unflagged error bar is negative; the data checksum (DATASUM) fails; an
+  accepted set; an unflagged error bar is negative; an unflagged point with a finite value has a
+  non-finite error bar, MJD or INT_TIME, or a non-finite or implausible (u, v) or wavelength
+  (``UNUSABLE_POINT``, from :func:`~oiflow.oifits.views.implausible_points`); the data checksum
+  (DATASUM) fails; an
   OIFITS2-only table sits in an OIFITS1 file; table revisions contradict the file's version.
 * **warning** — legal or harmless but likely to trip software: JMMC sanity ranges (RANGE_VIS,
   RANGE_ANGLE, positive MJD/INT_TIME, MJD and DATE-OBS within 1933-2150), unit spelling variants
-  ('sec', 'year'), missing units, NaN or zero error bars on unflagged points, decreasing
+  ('sec', 'year'), missing units, NaN error bars on unflagged points whose value is NaN too,
+  zero error bars on unflagged points, NaN/inf or |value| > 1e30 in any other float column
+  (``NUMERIC_VALUE``), a table without rows (``EMPTY_TABLE``), decreasing
   wavelengths, duplicate target names, non-zero TIME in OIFITS2, header-only checksum
   mismatch (CHECKSUM fails while DATASUM holds: the header was edited after writing).
 * **info** — worth knowing: non-standard columns, extra HDUs, narrow string columns in OIFITS1
@@ -161,8 +171,9 @@ class ValidationReport:
         }
 
     def summary(self) -> str:
+        why = f" — {self.unreadable}" if self.unreadable else ""
         return (f"{self.file or '<memory>'}: {self.verdict} (OIFITS{self.version}; {len(self.errors)} errors, "
-                f"{len(self.warnings)} warnings, {len(self.infos)} infos)")
+                f"{len(self.warnings)} warnings, {len(self.infos)} infos){why}")
 
 
 def validate(oi_or_path: OIFits | str | os.PathLike) -> ValidationReport:
