@@ -92,6 +92,17 @@ def test_wrong_declared_data_size_never_drops_later_tables(tmp_path, corpus, car
     assert validate(p).verdict == "unreadable"
 
 
+def test_negative_size_does_not_send_the_reader_backwards(tmp_path, corpus):
+    """NAXIS1 = -10 gave astropy a negative data size: it found the same HDUs again and again (the
+    fuzz ran out of memory). Reading stops at the HDU whose size is unknown."""
+    raw, hdus = corpus(AXCIR)
+    p = _write(tmp_path, set_card(raw, hdus[3], "NAXIS1", "-10"))
+    _refused(p, "OI_ARRAY#3", "NAXIS1", match=r"NAXIS1 = -10 out of range")
+    from oiflow.oifits.read import load_oifits
+
+    assert [t.label for t in load_oifits(p).oi.tables] == ["OI_TARGET#1", "OI_WAVELENGTH#2"]
+
+
 def test_non_integer_naxis2_is_refused_by_astropy_too(tmp_path, corpus):
     from astropy.io import fits
 

@@ -40,6 +40,8 @@ BLOCK = 2880
 STRUCTURE = "FITS_STRUCTURE"
 
 _BITPIX = (8, 16, 32, 64, -32, -64)
+#: the cards that fix where the next HDU starts (with NAXISn)
+_SIZE_CARDS = {"BITPIX", "PCOUNT", "GCOUNT"}
 _KNOWN_CLASSES = (fits.PrimaryHDU, fits.ImageHDU, fits.BinTableHDU, fits.TableHDU, fits.CompImageHDU)
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|PCOUNT|GCOUNT|TFIELDS|TFORM\d+|THEAP|END)$")
 _QUOTED_CARD = re.compile(r"'([A-Z][A-Z0-9_-]{0,7})'")
@@ -118,8 +120,12 @@ def open_fits(data: bytes, path=None) -> FitsFile:
                 hdu = None
             if hdu is not None:
                 info = hdu.fileinfo()
-                end = info["datLoc"] + info["datSpan"]
-                sound = _check_cards(out, index, hdu) and _check_data_size(out, index, hdu, info["datLoc"], size)
+                if info["hdrLoc"] < end or info["datSpan"] < 0:  # a negative size sends astropy backwards
+                    stopped = True
+                end = max(end, info["datLoc"] + info["datSpan"])
+                bad, size_unknown = _check_cards(out, index, hdu)
+                stopped |= size_unknown  # where the next HDU starts is unknown: what astropy finds there is not one
+                sound = not bad and _check_data_size(out, index, hdu, info["datLoc"], size)
                 if sound:
                     _verify_checksums(out, index, hdu)
                     sound = _load_data(out, index, hdu)
@@ -131,6 +137,8 @@ def open_fits(data: bytes, path=None) -> FitsFile:
             break
         out.hdus.append(hdu)
         index += 1
+        if stopped:
+            break
     hdul.close()  # the data of every sound HDU are in memory
     if size % BLOCK:
         out.findings.append(_structure(out.path, _last_label(out), None,
@@ -149,7 +157,7 @@ def from_hdulist(hdul: fits.HDUList, path=None) -> FitsFile:
     for index, hdu in enumerate(hdul):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if not (_check_cards(out, index, hdu) and _load_data(out, index, hdu)):
+            if _check_cards(out, index, hdu)[0] or not _load_data(out, index, hdu):
                 out.damaged.add(index)
         for w in caught:
             _record_warning(out, w, index, hdu)
@@ -316,10 +324,13 @@ def _mandatory_card_problems(index: int, header) -> list[tuple[str, str]]:
     return problems
 
 
-def _check_cards(out: FitsFile, index: int, hdu) -> bool:
-    """Structural findings for the mandatory cards of one HDU; True when there are none."""
+def _check_cards(out: FitsFile, index: int, hdu) -> tuple[bool, bool]:
+    """Structural findings for the mandatory cards of one HDU: (any problem, the data size
+    itself is unknown — a bad BITPIX, NAXIS, NAXISn, PCOUNT or GCOUNT value — so that where the
+    next HDU starts is unknown too)."""
     label = hdu_label(index, hdu.header)
     problems = _card_problems(index, hdu.header)
+    size_unknown = any(card is None or card in _SIZE_CARDS or card.startswith("NAXIS") for card, _ in problems)
     if index > 0 and not isinstance(hdu, _KNOWN_CLASSES) and not any(c == "XTENSION" for c, _ in problems):
         problems.insert(0, ("XTENSION", f"astropy could not read the HDU as an extension ({type(hdu).__name__})"))
     if not problems:
@@ -328,7 +339,7 @@ def _check_cards(out: FitsFile, index: int, hdu) -> bool:
         problems = _row_width_problems(hdu)
     for card, message in problems:
         out.findings.append(_structure(out.path, label, card, message))
-    return not problems
+    return bool(problems), size_unknown
 
 
 def _row_width_problems(hdu) -> list[tuple[str, str]]:
