@@ -71,7 +71,7 @@ def test_damaged_xtension_card(tmp_path, corpus):
     ("PCOUNT", "-3", 2, "PCOUNT", "out of range"),
     ("GCOUNT", "2", 2, "GCOUNT", "expected 1"),
     ("TFIELDS", "2.5", 2, "TFIELDS", "not an integer"),
-    ("TFIELDS", "3", 2, "TFORM3", "TFORM3 missing"),
+    ("TFIELDS", "3", 2, "TFORM3", "TFORM3 missing or invalid"),
     ("NAXIS2", "1.5", 4, "NAXIS2", r"NAXIS2 = 1\.5 is not an integer"),
     ("NAXIS1", "60", 4, "NAXIS1", "add up to"),
 ])

@@ -339,15 +339,17 @@ def encode_oifits(oi: OIFits, version: int = V2, provenance: Provenance | None =
     f = fitsio.FITS("mem://", "rw")
     try:
         f.write(oi.primary_data)
+        hdu = f[0]
         for _ in range(2):  # cfitsio's two COMMENT cards citing the FITS paper: not ours to add
-            f[0].delete_key("COMMENT")
-        _write_cards(f[0], primary, oi, "PRIMARY")
+            hdu.delete_key("COMMENT")
+        _write_cards(hdu, primary, oi, "PRIMARY")
+        hdu.write_checksum()
         for table, nrows, cols, cards in tables:
             with _errors_name(oi, table):
                 f.write_table(_records(nrows, cols), units=[c.unit or "" for c in cols], extname=table.EXTNAME)
-                _write_cards(f[-1], cards, oi, table.label)
-        for hdu in f:
-            hdu.write_checksum()
+                hdu = f[-1]
+                _write_cards(hdu, cards, oi, table.label)
+                hdu.write_checksum()
         blob = f.read_raw()
     finally:
         f.close()
@@ -373,57 +375,51 @@ class _Cards:
 
     def __init__(self):
         self.cards: list[list] = []  # [keyword (HIERARCH prefix removed), value, comment]
+        self._by_norm: dict[str, list] = {}  # upper-case keyword → its card (commentary cards excluded)
 
     @staticmethod
     def _norm(key: str) -> str:
         key = key.strip()
         return (key[9:].strip() if key[:9].upper() == "HIERARCH " else key).upper()
 
-    def _index(self, norm: str) -> int | None:
-        if norm in _COMMENTARY:
-            return None
-        for i, c in enumerate(self.cards):
-            if c[0].upper() == norm:
-                return i
-        return None
-
     def __contains__(self, key: str) -> bool:
-        return self._index(self._norm(key)) is not None
+        return self._norm(key) in self._by_norm
 
     def get(self, key: str, default=None):
-        i = self._index(self._norm(key))
-        return default if i is None else self.cards[i][1]
+        card = self._by_norm.get(self._norm(key))
+        return default if card is None else card[1]
 
     def __getitem__(self, key: str):
-        i = self._index(self._norm(key))
-        if i is None:
+        card = self._by_norm.get(self._norm(key))
+        if card is None:
             raise KeyError(key)
-        return self.cards[i][1]
+        return card[1]
 
     def __setitem__(self, key: str, value) -> None:
         comment = None
         if isinstance(value, tuple):
             value, comment = (value[0], None) if len(value) == 1 else value[:2]
         norm = self._norm(key)
-        i = self._index(norm)
-        if i is not None:
-            self.cards[i][1] = value
+        card = self._by_norm.get(norm)
+        if card is not None:
+            card[1] = value
             if comment is not None:
-                self.cards[i][2] = comment
+                card[2] = comment
             return
         keyword = key.strip()
         keyword = keyword[9:].strip() if keyword[:9].upper() == "HIERARCH " else keyword
-        card = [keyword.upper() if norm in _COMMENTARY else keyword, value, comment]
         if norm in _COMMENTARY:
-            self.cards.append(card)
-        else:
-            self.cards.insert(self._append_position(), card)
+            self.cards.append([norm, value, comment])
+            return
+        card = [keyword, value, comment]
+        self.cards.insert(self._append_position(), card)
+        self._by_norm[norm] = card
 
     def set(self, key: str, value=None, comment=None) -> None:
-        i = self._index(self._norm(key))
-        if i is not None:
-            value = self.cards[i][1] if value is None else value
-            comment = self.cards[i][2] if comment is None else comment
+        card = self._by_norm.get(self._norm(key))
+        if card is not None:
+            value = card[1] if value is None else value
+            comment = card[2] if comment is None else comment
         self[key] = (value, comment)
 
     def append(self, card: fits.Card, end: bool = False) -> None:
@@ -433,12 +429,12 @@ class _Cards:
         self["HISTORY"] = text
 
     def remove(self, key: str, ignore_missing: bool = False) -> None:
-        i = self._index(self._norm(key))
-        if i is None:
+        card = self._by_norm.pop(self._norm(key), None)
+        if card is None:
             if not ignore_missing:
                 raise KeyError(key)
             return
-        del self.cards[i]
+        del self.cards[next(i for i, c in enumerate(self.cards) if c is card)]
 
     def _append_position(self) -> int:
         """Where astropy's ``Header.append`` puts a new keyword: before the trailing commentary cards."""
