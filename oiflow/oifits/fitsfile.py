@@ -52,7 +52,10 @@ def hdu_label(index: int, header) -> str:
     """How findings name an HDU: ``PRIMARY`` or ``EXTNAME#index`` (``HDU#index`` without EXTNAME)."""
     if index == 0:
         return "PRIMARY"
-    name = header.get("EXTNAME", "") if header is not None else ""
+    try:
+        name = header.get("EXTNAME", "") if header is not None else ""
+    except Exception:  # an EXTNAME card astropy cannot parse
+        name = ""
     name = name.strip().upper() if isinstance(name, str) else ""
     return f"{name or 'HDU'}#{index}"
 
@@ -332,10 +335,14 @@ def _check_cards(out: FitsFile, index: int, hdu) -> tuple[bool, bool]:
     size_unknown = any(card is None or card in _SIZE_CARDS or card.startswith("NAXIS") for card, _ in problems)
     if index > 0 and not isinstance(hdu, _KNOWN_CLASSES) and not any(c == "XTENSION" for c, _ in problems):
         problems.insert(0, ("XTENSION", f"astropy could not read the HDU as an extension ({type(hdu).__name__})"))
-    if not problems:
-        problems = _order_problems(index, hdu.header)
-    if not problems and isinstance(hdu, fits.BinTableHDU):
-        problems = _row_width_problems(hdu)
+    try:
+        if not problems:
+            problems = _order_problems(index, hdu.header)
+        if not problems and isinstance(hdu, fits.BinTableHDU):
+            problems = _row_width_problems(hdu)
+    except Exception as exc:  # a structural card astropy cannot parse ("Unparsable card (TFORM3)")
+        problems = [(_card_in(str(exc)) or _parenthesised_card(str(exc)),
+                     f"unparsable card ({exc.__class__.__name__}: {_first_line(exc)})")]
     for card, message in problems:
         out.findings.append(_structure(out.path, label, card, message))
     return bool(problems), size_unknown

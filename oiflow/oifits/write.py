@@ -34,7 +34,7 @@ from astropy.time import Time
 from .. import PROCSOFT
 from ..errors import OIFitsError, OIFitsWarning
 from ..provenance import Provenance, write_bytes_atomic
-from .model import ArrayTable, DataTable, FluxTable, OIFits, OITable, VisTable, WavelengthTable
+from .model import ArrayTable, DataTable, FluxTable, OIFits, OITable, VisTable
 from .schema import MAIN_HEADER_V2, NUMPY_DTYPES, TABLES, V1, V2
 
 _TFORM = re.compile(r"^\s*(\d*)\s*([A-Z])(.*)$")
