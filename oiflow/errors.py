@@ -17,12 +17,14 @@ class ConfigError(OiflowError):
 
 
 class OIFitsError(OiflowError):
-    """Unreadable or unusable OIFITS input. Names the file, HDU, column and rows when known."""
+    """Unreadable or unusable OIFITS (or other FITS) input. Names the file, HDU, header card
+    (a damaged structural card such as NAXIS2 or TFORM3), column and rows when known."""
 
-    def __init__(self, message: str, *, file=None, hdu=None, column=None, rows=None):
+    def __init__(self, message: str, *, file=None, hdu=None, column=None, rows=None, card=None):
         self.message = message
         self.file = None if file is None else str(file)
         self.hdu = hdu
+        self.card = card
         self.column = column
         self.rows = rows
         super().__init__(self._format())
@@ -33,6 +35,8 @@ class OIFitsError(OiflowError):
             where.append(f"file {self.file}")
         if self.hdu is not None:
             where.append(f"HDU {self.hdu}")
+        if self.card is not None:
+            where.append(f"card {self.card}")
         if self.column is not None:
             where.append(f"column {self.column}")
         if self.rows is not None:

@@ -1,9 +1,10 @@
-"""Byte-level comparison of FITS files with named header cards masked (no astropy: the raw blocks).
+"""Byte-level comparison of FITS files with named header cards masked.
 
-A file is split into HDUs: header cards (80 bytes each; a long-string card and its CONTINUE cards
-form one group), the header's blank padding, and the data area with its padding (read from
-BITPIX, NAXISn, PCOUNT, GCOUNT). Two files are equal under a mask when every HDU has the same
-card groups after masking, blank header padding, and the SAME DATA BYTES.
+astropy locates the HDUs (``fileinfo``: header start, data start and padded data size) and parses
+the cards (a long-string card and its CONTINUE cards form one card, as astropy reads them); the
+comparison is on the bytes as stored: every card's text, the header's padding after END, and the
+data area with its padding. Two files are equal under a mask when every HDU has the same card
+texts after masking, blank header padding, and the SAME DATA BYTES.
 
 Mask actions, by keyword (``HIERARCH A B`` keywords are written out in full):
 
@@ -14,10 +15,13 @@ Mask actions, by keyword (``HIERARCH A B`` keywords are written out in full):
 
 from __future__ import annotations
 
-import math
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
 
 BLOCK = 2880
 CARD = 80
@@ -25,61 +29,30 @@ CARD = 80
 
 @dataclass
 class HDUBytes:
-    groups: list[tuple[str, str]]  # (keyword, the card group's text)
+    groups: list[tuple[str, str]]  # (keyword, the card's text with its CONTINUE cards)
     header_padding: bytes  # after END, up to the end of the last header block
     data: bytes  # the data area with its padding
 
 
-def card_keyword(card: str) -> str:
-    if card.startswith("HIERARCH "):
-        return "HIERARCH " + " ".join(card[9:].split("=", 1)[0].split())
-    return card[:8].strip()
-
-
-def _data_size(cards: list[str]) -> int:
-    values = {}
-    for card in cards:
-        key = card[:8].strip()
-        if key in ("BITPIX", "NAXIS", "PCOUNT", "GCOUNT") or re.fullmatch(r"NAXIS\d+", key):
-            values[key] = int(card[10:].split("/", 1)[0])
-    naxis = values.get("NAXIS", 0)
-    if naxis == 0:
-        return 0
-    n = math.prod(values[f"NAXIS{k}"] for k in range(1, naxis + 1))
-    return abs(values["BITPIX"]) // 8 * values.get("GCOUNT", 1) * (values.get("PCOUNT", 0) + n)
+def card_keyword(card: fits.Card) -> str:
+    return f"HIERARCH {card.keyword}" if card.image.startswith("HIERARCH ") else card.keyword
 
 
 def split_hdus(raw: bytes) -> list[HDUBytes]:
     if len(raw) % BLOCK:
         raise AssertionError(f"file size {len(raw)} is not a multiple of {BLOCK}")
-    hdus, pos = [], 0
-    while pos < len(raw):
-        cards: list[str] = []
-        while True:
-            if pos >= len(raw):
-                raise AssertionError("header without END")
-            block = raw[pos:pos + BLOCK].decode("ascii")
-            pos += BLOCK
-            cut = None
-            for k in range(0, BLOCK, CARD):
-                card = block[k:k + CARD]
-                if card[:8] == "END     ":
-                    cut = k
-                    break
-                cards.append(card)
-            if cut is not None:
-                padding = block[cut + CARD:].encode("ascii")
-                break
-        groups: list[tuple[str, str]] = []
-        for card in cards:
-            if card.startswith("CONTINUE") and groups:
-                groups[-1] = (groups[-1][0], groups[-1][1] + card)
-            else:
-                groups.append((card_keyword(card), card))
-        size = _data_size(cards)
-        padded = -(-size // BLOCK) * BLOCK
-        hdus.append(HDUBytes(groups, padding, raw[pos:pos + padded]))
-        pos += padded
+    hdus = []
+    with fits.open(io.BytesIO(raw), memmap=False) as hdul:
+        for hdu in hdul:
+            info = hdu.fileinfo()
+            groups = [(card_keyword(c), c.image) for c in hdu.header.cards]
+            through_end = sum(len(text) for _, text in groups) + CARD
+            header = raw[info["hdrLoc"]:info["datLoc"]]
+            assert header[through_end - CARD:through_end] == b"END".ljust(CARD), "cards re-rendered by astropy"
+            hdus.append(HDUBytes(groups, header[through_end:], raw[info["datLoc"]:info["datLoc"] + info["datSpan"]]))
+        end = info["datLoc"] + info["datSpan"]
+    if end != len(raw):
+        raise AssertionError(f"{len(raw) - end} bytes after the last HDU")
     return hdus
 
 
@@ -148,3 +121,51 @@ def differing_keywords(a: Path, b: Path) -> set[str]:
             gy.setdefault(key, []).append(text)
         out |= {k for k in gx.keys() | gy.keys() if gx.get(k) != gy.get(k)}
     return out
+
+
+# -- damaging FITS files (tests of the reader's structure checks) --------------------------------
+@dataclass
+class Layout:
+    """Where one HDU of a pristine file sits: its header, its data, the astropy HDU."""
+
+    index: int
+    header_start: int
+    data_start: int
+    data_span: int  # with padding
+    extname: str
+    hdu: object  # the astropy HDU, data loaded
+
+
+def layout(raw: bytes) -> list[Layout]:
+    """The HDUs of an undamaged file, located by astropy."""
+    out = []
+    with fits.open(io.BytesIO(raw), memmap=False) as hdul:
+        for i, hdu in enumerate(hdul):
+            info = hdu.fileinfo()
+            _ = hdu.data
+            out.append(Layout(i, info["hdrLoc"], info["datLoc"], info["datSpan"],
+                              str(hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else "")).strip().upper(), hdu))
+    return out
+
+
+def set_card(raw: bytes, where: Layout, keyword: str, value: str) -> bytes:
+    """``raw`` with the card ``keyword`` of one HDU's header replaced by ``KEYWORD = value``
+    (``value`` as it should appear in the file, e.g. ``"1.5"`` or ``"'BINTABEL'"``); the header
+    keeps its length, so only that card changes."""
+    for pos in range(where.header_start, where.data_start, CARD):
+        if raw[pos:pos + 8].decode("ascii", "replace").strip() == keyword:
+            card = f"{keyword:8}= {value:>20}".ljust(CARD)[:CARD].encode("ascii")
+            return raw[:pos] + card + raw[pos + CARD:]
+    raise KeyError(f"{keyword} not in HDU {where.index}")
+
+
+def set_cell(raw: bytes, where: Layout, column: str, row: int, element: int, value: float) -> bytes:
+    """``raw`` with one element of one cell of a binary table overwritten (big-endian, in the
+    column's own type): the rest of the file, its structure included, is unchanged."""
+    data = where.hdu.data
+    field_dtype, offset = data.dtype.fields[column][:2]
+    base = field_dtype.base
+    width = where.hdu.header["NAXIS1"]
+    pos = where.data_start + row * width + offset + element * base.itemsize
+    packed = np.array([value]).astype(base.newbyteorder(">")).tobytes()
+    return raw[:pos] + packed + raw[pos + len(packed):]

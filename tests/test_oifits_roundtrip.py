@@ -1,6 +1,6 @@
 """read → write → read is lossless for every real/simulated file of the corpus (values, flags,
 errors, the keywords the standard defines), in OIFITS2 and OIFITS1, and what is written validates
-with zero errors."""
+with no error but those of the data themselves (non-finite error bars on unflagged points)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,11 @@ def test_round_trip_lossless_and_valid(shared_data, tmp_path, entry, version):
     assert not back.read_findings or all(f.rule != "CHECKSUM_DATA" for f in back.read_findings)
     _check_lossless(src, back, version)
     rep = validate(back)  # the file as read back, with its checksum findings
-    assert rep.errors == [], [(f.rule, f.location(), f.message) for f in rep.errors]
+    # the only errors left are the data's own: NaN error bars on unflagged, measured points (AMBER and
+    # MATISSE write VISAMP/T3AMP = 0 with NaN errors, unflagged), which the writer must not alter
+    inherited = {(f.hdu.split("#")[0], f.column) for f in validate(src).errors if f.rule == "UNUSABLE_POINT"}
+    assert [(f.rule, f.location(), f.message) for f in rep.errors if f.rule != "UNUSABLE_POINT"] == []
+    assert {(f.hdu.split("#")[0], f.column) for f in rep.errors} == inherited
 
 
 def test_writer_records_its_repairs(shared_data, tmp_path):

@@ -80,13 +80,17 @@ def validate_cmd(
     with _progress(len(files), "validate") as advance:
         for f in files:
             try:
-                rep = validate(_read(f))
-                reports.append(rep.to_dict())
-                if rep.errors:
-                    status = max(status, 1)
-            except OIFitsError as exc:
+                rep = validate(f)  # every rule that applies, also to a file the reader refuses
+            except OIFitsError as exc:  # cannot be opened at all (missing, a directory)
                 reports.append({"file": str(f), "verdict": "unreadable", "error": str(exc), "findings": []})
                 status = 2
+            else:
+                reports.append(rep.to_dict())
+                if rep.unreadable:
+                    reports[-1]["error"] = rep.unreadable
+                    status = 2
+                elif rep.errors:
+                    status = max(status, 1)
             advance(f.name)
     if as_json:
         _emit_json(reports)
@@ -104,14 +108,16 @@ def validate_cmd(
 def _print_report(rep: dict, show_all: bool, max_findings: int) -> None:
     if rep["verdict"] == "unreadable":
         typer.echo(f"{rep['file']}: UNREADABLE — {rep['error']}")
-        return
-    typer.echo(f"{rep['file']}: {rep['verdict']} (OIFITS{rep['version']}; {rep['errors']} errors, "
-               f"{rep['warnings']} warnings, {rep['infos']} infos)")
+        if not rep["findings"]:
+            return
+    else:
+        typer.echo(f"{rep['file']}: {rep['verdict']} (OIFITS{rep['version']}; {rep['errors']} errors, "
+                   f"{rep['warnings']} warnings, {rep['infos']} infos)")
     levels = [Severity.ERROR.value, Severity.WARNING.value] + ([Severity.INFO.value] if show_all else [])
     for level in levels:
         items = [f for f in rep["findings"] if f["severity"] == level]
         for f in items[:max_findings]:
-            where = " ".join(str(x) for x in (f["hdu"], f["column"]) if x)
+            where = " ".join(str(x) for x in (f["hdu"], f.get("card") and f"card {f['card']}", f["column"]) if x)
             rows = f" rows {','.join(str(r) for r in f['rows'][:6])}{'…' if len(f['rows']) > 6 else ''}" if f["rows"] else ""
             typer.echo(f"  {level.upper():7s} {f['rule']:32s} {where}{rows}: {f['message']}")
         if len(items) > max_findings:

@@ -4,7 +4,7 @@
     oi = read_oifits("file.fits")
     v2 = oi.view("vis2")
     write_oifits(oi, "out.fits")          # OIFITS2; version=1 for OIFITS1
-    validate("file.fits").verdict         # clean | valid-with-warnings | non-conformant
+    validate("file.fits").verdict         # clean | valid-with-warnings | non-conformant | unreadable
     merge([oi1, oi2]); select(oi, wave_min=1.6e-6, min_snr=3); summarize(oi)
     # plots: oiflow.oifits.plot.quicklook(oi, "outdir/")
 """

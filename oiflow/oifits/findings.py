@@ -14,7 +14,7 @@ class Severity(str, Enum):
 
 @dataclass
 class Finding:
-    """One rule failure: severity, rule name, message and location (HDU, column, rows)."""
+    """One rule failure: severity, rule name, message and location (HDU, header card, column, rows)."""
 
     severity: Severity
     rule: str
@@ -23,6 +23,7 @@ class Finding:
     column: str | None = None
     rows: list[int] = field(default_factory=list)  # 0-based row indices (first ones only)
     file: str | None = None
+    card: str | None = None  # a header card (structural damage: NAXIS2, TFORM3, XTENSION …)
 
     def to_dict(self) -> dict:
         return {
@@ -30,13 +31,14 @@ class Finding:
             "rule": self.rule,
             "message": self.message,
             "hdu": self.hdu,
+            "card": self.card,
             "column": self.column,
             "rows": list(self.rows),
             "file": self.file,
         }
 
     def location(self) -> str:
-        parts = [p for p in (self.hdu, self.column) if p]
+        parts = [p for p in (self.hdu, self.card and f"card {self.card}", self.column) if p]
         if self.rows:
             shown = ",".join(str(r) for r in self.rows[:8]) + ("…" if len(self.rows) > 8 else "")
             parts.append(f"rows {shown}")

@@ -1,25 +1,27 @@
-"""Reading OIFITS v1/v2 files, tolerantly.
+"""Reading OIFITS v1/v2 files: astropy decodes, :mod:`~oiflow.oifits.fitsfile` checks the structure.
 
-Real files break the standard in many small ways (see shared MANIFEST.md); the reader loads
-them, records what is off in ``OIFits.read_findings`` and emits :class:`OIFitsWarning`. It raises
-:class:`OIFitsError` (naming file, HDU and column) only when the input cannot be used at all:
-not FITS, truncated, no OI_TARGET / OI_WAVELENGTH / data table, or a data table without the
-columns that give it meaning.
+Real files break the OIFITS standard in many small ways (see tests/data/oifits/MANIFEST.md); the
+reader loads them, records what is off in ``OIFits.read_findings`` and emits
+:class:`OIFitsWarning`. It raises :class:`OIFitsError` (naming file, HDU, card, column) when
+the input cannot be used as it stands: damaged FITS structure (never a shortened read), not
+FITS, no OI_TARGET / OI_WAVELENGTH / data table, or an OI table without the columns that give
+it meaning. :func:`load_oifits` reads what can be read and lists every such reason, for the
+validator.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
 from ..errors import OIFitsError, OIFitsWarning
-from . import rawfits
+from . import fitsfile
 from .findings import Finding, Severity
 from .model import TABLE_CLASSES, OIFits, OITable
 from .schema import COLUMN_ALIASES, TABLES
@@ -64,64 +66,61 @@ def _strip_header(header: fits.Header, findings: list[Finding] | None = None, pa
     return out
 
 
-def _column_array(data, name: str, fmt: str, nrows: int) -> np.ndarray:
-    col = data[name]
+def _column_array(data, index: int, fmt: str) -> np.ndarray:
+    """Column ``index`` of astropy's FITS_rec as a plain numpy array (strings decoded and
+    right-stripped, logicals as bool, variable-length columns as an object array)."""
+    col = data.field(index)
     m = _TFORM.match(fmt or "")
     code = m.group(2) if m else ""
     if code == "A":
-        arr = np.asarray(col, dtype=str)
-        return np.char.rstrip(arr)
+        arr = np.asarray(col)
+        if arr.dtype.kind == "S":
+            arr = np.char.decode(arr, "latin-1")
+        return np.char.rstrip(arr.astype(str))
     if code in ("P", "Q"):
         return np.asarray(list(col), dtype=object)
     arr = np.array(col, copy=True)
     if code == "L":
         arr = arr.astype(bool)
-    if nrows and arr.shape and arr.shape[0] != nrows:
-        raise OIFitsError(f"column has {arr.shape[0]} rows, table has {nrows}", column=name)
     return arr
 
 
 def _shape_column(tabledef, name: str, arr: np.ndarray, nrows: int) -> np.ndarray:
-    """Give array columns their canonical shape: (nrows, nwave) for NWAVE columns, etc."""
+    """Give array columns their canonical shape: (nrows, nwave) for NWAVE columns, etc.
+    Zero-row tables keep the per-row size the file declares."""
     if arr.dtype.kind in "UO":
         return arr
     coldef = tabledef.column(name) if tabledef else None
     if coldef is None:
         return arr
+    per_row = int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1
     if coldef.repeat == "NWAVE":
-        return arr.reshape(nrows, -1) if arr.size or nrows == 0 else arr.reshape(nrows, 0)
+        return arr.reshape(nrows, per_row)
     if coldef.repeat == "NWAVE2":
         if arr.ndim == 3:
             return arr
-        flat = arr.reshape(nrows, -1)
-        n = int(round(np.sqrt(flat.shape[1]))) if flat.shape[1] else 0
-        return flat.reshape(nrows, n, n) if n * n == flat.shape[1] else flat
+        flat = arr.reshape(nrows, per_row)
+        n = int(round(np.sqrt(per_row))) if per_row else 0
+        return flat.reshape(nrows, n, n) if n * n == per_row else flat
     if isinstance(coldef.repeat, int) and coldef.repeat > 1:
-        return arr.reshape(nrows, -1)
+        return arr.reshape(nrows, per_row)
     if arr.ndim > 1 and arr.shape[1:] == (1,):
         return arr.reshape(nrows)
     return arr
 
 
 def _parse_table(hdu, index: int, path: str | None, findings: list[Finding]) -> OITable:
-    """An OI table from an astropy BinTableHDU (the general path)."""
+    """An OI table from an astropy BinTableHDU."""
     data = hdu.data
     nrows = int(hdu.header.get("NAXIS2", 0) or 0)
 
     def columns():
-        for col in hdu.columns:
+        for k, col in enumerate(hdu.columns):
             unit = (col.unit or "").strip() if isinstance(col.unit, str) else ""
             yield col.name, str(col.format), unit, (
-                lambda c=col: _column_array(data, c.name, c.format, nrows) if data is not None else np.zeros(0))
+                lambda k=k, c=col: _column_array(data, k, str(c.format)) if data is not None else np.zeros(0))
 
     return _table_from_columns(hdu.header, columns(), nrows, index, path, findings)
-
-
-def _table_from_raw(raw: rawfits.RawHDU, cols: list, index: int, path, findings) -> OITable:
-    """An OI table from columns decoded by :mod:`rawfits` (the fast path)."""
-    nrows = int(raw.header.get("NAXIS2", 0) or 0)
-    return _table_from_columns(raw.header, ((c.name, c.format, c.unit, lambda c=c: c.array) for c in cols), nrows,
-                               index, path, findings)
 
 
 def _table_from_columns(fits_header, cols, nrows: int, index: int, path, findings) -> OITable:
@@ -149,7 +148,7 @@ def _table_from_columns(fits_header, cols, nrows: int, index: int, path, finding
             continue
         try:
             arr = get_array()
-            if nrows and arr.shape and arr.shape[0] != nrows:
+            if arr.shape and arr.shape[0] != nrows:
                 raise OIFitsError(f"column has {arr.shape[0]} rows, table has {nrows}")
             arr = _shape_column(tabledef, std_name, arr, nrows)
         except OIFitsError as exc:
@@ -204,35 +203,44 @@ def _check_numeric(extname: str, tabledef, columns: dict, nrows: int, path, labe
                                   file=path, hdu=label, column=name)
 
 
-_CHECKSUM_MSG = re.compile(r"(Checksum|Datasum) verification failed for HDU \(?'?([^',)]*)'?,?\s*(\d*)")
-
-
-def _record_astropy_warnings(caught, findings: list[Finding], path: str | None) -> None:
-    for w in caught:
-        msg = str(w.message).strip()
-        m = _CHECKSUM_MSG.search(msg)
-        if m:
-            kind, name, ver = m.groups()
-            rule = "CHECKSUM_HDU" if kind == "Checksum" else "CHECKSUM_DATA"
-            findings.append(Finding(Severity.ERROR if rule == "CHECKSUM_DATA" else Severity.WARNING, rule,
-                                    f"{kind.upper()} verification failed ({'data corrupted' if rule == 'CHECKSUM_DATA' else 'header or data modified after writing'})",
-                                    name or None, file=path))
-        elif "truncated" in msg.lower():
-            raise OIFitsError(f"truncated file: {msg.splitlines()[0]}", file=path)
-        else:
-            findings.append(Finding(Severity.WARNING, "FITS_VERIFY", msg.splitlines()[0][:200], file=path))
-
-
 def read_oifits(source: str | os.PathLike | fits.HDUList, *, warn: bool = True) -> OIFits:
     """Read an OIFITS v1 or v2 file (a path or an open astropy HDUList).
 
-    Raises :class:`OIFitsError` for unusable input; anything else that is off the standard is
-    recorded in ``read_findings`` (and emitted as :class:`OIFitsWarning` when ``warn``).
+    Raises :class:`OIFitsError` (naming file, HDU, card, column) for input that cannot be used
+    as it stands: damaged FITS structure (:mod:`~oiflow.oifits.fitsfile`), an OI table whose
+    columns cannot be interpreted, an OI_* HDU that is not a binary table, no OI_TARGET /
+    OI_WAVELENGTH / data table. Anything else off the standard is recorded in
+    ``read_findings`` (and emitted as :class:`OIFitsWarning` when ``warn``).
     """
-    findings: list[Finding] = []
+    loaded = load_oifits(source)
+    if loaded.fatal:
+        raise loaded.fatal[0]
+    oi = loaded.oi
+    if warn:
+        for f in oi.read_findings:
+            if f.severity != Severity.INFO:
+                warnings.warn(f"{Path(oi.path).name if oi.path else '<memory>'}: {f.rule}: {f.message} [{f.location()}]",
+                              OIFitsWarning, stacklevel=2)
+    return oi
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_oifits` could read of a file: the OI tables that could be interpreted,
+    every finding (``oi.read_findings``) and ``fatal``, the reasons :func:`read_oifits` refuses
+    the file (empty when it is usable). The validator reports all of it."""
+
+    oi: OIFits
+    fatal: list[OIFitsError] = field(default_factory=list)
+    is_fits: bool = True  # False: not FITS at all (no HDU could be read)
+
+
+def load_oifits(source: str | os.PathLike | fits.HDUList) -> Loaded:
+    """Read as much of ``source`` as can be read. Raises :class:`OIFitsError` only when a path
+    cannot be opened at all (missing, a directory, no permission)."""
     if isinstance(source, fits.HDUList):
         path = getattr(source, "filename", lambda: None)() or None
-        hdul, own = source, False
+        ff = fitsfile.from_hdulist(source, path)
     else:
         path = str(source)
         try:
@@ -243,131 +251,62 @@ def read_oifits(source: str | os.PathLike | fits.HDUList, *, warn: bool = True) 
             raise OIFitsError("is a directory, not a FITS file", file=path) from None
         except OSError as exc:
             raise OIFitsError(f"cannot read file ({exc.strerror or exc})", file=path) from None
-        if len(data) < 2880:
-            raise OIFitsError(f"truncated or empty file ({len(data)} bytes, a FITS file has at least 2880)",
-                              file=path, hdu=0)
-        return _build_raw(data, path, findings, warn)
-    try:
-        return _build(hdul, path, findings, warn)
-    finally:
-        if own:
-            hdul.close()
-
-
-def _build(hdul: fits.HDUList, path: str | None, findings: list[Finding], warn: bool) -> OIFits:
+        ff = fitsfile.open_fits(data, path)
     oi = OIFits(path=path)
-    n_hdu = len(hdul)
-    for index in range(n_hdu):
+    findings = list(ff.findings)
+    fatal: list[OIFitsError] = []
+    if ff.error() is not None:
+        fatal.append(ff.error())
+    for index, hdu in enumerate(ff.hdus):
+        if index in ff.damaged:
+            continue  # its FITS_STRUCTURE findings say why
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                hdu = hdul[index]
-                if index == 0:
-                    oi.primary_header = _strip_header(hdu.header, findings, path, "PRIMARY")
-                    if hdu.data is not None and getattr(hdu.data, "size", 0):
-                        oi.primary_data = np.array(hdu.data)
-                    continue
-                extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
-                if extname in TABLE_CLASSES and isinstance(hdu, fits.BinTableHDU):
-                    oi.tables.append(_parse_table(hdu, index, path, findings))
-                else:
-                    if extname in TABLE_CLASSES:
-                        findings.append(Finding(Severity.ERROR, "NOT_A_BINTABLE", f"{extname} is not a binary table",
-                                                f"{extname}#{index}", file=path))
-                    _ = hdu.data  # load now: the file is closed after reading
-                    oi.extra_hdus.append(hdu.copy())
-            _record_astropy_warnings(caught, findings, path)
+            _add_hdu(oi, index, hdu, path, findings)
         except OIFitsError as exc:
-            if exc.file is None:
-                exc = OIFitsError(exc.message, file=path, hdu=exc.hdu if exc.hdu is not None else index,
-                                  column=exc.column, rows=exc.rows)
-            raise exc from None
+            label = fitsfile.hdu_label(index, hdu.header)
+            err = OIFitsError(exc.message, file=path, hdu=exc.hdu if exc.hdu is not None else label,
+                              column=exc.column, rows=exc.rows, card=exc.card)
+            fatal.append(err)
+            findings.append(Finding(Severity.ERROR, "OI_TABLE_UNREADABLE", exc.message, err.hdu, exc.column,
+                                    file=path, card=exc.card))
         except Exception as exc:
-            raise OIFitsError(f"cannot read HDU ({exc.__class__.__name__}: {exc})", file=path, hdu=index) from None
-
-    return _finish(oi, path, findings, warn)
-
-
-def _build_raw(data: bytes, path: str, findings: list[Finding], warn: bool) -> OIFits:
-    """Read from the file's bytes: numpy for plain binary tables, astropy for everything else."""
-    hdus = rawfits.scan(data, path)
-    oi = OIFits(path=path)
-    fallback: list = []
-
-    def astropy_hdu(i: int):
-        if not fallback:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fallback.append(fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True))
-        return fallback[0][i]
-
-    try:
-        for raw in hdus:
-            index = raw.index
-            try:
-                hdu_ok, data_ok = rawfits.verify_checksums(data, raw)
-                if data_ok is False:
-                    findings.append(Finding(Severity.ERROR, "CHECKSUM_DATA", "DATASUM verification failed (data corrupted)",
-                                            raw.label, file=path))
-                if hdu_ok is False:
-                    findings.append(Finding(Severity.WARNING, "CHECKSUM_HDU",
-                                            "CHECKSUM verification failed (header or data modified after writing)",
-                                            raw.label, file=path))
-                _record_astropy_warnings(raw.caught, findings, path)
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    if index == 0:
-                        oi.primary_header = _strip_header(raw.header, findings, path, "PRIMARY")
-                        try:
-                            oi.primary_data = rawfits.image_data(data, raw)
-                        except ValueError:
-                            pdata = astropy_hdu(0).data
-                            oi.primary_data = None if pdata is None or not getattr(pdata, "size", 0) else np.array(pdata)
-                        continue
-                    extname = raw.extname
-                    is_bintable = str(raw.header.get("XTENSION", "")).strip() == "BINTABLE"
-                    if extname in TABLE_CLASSES and is_bintable:
-                        cols = rawfits.table_columns(data, raw)
-                        if cols is None:
-                            oi.tables.append(_parse_table(astropy_hdu(index), index, path, findings))
-                        else:
-                            oi.tables.append(_table_from_raw(raw, cols, index, path, findings))
-                    else:
-                        if extname in TABLE_CLASSES:
-                            findings.append(Finding(Severity.ERROR, "NOT_A_BINTABLE", f"{extname} is not a binary table",
-                                                    f"{extname}#{index}", file=path))
-                        hdu = astropy_hdu(index)
-                        _ = hdu.data  # load now: the buffer is released after reading
-                        oi.extra_hdus.append(hdu.copy())
-                _record_astropy_warnings(caught, findings, path)
-            except OIFitsError as exc:
-                if exc.file is None:
-                    exc = OIFitsError(exc.message, file=path, hdu=exc.hdu if exc.hdu is not None else index,
-                                      column=exc.column, rows=exc.rows)
-                raise exc from None
-            except Exception as exc:
-                raise OIFitsError(f"cannot read HDU ({exc.__class__.__name__}: {exc})", file=path, hdu=index) from None
-    finally:
-        for h in fallback:
-            h.close()
-    return _finish(oi, path, findings, warn)
-
-
-def _finish(oi: OIFits, path: str | None, findings: list[Finding], warn: bool) -> OIFits:
-    if not oi.targets:
-        raise OIFitsError("no OI_TARGET table: not an OIFITS file", file=path, hdu="OI_TARGET")
-    if not oi.wavelengths:
-        raise OIFitsError("no OI_WAVELENGTH table: not an OIFITS file", file=path, hdu="OI_WAVELENGTH")
-    if not oi.data_tables:
-        raise OIFitsError("no data table (OI_VIS, OI_VIS2, OI_T3 or OI_FLUX)", file=path, hdu="OI_VIS2")
+            label = fitsfile.hdu_label(index, hdu.header)
+            fatal.append(OIFitsError(f"cannot read HDU ({exc.__class__.__name__}: {exc})", file=path, hdu=label))
+            findings.append(Finding(Severity.ERROR, "OI_TABLE_UNREADABLE",
+                                    f"cannot read HDU ({exc.__class__.__name__}: {exc})", label, file=path))
+    if ff.hdus:  # a FITS file: say what an OIFITS file lacks
+        fatal += _missing_tables(oi, path)
     _note_read_issues(oi, findings, path)
     oi.read_findings = findings
-    if warn:
-        for f in findings:
-            if f.severity != Severity.INFO:
-                warnings.warn(f"{Path(path).name if path else '<memory>'}: {f.rule}: {f.message} [{f.location()}]",
-                              OIFitsWarning, stacklevel=3)
-    return oi
+    return Loaded(oi, fatal, bool(ff.hdus))
+
+
+def _add_hdu(oi: OIFits, index: int, hdu, path: str | None, findings: list[Finding]) -> None:
+    if index == 0:
+        oi.primary_header = _strip_header(hdu.header, findings, path, "PRIMARY")
+        data = getattr(hdu, "data", None)
+        if data is not None and getattr(data, "size", 0):
+            oi.primary_data = np.array(data)
+        return
+    extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
+    if extname in TABLE_CLASSES:
+        if not isinstance(hdu, fits.BinTableHDU):
+            raise OIFitsError(f"{extname} is not a binary table (XTENSION = {hdu.header.get('XTENSION')!r})",
+                              hdu=f"{extname}#{index}", card="XTENSION")
+        oi.tables.append(_parse_table(hdu, index, path, findings))
+    else:
+        oi.extra_hdus.append(hdu.copy())
+
+
+def _missing_tables(oi: OIFits, path: str | None) -> list[OIFitsError]:
+    out = []
+    if not oi.targets:
+        out.append(OIFitsError("no OI_TARGET table: not an OIFITS file", file=path, hdu="OI_TARGET"))
+    if not oi.wavelengths:
+        out.append(OIFitsError("no OI_WAVELENGTH table: not an OIFITS file", file=path, hdu="OI_WAVELENGTH"))
+    if not oi.data_tables:
+        out.append(OIFitsError("no data table (OI_VIS, OI_VIS2, OI_T3 or OI_FLUX)", file=path, hdu="OI_VIS2"))
+    return out
 
 
 def _note_read_issues(oi: OIFits, findings: list[Finding], path: str | None) -> None:
@@ -375,6 +314,9 @@ def _note_read_issues(oi: OIFits, findings: list[Finding], path: str | None) -> 
     if not oi.arrays:
         findings.append(Finding(Severity.WARNING, "NO_OI_ARRAY", "no OI_ARRAY table: station names and positions unknown",
                                 file=path))
+    for t in oi.tables:
+        if t.nrows == 0:
+            findings.append(Finding(Severity.WARNING, "EMPTY_TABLE", f"{t.EXTNAME} has no rows", t.label, file=path))
     for t in oi.flux:
         if t.revn is None:
             findings.append(Finding(Severity.WARNING, "OI_REVN_MISSING", "OI_FLUX without OI_REVN", t.label, file=path))

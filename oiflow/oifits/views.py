@@ -265,15 +265,17 @@ def _coordinate_columns(kind: str) -> dict[str, str]:
     return {"u": "UCOORD", "v": "VCOORD"} if kind in ("vis2", "vis") else {}
 
 
-def implausible_points(view: ObservableView, errors: bool = False,
+def implausible_points(view: ObservableView, errors: bool = False, times: bool = False,
                        usable: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Masks of the view's usable points (unflagged, finite value) whose location is damaged, by
     the file's column name: a non-finite or out-of-range (u, v) (:data:`COORD_MAX_M`) or
     wavelength (:data:`WAVELENGTH_RANGE_M`, column ``EFF_WAVE``); with ``errors`` also a
     non-finite error bar (real files have those: consumers drop such points, validators report
-    them). Only columns with at least one such point are in the result. ``usable``: the points
-    a consumer uses when they are not :attr:`ObservableView.usable` (e.g. T3 amplitudes of
-    points whose closure phase is NaN)."""
+    them), including the error bar of the second observable (T3AMPERR where T3AMP is finite,
+    VISPHIERR where VISPHI is); with ``times`` a non-finite MJD or INT_TIME. Only columns with
+    at least one such point are in the result. ``usable``: the points a consumer uses when they
+    are not :attr:`ObservableView.usable` (e.g. T3 amplitudes of points whose closure phase is
+    NaN)."""
     ok = view.usable if usable is None else np.asarray(usable, bool)
     out: dict[str, np.ndarray] = {}
     for attr, col in _coordinate_columns(view.kind).items():
@@ -286,9 +288,18 @@ def implausible_points(view: ObservableView, errors: bool = False,
         bad = ok & ~(np.isfinite(view.wavelength) & (view.wavelength >= lo) & (view.wavelength <= hi))
     if bad.any():
         out["EFF_WAVE"] = bad
-    bad = ok & ~np.isfinite(view.error) if errors else None
-    if bad is not None and bad.any():
-        out[_VALUE[view.kind][1]] = bad
+    checks = []
+    if errors:
+        checks.append((_VALUE[view.kind][1], ok, view.error))
+        second = {"t3": (view.amp, view.amp_error), "vis": (view.phase, view.phase_error)}.get(view.kind)
+        if second is not None and second[0] is not None:
+            checks.append((_VALUE[view.kind][3], ~view.flag & np.isfinite(second[0]), second[1]))
+    if times:
+        checks += [("MJD", ok, view.mjd), ("INT_TIME", ok, view.int_time)]
+    for col, where, values in checks:
+        bad = where & ~np.isfinite(values)
+        if bad.any():
+            out[col] = bad
     return out
 
 

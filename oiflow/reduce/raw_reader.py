@@ -1,23 +1,24 @@
 """Reading raw exposures of the ABCD layout (:mod:`oiflow.simulate.raw_layout`).
 
 :func:`read_raw_header` reads only the primary header (for planning a night);
-:func:`read_raw` loads the frames too: decoded from the file's bytes with numpy
-(:mod:`oiflow.oifits.rawfits`, the scanner of the OIFITS reader) for plain images and tables,
-with astropy for anything else (compressed files, scaled images, unusual columns).
-Unreadable or inconsistent files raise :class:`~oiflow.errors.ReductionError` naming the file
-and what is wrong.
+:func:`read_raw` loads the frames too, with astropy, through the strict opening of
+:func:`oiflow.oifits.fitsfile.open_fits` (a truncated file or a damaged structural card is an
+error, never fewer frames). Unreadable or inconsistent files raise
+:class:`~oiflow.errors.ReductionError` naming the file, and the HDU and card where the FITS
+structure is damaged.
 """
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
-from ..errors import OIFitsError, ReductionError
-from ..oifits import rawfits
+from ..errors import ReductionError
+from ..oifits.fitsfile import open_fits
 from ..simulate import raw_layout as L
 from ..site import header_position
 
@@ -109,60 +110,38 @@ def read_raw_header(path: str | Path) -> RawInfo:
     return info_from_header(h, path)
 
 
-class _NeedsAstropy(Exception):
-    """The file holds something the numpy decoding leaves to astropy."""
-
-
-def _columns(data: bytes, hdu) -> dict[str, np.ndarray]:
-    cols = rawfits.table_columns(data, hdu)
-    if cols is None:
-        raise _NeedsAstropy(hdu.label)
-    return {c.name.strip().upper(): c.array for c in cols}
-
-
-def _read_with_numpy(path: Path, info: RawInfo | None):
-    """(info, frames, mjd, opd, wave, band, pairs) decoded by :mod:`rawfits`."""
-    if path.name.endswith(".gz"):
-        raise _NeedsAstropy("compressed")
-    data = path.read_bytes()
-    hdus = rawfits.scan(data, path)
-    info = info or info_from_header(hdus[0].header, path)
-    byname: dict = {}
-    for h in hdus[1:]:
-        byname.setdefault(h.extname, h)
+def _hdus(path: Path) -> dict:
+    """The file's HDUs by EXTNAME (the primary as ``""``), read by astropy after the structure checks."""
     try:
-        frames = rawfits.image_data(data, byname[L.EXT_DATA])
-    except ValueError:
-        raise _NeedsAstropy("scaled image") from None
-    if frames is None:
-        raise _NeedsAstropy("empty image")
-    frames = np.asarray(frames, dtype=np.float64)
-    ft = _columns(data, byname[L.EXT_FRAMES])
-    wt = _columns(data, byname[L.EXT_WAVE])
-    mjd, opd = np.asarray(ft["TIME"], float), np.asarray(ft["OPD"], float)
-    wave, band = np.asarray(wt["EFF_WAVE"], float), np.asarray(wt["EFF_BAND"], float)
+        data = path.read_bytes()
+        if path.name.endswith(".gz"):
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise ReductionError(f"{path.name}: unreadable raw file ({getattr(exc, 'strerror', None) or exc})") from None
+    ff = open_fits(data, path)
+    err = ff.error()
+    if err is not None:
+        raise ReductionError(f"{path.name}: damaged FITS file: {err}")
+    byname: dict = {}
+    for i, hdu in enumerate(ff.hdus):
+        byname.setdefault("" if i == 0 else str(hdu.header.get("EXTNAME", "")).strip().upper(), hdu)
+    return byname
+
+
+def _read(path: Path, info: RawInfo | None):
+    hdus = _hdus(path)
+    info = info or info_from_header(hdus[""].header, path)
+    frames = np.asarray(hdus[L.EXT_DATA].data, dtype=np.float64)
+    ft = hdus[L.EXT_FRAMES].data
+    mjd = np.asarray(ft["TIME"], float)
+    opd = np.asarray(ft["OPD"], float)
+    wt = hdus[L.EXT_WAVE].data
+    wave = np.asarray(wt["EFF_WAVE"], float)
+    band = np.asarray(wt["EFF_BAND"], float)
     pairs = np.zeros((0, 2), int)
-    if L.EXT_OUTPUTS in byname:
-        ot = _columns(data, byname[L.EXT_OUTPUTS])
+    if L.EXT_OUTPUTS in hdus:
+        ot = hdus[L.EXT_OUTPUTS].data
         pairs = np.stack([np.asarray(ot["TEL1"], int), np.asarray(ot["TEL2"], int)], axis=1) - 1
-    return info, frames, mjd, opd, wave, band, pairs
-
-
-def _read_with_astropy(path: Path, info: RawInfo | None):
-    with fits.open(path, memmap=False) as hdul:
-        h = hdul[0].header
-        info = info or info_from_header(h, path)
-        frames = np.asarray(hdul[L.EXT_DATA].data, dtype=np.float64)
-        ft = hdul[L.EXT_FRAMES].data
-        mjd = np.asarray(ft["TIME"], float)
-        opd = np.asarray(ft["OPD"], float)
-        wt = hdul[L.EXT_WAVE].data
-        wave = np.asarray(wt["EFF_WAVE"], float)
-        band = np.asarray(wt["EFF_BAND"], float)
-        pairs = np.zeros((0, 2), int)
-        if L.EXT_OUTPUTS in hdul:
-            ot = hdul[L.EXT_OUTPUTS].data
-            pairs = np.stack([np.asarray(ot["TEL1"], int), np.asarray(ot["TEL2"], int)], axis=1) - 1
     return info, frames, mjd, opd, wave, band, pairs
 
 
@@ -170,10 +149,7 @@ def read_raw(path: str | Path, info: RawInfo | None = None) -> RawExposure:
     """Load one exposure (frames as float64)."""
     path = Path(path)
     try:
-        try:
-            info, frames, mjd, opd, wave, band, pairs = _read_with_numpy(path, info)
-        except (_NeedsAstropy, OIFitsError):  # astropy decides (and words the error for a damaged file)
-            info, frames, mjd, opd, wave, band, pairs = _read_with_astropy(path, info)
+        info, frames, mjd, opd, wave, band, pairs = _read(path, info)
     except ReductionError:
         raise
     except KeyError as exc:
