@@ -45,6 +45,14 @@ def _first_iteration_logger():
     return first
 
 
+def _load_fields(config: Path | None) -> dict:
+    if config is None:
+        return {}
+    from ..config import load_yaml
+
+    return load_yaml(config)
+
+
 def _parse_mu(text: str | None):
     if text is None:
         return None
@@ -85,36 +93,41 @@ def image(
 
     Example: oiflow image data.oifits --out img.fits --npix 128 --pixel-size 0.15 -r tv --mu 1e4
     """
-    from rich.console import Console
-
     from ..image import reconstruct_files
+    from ..image.quicklook_process import QuicklookProcess
 
-    from ..config import load_yaml
-
-    fields = load_yaml(config) if config is not None else {}
+    fields = _load_fields(config)
     opts = dict(npix=npix, pixel_size_mas=pixel_size, regularization=regularization, mu=_parse_mu(mu), device=device,
                 maxiter=maxiter, initial=initial, restarts=restarts, target=target, use_t3=use_t3, use_vis=use_vis,
                 polychromatic=polychromatic)
     fields.update({k: v for k, v in opts.items() if v is not None})
-    console = Console(stderr=True)
-    if quiet:
-        result = reconstruct_files(files, out, fields, progress=_first_iteration_logger())
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    # the quicklooks are drawn by a child process forked now: it imports matplotlib while the
+    # solver runs and draws once the product is written (oiflow.image.quicklook_process)
+    with QuicklookProcess() as drawer:
+        from rich.console import Console
 
+        console = Console(stderr=True)
         first = _first_iteration_logger()
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("it {task.completed:>4.0f}"),
-                      TextColumn("χ²_red {task.fields[chi2]}"), TextColumn("R {task.fields[reg]}"),
-                      TextColumn("μ {task.fields[mu]}"), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("imaging", total=None, chi2="-", reg="-", mu="-")
+        if quiet:
+            result = reconstruct_files(files, out, fields, progress=first, plots=drawer)
+        else:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            def progress(info):
-                first(info)
-                bar.update(task, completed=info["iteration"], description=str(info["phase"]),
-                           chi2=f"{info['chi2_red']:.3f}" if info.get("chi2_red") is not None else "-",
-                           reg=f"{info['reg']:.3g}" if info.get("reg") is not None else "-", mu=f"{info['mu']:.3g}")
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("it {task.completed:>4.0f}"),
+                          TextColumn("χ²_red {task.fields[chi2]}"), TextColumn("R {task.fields[reg]}"),
+                          TextColumn("μ {task.fields[mu]}"), TimeElapsedColumn(), console=console) as bar:
+                task = bar.add_task("imaging", total=None, chi2="-", reg="-", mu="-")
 
-            result = reconstruct_files(files, out, fields, progress=progress)
+                def progress(info):
+                    first(info)
+                    bar.update(task, completed=info["iteration"], description=str(info["phase"]),
+                               chi2=f"{info['chi2_red']:.3f}" if info.get("chi2_red") is not None else "-",
+                               reg=f"{info['reg']:.3g}" if info.get("reg") is not None else "-", mu=f"{info['mu']:.3g}")
+
+                result = reconstruct_files(files, out, fields, progress=progress, plots=drawer)
+        paths, messages = drawer.join()
+    result.png_paths += paths
+    result.messages += messages
     for m in result.messages:
         console.print(m, style="yellow", markup=False, highlight=False, soft_wrap=True)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())

@@ -14,8 +14,9 @@ far from it traps the optimiser in a shifted image (OImaging's sample
 2004-FKV1137-L1L2-example.image-oi.fits has CRPIX = 1, which puts its centred Dirac 9 mas off).
 
 Quicklooks are named after the product (:func:`oiflow.image.plots.quicklook_paths`:
-``x.fits`` → ``x.png``, ``x.residuals.png``); a plot that fails is logged and said in the
-result's messages, and never costs the product.
+``x.fits`` → ``x.png``, ``x.residuals.png``) and drawn after it is written, here or by the
+command's quicklook process (:mod:`oiflow.image.quicklook_process`); a plot that fails is logged
+and said in the result's messages, and never costs the product.
 """
 
 from __future__ import annotations
@@ -169,25 +170,25 @@ def _place_initial(initial: np.ndarray, data: ImagingData, pixel_size: float, na
                    f"{off:.3g} mas, to where the data put the object")
 
 
-def _quicklooks(result: ImageResult, out_path, truth) -> list[str]:
-    """The image and residual PNGs of ``result`` named after ``out_path``; a plot that fails is
-    logged and said in the result's messages."""
-    from .plots import plot_image, plot_residuals, quicklook_paths
+def _quicklooks(result: ImageResult, out_path, truth, drawer) -> list[str]:
+    """The image and residual PNGs of ``result`` named after ``out_path``, drawn here or, when
+    ``drawer`` is a started :class:`~oiflow.image.quicklook_process.QuicklookProcess`, sent to
+    it (its caller joins it: nothing is drawn yet, an empty list is returned). A figure that fails
+    is logged and said in the result's messages."""
+    from .plots import draw_quicklooks, quicklook_payload
 
-    paths = []
-    for plot, path, kw in ((plot_image, quicklook_paths(out_path)[0], {"truth": truth}),
-                           (plot_residuals, quicklook_paths(out_path)[1], {})):
-        try:
-            paths.append(plot(result, path, **kw))
-        except Exception as exc:  # a quicklook never costs the product
-            msg = f"quicklook {Path(path).name} not written: {type(exc).__name__}: {exc}"
-            log.warning(msg)
-            result.messages.append(msg)
+    payload = quicklook_payload(result, truth)
+    if drawer is not None and drawer.submit(payload, out_path):
+        return []
+    paths, messages = draw_quicklooks(payload, out_path)
+    for msg in messages:
+        log.warning(msg)
+    result.messages += messages
     return paths
 
 
 def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget | dict | None = None, *,
-                      progress: Progress | None = None, plots: bool = True, truth: np.ndarray | None = None) -> ImageResult:
+                      progress: Progress | None = None, plots=True, truth: np.ndarray | None = None) -> ImageResult:
     """Reconstruct an image from OIFITS ``files`` and write the IMAGE-OI output ``out_path``.
 
     ``settings``: an :class:`~oiflow.config.ImageTarget` or a dict of its fields (npix,
@@ -196,9 +197,12 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
     images (found by HDUNAME); explicit ``settings`` fields win. The output (atomic, with
     provenance) holds the image, the OI tables with NS_MODEL_* columns, the parameters and the
     verdict (:mod:`oiflow.image.verdict`); with ``plots``, the quicklooks ``x.png`` and
-    ``x.residuals.png`` for ``x.fits`` are written next to it. What oiflow does differently from
-    what was asked (a regulariser done by another, a soft flux constraint applied strictly, an
-    initial image moved, damaged points dropped) is in the result's ``messages``.
+    ``x.residuals.png`` for ``x.fits`` are written next to it after the product — drawn here
+    (``plots=True``), or by a started :class:`~oiflow.image.quicklook_process.QuicklookProcess`
+    given as ``plots`` (the caller then joins it for the paths and messages). What oiflow does
+    differently from what was asked (a regulariser done by another, a soft flux constraint
+    applied strictly, an initial image moved, damaged points dropped) is in the result's
+    ``messages``.
     """
     t0 = time.perf_counter()
     files = [Path(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
@@ -274,6 +278,6 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
                          prior=prior, prior_name=prior_name, provenance=prov, elapsed=time.perf_counter() - t0)
     result.out_path = str(out_path)
     if plots:
-        result.png_paths = _quicklooks(result, out_path, truth)
+        result.png_paths = _quicklooks(result, out_path, truth, None if plots is True else plots)
     result.elapsed = time.perf_counter() - t0
     return result

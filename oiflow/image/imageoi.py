@@ -415,8 +415,9 @@ def _model_vis_for(image_stack: np.ndarray, wavelengths: np.ndarray, pixel_size:
                    v_m: np.ndarray, wave: np.ndarray) -> np.ndarray:
     """Model complex visibilities (normalised) at u, v (metres) and wavelengths, for all points,
     from the grey image or the per-channel image nearest in wavelength."""
-    import array_api_compat.numpy as xp
+    from ..backend import get_xp
 
+    xp = get_xp("numpy")
     out = np.zeros(u_m.shape, complex)
     shape = u_m.shape
     uu, vv, ww = u_m.ravel(), v_m.ravel(), wave.ravel()

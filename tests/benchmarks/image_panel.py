@@ -39,7 +39,8 @@ from oiflow.image.initial import gaussian, uniform_disk
 from oiflow.image.metric import nominal_resolution, quality
 from oiflow.image.transform import dft
 from oiflow.oifits import read_oifits, write_oifits
-from oiflow.simulate.geometry import project_baselines, resolve_stations
+from oiflow.simulate.geometry import project_baselines
+from oiflow.site import resolve_stations
 from oiflow.simulate.synthetic import earth_rotation_oifits
 from oiflow.units import DEG, MAS
 
