@@ -74,9 +74,10 @@ def image(
                                        "variation) | mem | smooth | compactness | l1 (default tv)."),
     mu: str = typer.Option(None, "--mu", help="Regularisation weight, or 'auto' (aim at chi2_red = 1) (default auto)."),
     device: str = typer.Option(None, "--device", help="cpu | gpu (falls back to the CPU with a message) (default cpu)."),
-    maxiter: int = typer.Option(None, "--maxiter", help="Iterations of the whole optimisation (default 500)."),
-    initial: str = typer.Option(None, "--initial", help="dirac | gaussian | ud | random | FITS file[HDUNAME] "
-                                "(default dirac)."),
+    maxiter: int = typer.Option(None, "--maxiter", help="Iterations of the whole reconstruction: start, mu search, "
+                                "every grid (default 1000)."),
+    initial: str = typer.Option(None, "--initial", help="auto (the best of dirac, gaussian, ud) | dirac | gaussian | "
+                                "ud | random | FITS file[HDUNAME] (default auto)."),
     restarts: int = typer.Option(None, "--restarts", help="Blur-and-restart rounds after the first (default 0)."),
     target: str = typer.Option(None, "--target", help="Target name when the files hold several."),
     use_t3: str = typer.Option(None, "--use-t3", help="none | phi | amp | all (default phi)."),
@@ -155,8 +156,8 @@ and write an IMAGE-OI output file. Options override the file's parameters:
   -regul=NAME              hyperbolic|compactness (MiRA) | mem_prior (BSMEM) |
                            totvar|l1l2|l1l2white (WISARD) | tv|mem|smooth|l1
   -mu=X | -mu=auto         regularisation weight
-  -maxiter=N               iterations of the whole optimisation
-  -initial=NAME            dirac|gaussian|ud|random|FITS file
+  -maxiter=N               iterations of the whole reconstruction (start, mu search, grids)
+  -initial=NAME            auto|dirac|gaussian|ud|random|FITS file
   -restarts=N              blur-and-restart rounds
   -device=cpu|gpu          array backend
   -levels=N                multi-resolution levels
