@@ -716,13 +716,16 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
         # shifted image is kept when its χ² is then within RECENTER_TOLERANCE of the unshifted one.
         obj(xp.asarray(x))
         chi2_before = obj.last["chi2_red"]
+        limit = chi2_before * (1 + RECENTER_TOLERANCE)
+        if choice is not None and choice.reached:  # and never out of what the μ rule accepted
+            limit = min(limit, max(chi2_before, choice.accept))
         xc = _recenter(x, obj.shape, min_shift=RECENTER_MIN_SHIFT)
         if xc is not x:
             obj(xp.asarray(xc))
-            if obj.last["chi2_red"] > chi2_before * (1 + RECENTER_TOLERANCE):
+            if obj.last["chi2_red"] > limit:
                 xc, _ = run(xc, RECENTER_ITER, "recentre")
                 obj(xp.asarray(xc))
-            if obj.last["chi2_red"] <= chi2_before * (1 + RECENTER_TOLERANCE):
+            if obj.last["chi2_red"] <= limit:
                 x = xc
     obj(xp.asarray(x))
     if settle is not None and settle["result"] is not None:
@@ -730,6 +733,8 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
     converged = res is not None and res.success
     message = res.message if res is not None else MAXITER_MESSAGE
     last = obj.last
+    if choice is not None:
+        choice.chi2 = last["chi2_red"]  # of the image written (the recentring may move it by < 1 %)
     if choice is not None and choice.message():
         messages.append(choice.message())
         log.warning(messages[-1])
