@@ -102,21 +102,21 @@ def image(
                 maxiter=maxiter, initial=initial, restarts=restarts, target=target, use_t3=use_t3, use_vis=use_vis,
                 polychromatic=polychromatic)
     fields.update({k: v for k, v in opts.items() if v is not None})
+    # a progress bar only on a terminal (rich is not even imported in batch use: start-up)
+    interactive = not quiet and sys.stderr.isatty()
     # the quicklooks are drawn by a child process forked now: it imports matplotlib while the
     # solver runs and draws once the product is written (oiflow.image.quicklook_process)
     with QuicklookProcess() as drawer:
-        from rich.console import Console
-
-        console = Console(stderr=True)
         first = _first_iteration_logger()
-        if quiet:
+        if not interactive:
             result = reconstruct_files(files, out, fields, progress=first, plots=drawer)
         else:
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("it {task.completed:>4.0f}"),
                           TextColumn("χ²_red {task.fields[chi2]}"), TextColumn("R {task.fields[reg]}"),
-                          TextColumn("μ {task.fields[mu]}"), TimeElapsedColumn(), console=console) as bar:
+                          TextColumn("μ {task.fields[mu]}"), TimeElapsedColumn(), console=Console(stderr=True)) as bar:
                 task = bar.add_task("imaging", total=None, chi2="-", reg="-", mu="-")
 
                 def progress(info):
@@ -130,7 +130,7 @@ def image(
     result.png_paths += paths
     result.messages += messages
     for m in result.messages:
-        console.print(m, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        typer.secho(m, fg="yellow", err=True)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())
     typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} ({result.regularization}); "
                f"{result.niter} iterations, {'converged' if result.converged else result.message}; "

@@ -39,7 +39,7 @@ from ..oifits.model import OIFits
 from ..provenance import Provenance
 from ..units import MAS
 from .data import ImagingData, Selection, dropped_messages, imaging_data
-from .imageoi import (INITIAL_HDUNAME, param_notes, read_input_params, selection_from_params, settings_from_params,
+from .imageoi import (INITIAL_HDUNAME, INPUT_EXTNAME, param_notes, read_input_params, selection_from_params, settings_from_params,
                       write_imageoi_output)
 from .reconstruct import ImageResult, Progress, image_settings, reconstruct
 from .regularizers import announce
@@ -215,7 +215,9 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
             ois.append(read_oifits(f))
     params: dict[str, Any] = {}
     images: dict = {}
-    for f in files:
+    for f, oi in zip(files, ois):
+        if not any(str(h.header.get("EXTNAME", "")).strip().upper() == INPUT_EXTNAME for h in oi.extra_hdus):
+            continue  # plain OIFITS: no IMAGE-OI parameters, nothing to read again
         with fits.open(f, memmap=False) as hdul:
             p = read_input_params(hdul)
             if p:

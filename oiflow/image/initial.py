@@ -126,12 +126,13 @@ def fit_gaussian_fwhm(data, max_fwhm: float) -> float:
 
 
 def initial_image(kind: str, n: int, pixel_size: float, *, size: float | None = None, data=None,
-                  components=None, seed: int = 0) -> np.ndarray:
+                  components=None, seed: int = 0, fitted_fwhm: float | None = None) -> np.ndarray:
     """The initial image named ``kind`` (dirac, gaussian, ud, random, model, or a FITS path;
     ``auto`` is the reconstruction's rule, see the module docstring).
 
     ``size`` (rad) is the Gaussian FWHM or the disk diameter; when None it is fitted to the V²
-    of ``data`` (a Gaussian; the disk diameter is 1.5 × the Gaussian FWHM).
+    of ``data`` (a Gaussian; the disk diameter is 1.5 × the Gaussian FWHM; ``fitted_fwhm``: that
+    fit, when the caller has it already).
     """
     key = str(kind).strip()
     low = key.lower()
@@ -139,7 +140,10 @@ def initial_image(kind: str, n: int, pixel_size: float, *, size: float | None = 
         raise ConfigError("initial 'auto' is a choice among several images made by the reconstruction, not one image")
     fov = n * pixel_size
     if low in ("gaussian", "ud") and size is None:
-        size = fit_gaussian_fwhm(data, fov / 2) if data is not None else fov / 8
+        if fitted_fwhm is not None:
+            size = fitted_fwhm
+        else:
+            size = fit_gaussian_fwhm(data, fov / 2) if data is not None else fov / 8
         if low == "ud":
             size *= 1.5
     if low == "dirac":

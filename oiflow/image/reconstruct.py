@@ -351,11 +351,12 @@ class IterationBudget:
         self.used += int(n)
 
 
-def object_size(data: ImagingData, fov: float) -> float:
+def object_size(data: ImagingData, fov: float, fitted: float | None = None) -> float:
     """Size (rad) of the object for the data-scaled settings: the FWHM of the circular Gaussian
     that best fits the V² (:func:`oiflow.image.initial.fit_gaussian_fwhm`, at most half the
-    field), at least the nominal resolution λ/2B_max."""
-    return max(fit_gaussian_fwhm(data, fov / 2), nominal_resolution(data.max_frequency))
+    field; ``fitted``: that fit, when the caller has it), at least the nominal resolution λ/2B_max."""
+    g = fit_gaussian_fwhm(data, fov / 2) if fitted is None else fitted
+    return max(g, nominal_resolution(data.max_frequency))
 
 
 def object_brightness(fwhm: float, n: int, pixel_size: float) -> float:
@@ -599,6 +600,7 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
         log.warning(messages[-1])
     if prior is None:
         prior = _load_prior(settings)
+    fitted = fit_gaussian_fwhm(data, n * pix / 2)  # the object's size seen by the V² (once: all below use it)
     candidates: dict[str, np.ndarray] = {}
     if initial is not None:
         init = np.asarray(initial, float)
@@ -610,12 +612,12 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
         candidates["given"] = init / init.sum()
     elif settings.initial.strip().lower() == "auto":
         for kind in START_CANDIDATES:
-            candidates[kind] = initial_image(kind, n, pix, data=data,
+            candidates[kind] = initial_image(kind, n, pix, data=data, fitted_fwhm=fitted,
                                              size=settings.initial_size_mas * MAS if settings.initial_size_mas else None)
     else:
         candidates[settings.initial] = initial_image(
             settings.initial, n, pix, size=settings.initial_size_mas * MAS if settings.initial_size_mas else None,
-            data=data, components=settings.initial_model, seed=settings.seed)
+            data=data, components=settings.initial_model, seed=settings.seed, fitted_fwhm=fitted)
     all_u = np.concatenate([g.u for g in data.groups])
     all_v = np.concatenate([g.v for g in data.groups])
     beam = beam_from_uv(np.concatenate([all_u, -all_u]), np.concatenate([all_v, -all_v]))
@@ -635,7 +637,7 @@ def reconstruct(data: ImagingData, settings: ImageTarget | dict | None = None, *
     x = None
     obj = res = None
     start = next(iter(candidates))
-    fwhm = object_size(data, n * pix)
+    fwhm = object_size(data, n * pix, fitted)
     choice: MuChoice | None = None
     settle = None
     for li, (n_l, pix_l) in enumerate(levels):
