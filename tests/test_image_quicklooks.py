@@ -213,3 +213,15 @@ def test_the_payload_is_bounded_and_picklable():
     (obs,) = p["observables"]
     assert obs["total"] == m and obs["frequency"].size <= plots.MAX_POINTS and obs["frequency"].size > plots.MAX_POINTS // 2
     assert pickle.loads(pickle.dumps(p))["observables"][0]["total"] == m
+
+
+def test_no_quicklook_is_left_without_its_product(companion_snapshot, tmp_path):
+    """The quicklooks are drawn while the product is written; when writing it fails (here after
+    the child has had time to draw), the drawings are removed with it: exit 1, nothing left."""
+    prelude = ("import time\nimport oiflow.image.files as files\nfrom oiflow.errors import ImagingError\n"
+               "def broken(*a, **k):\n    time.sleep(3)\n    raise ImagingError('disk full')\n"
+               "files.write_imageoi_output = broken")
+    proc = _command(companion_snapshot, tmp_path / "x.fits", prelude)
+    rc, _ = _result(proc)
+    assert rc == 1 and "error: disk full" in proc.stderr, proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -170,17 +170,12 @@ def _place_initial(initial: np.ndarray, data: ImagingData, pixel_size: float, na
                    f"{off:.3g} mas, to where the data put the object")
 
 
-def _quicklooks(result: ImageResult, out_path, truth, drawer) -> list[str]:
-    """The image and residual PNGs of ``result`` named after ``out_path``, drawn here or, when
-    ``drawer`` is a started :class:`~oiflow.image.quicklook_process.QuicklookProcess`, sent to
-    it (its caller joins it: nothing is drawn yet, an empty list is returned). A figure that fails
-    is logged and said in the result's messages."""
+def _quicklooks(result: ImageResult, out_path, truth) -> list[str]:
+    """The image and residual PNGs of ``result`` named after ``out_path``, drawn here; a figure
+    that fails is logged and said in the result's messages."""
     from .plots import draw_quicklooks, quicklook_payload
 
-    payload = quicklook_payload(result, truth)
-    if drawer is not None and drawer.submit(payload, out_path):
-        return []
-    paths, messages = draw_quicklooks(payload, out_path)
+    paths, messages = draw_quicklooks(quicklook_payload(result, truth), out_path)
     for msg in messages:
         log.warning(msg)
     result.messages += messages
@@ -197,9 +192,10 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
     images (found by HDUNAME); explicit ``settings`` fields win. The output (atomic, with
     provenance) holds the image, the OI tables with NS_MODEL_* columns, the parameters and the
     verdict (:mod:`oiflow.image.verdict`); with ``plots``, the quicklooks ``x.png`` and
-    ``x.residuals.png`` for ``x.fits`` are written next to it after the product — drawn here
+    ``x.residuals.png`` for ``x.fits`` are written next to it — drawn here after the product
     (``plots=True``), or by a started :class:`~oiflow.image.quicklook_process.QuicklookProcess`
-    given as ``plots`` (the caller then joins it for the paths and messages). What oiflow does
+    given as ``plots``, sent the result before the product is written so that both proceed at
+    once (the caller joins it for the paths and messages; on an error it discards them). What oiflow does
     differently from what was asked (a regulariser done by another, a soft flux constraint
     applied strictly, an initial image moved, damaged points dropped) is in the result's
     ``messages``.
@@ -276,10 +272,15 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
     result.messages[:0] = notes
     prov = Provenance.for_inputs(3, "image", files, settings=effective.model_dump(mode="json"))
     combined = _combine(ois)
+    sent = False
+    if plots and plots is not True:  # a quicklook process draws while the product is written
+        from .plots import quicklook_payload
+
+        sent = plots.submit(quicklook_payload(result, truth), out_path)
     write_imageoi_output(result, combined, out_path, input_params=params or None, initial_name=initial_name,
                          prior=prior, prior_name=prior_name, provenance=prov, elapsed=time.perf_counter() - t0)
     result.out_path = str(out_path)
-    if plots:
-        result.png_paths = _quicklooks(result, out_path, truth, None if plots is True else plots)
+    if plots and not sent:
+        result.png_paths = _quicklooks(result, out_path, truth)
     result.elapsed = time.perf_counter() - t0
     return result

@@ -3,9 +3,11 @@
 :meth:`QuicklookProcess.start` forks the command's process once its own imports are done: the
 child imports matplotlib and loads the font (:func:`oiflow.image.plots.warm_up`) on the other
 core while the parent reads the data and runs the solver, then waits for the result. Once the
-product is written the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
-pickled through a pipe); the child draws both PNGs and answers with the paths written and a
-message per figure that failed (JSON through a second pipe). :meth:`QuicklookProcess.join`
+image is made the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
+pickled through a pipe) and writes the product while the child draws both PNGs and answers
+with the paths written and a message per figure that failed (JSON through a second pipe). When
+the product cannot be written (an exception inside the ``with`` block after :meth:`submit`),
+:meth:`discard` stops the child and removes what it drew: no quicklook without its product. :meth:`QuicklookProcess.join`
 waits for that answer (at most ``timeout`` seconds, then the child is killed) and reaps the
 child. Whatever happens to the child — an exception, a crash, a kill, a hang — the parent only
 gets a message: a quicklook never costs the product, nor the command's exit status.
@@ -87,6 +89,7 @@ class QuicklookProcess:
         self._answer_fd: int | None = None
         self._submitted = False
         self._failure: str | None = None
+        self._product: str | None = None
 
     @property
     def running(self) -> bool:
@@ -122,6 +125,7 @@ class QuicklookProcess:
         if not self.running or self._submitted:
             return False
         self._submitted = True
+        self._product = str(product)
         try:
             _write_all(self._payload_fd, pickle.dumps((payload, str(product)), protocol=pickle.HIGHEST_PROTOCOL))
         except OSError as exc:  # the child is gone (BrokenPipeError)
@@ -171,11 +175,24 @@ class QuicklookProcess:
     def __enter__(self) -> "QuicklookProcess":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        if self.pid is not None and not self._submitted:
-            self.close()
-        elif self.pid is not None:  # submitted but not joined (an error in between): do not wait for drawings
+    def discard(self) -> None:
+        """Stop the child and remove the quicklooks it may have written (the product they belong
+        to was not written: an error after :meth:`submit`)."""
+        if self.pid is not None:
             os.kill(self.pid, signal.SIGKILL)
+            self.close()
+        if self._product is not None:
+            from .plots import quicklook_paths
+
+            for path in quicklook_paths(self._product):
+                path.unlink(missing_ok=True)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._submitted:
+            self.discard()
+        elif self.pid is not None:
+            if self._submitted:  # submitted but not joined: do not wait for the drawings
+                os.kill(self.pid, signal.SIGKILL)
             self.close()
 
 
