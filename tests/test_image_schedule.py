@@ -72,8 +72,8 @@ def test_maxiter_bounds_every_iteration(sparse_binary, settings):
 def test_the_start_is_chosen_by_the_data(sparse_binary, limb_disk):
     """A binary starts from the point; rich data of a disk with a sharp limb from a smooth image
     (the data tell it by more than √(2N) of χ²); where MAXITER cannot afford the choice (its
-    coarse share below the 175 iterations), the point."""
-    assert start_choice_cost(3, START_ITER) == 175
+    coarse share below the 275 iterations), the point."""
+    assert start_choice_cost(3, START_ITER) == 275
     assert reconstruct(sparse_binary, dict(npix=64, pixel_size_mas=0.25)).start == "dirac"
     data, pix = limb_disk
     res = reconstruct(data, dict(npix=64, pixel_size_mas=pix))
