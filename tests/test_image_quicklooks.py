@@ -225,3 +225,19 @@ def test_no_quicklook_is_left_without_its_product(companion_snapshot, tmp_path):
     rc, _ = _result(proc)
     assert rc == 1 and "error: disk full" in proc.stderr, proc.stdout + proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("maxiter, rc", [(None, 0), ("5", 1)])
+def test_the_program_leaves_at_once_with_its_output_and_status(companion_snapshot, tmp_path, maxiter, rc):
+    """Run as the program, `oiflow image` skips Python's teardown (os._exit, oiflow.cli.FAST_EXIT)
+    after flushing: every line is out (the verdict last, the PNG paths before it), the status is
+    the verdict's, the product and both quicklooks are on disk, no process is left behind."""
+    out = tmp_path / "x.fits"
+    cmd = [sys.executable, "-m", "oiflow.cli", "-v", "image", str(companion_snapshot), "--out", str(out), "--npix", "32",
+           "--pixel-size", "0.8"] + (["--maxiter", maxiter] if maxiter else [])
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == rc and lines[-1].startswith("verdict: " + ("ok" if rc == 0 else "maxiter")), proc.stdout
+    assert lines[-3:-1] == [f"  {tmp_path / 'x.png'}", f"  {tmp_path / 'x.residuals.png'}"]
+    assert "first iteration at" in proc.stderr  # the log is flushed too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.fits", "x.png", "x.residuals.png"]

@@ -241,5 +241,7 @@ def ci_main(argv: list[str] | None = None) -> int:
     return 0 if result.verdict.ok else 1
 
 
-def ci_entry() -> None:  # console script
-    sys.exit(ci_main())
+def ci_entry() -> None:  # console script: leaves at once, as `oiflow image` does (oiflow.cli.FAST_EXIT)
+    from . import leave
+
+    leave(ci_main())

@@ -16,8 +16,9 @@ so. The truth, when given, is drawn beside it on the same scale.
 
 **Speed** (the quicklooks used to cost 1–2 s per command): matplotlib's object API without pyplot
 (:class:`matplotlib.figure.Figure`, the Agg canvas), a fixed layout in inches (no layout engine:
-``tight_layout`` drew every figure twice), legends at a fixed place, and at most
-:data:`MAX_POINTS` points per observable drawn (evenly strided; the panel's title says so).
+``tight_layout`` drew every figure twice; titles placed by hand), legends at a fixed place,
+error bars as one path, PNGs at zlib level 1, and at most :data:`MAX_POINTS` points per
+observable drawn (evenly strided; the panel's title says so).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def _draw_image(fig, rect, img: np.ndarray, pixel_size: float, beam, title: str,
     ax.set_xlabel("ΔRA (mas, East ←)", fontsize=8)
     ax.set_ylabel("ΔDec (mas, North ↑)", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.set_title(title, fontsize=8)
+    _title(fig, rect, title)
     fov = n * pix
     x0, x1 = extent[0], extent[1]
     y0, y1 = extent[2], extent[3]
@@ -167,6 +168,17 @@ def _draw_image(fig, rect, img: np.ndarray, pixel_size: float, beam, title: str,
     return ax
 
 
+def _title(fig, rect, text: str) -> None:
+    """A title just above the axes ``rect`` (figure fractions), placed by hand: an axes title is
+    placed by measuring every tick label (a tenth of a second per figure)."""
+    fig.text(rect[0] + rect[2] / 2, rect[1] + rect[3] + 0.01, text, ha="center", va="bottom", fontsize=8)
+
+
+def _save(fig, path, dpi: int) -> None:
+    """PNG at zlib level 1: a few per cent larger than the default level 6, encoded 3× faster."""
+    save_figure_atomic(fig, path, dpi=dpi, pil_kwargs={"compress_level": 1})
+
+
 def _figure(size):
     from matplotlib.figure import Figure
 
@@ -183,7 +195,7 @@ def plot_image(payload: dict, path: str | os.PathLike) -> str:
     _draw_image(fig, rects[0], payload["image"], payload["pixel_size"], payload["beam"], payload["title"])
     if truth is not None:
         _draw_image(fig, rects[1], truth, payload["pixel_size"], payload["beam"], "truth")
-    save_figure_atomic(fig, path, dpi=IMAGE_DPI)
+    _save(fig, path, IMAGE_DPI)
     return str(path)
 
 
@@ -207,12 +219,16 @@ def plot_residuals(payload: dict, path: str | os.PathLike) -> str:
             res = np.angle(np.exp(1j * (data - model))) / err
         else:
             res = (data - model) / err
-        ax.errorbar(f, data * scale, yerr=err * scale, fmt="none", ecolor="0.65", elinewidth=0.5)
+        # the error bars as one path (segments separated by NaN): a collection of thousands of
+        # segments cost more than the rest of the figure
+        bars = np.full((3, f.size), np.nan)
+        ax.plot(np.repeat(f[None], 3, axis=0).T.ravel(),
+                np.stack([(data - err) * scale, (data + err) * scale, bars[2]]).T.ravel(), color="0.65", lw=0.5)
         ax.plot(f, data * scale, ".", ms=2, color="0.35", label="data")
         ax.plot(f, model * scale, ".", ms=2, color="C3", label="model")
         axr.plot(f, res, ".", ms=2, color="C0")
         drawn = "" if f.size == o["total"] else f" ({f.size} of {o['total']} drawn)"
-        ax.set_title(f"{label}: χ²_red = {o['chi2']:.2f}{drawn}", fontsize=8)
+        _title(fig, ax.get_position().bounds, f"{label}: χ²_red = {o['chi2']:.2f}{drawn}")
         ax.set_ylabel(f"{label} ({unit})" if unit else label, fontsize=8)
         if kind == "vis2":
             ax.set_yscale("symlog", linthresh=1e-3)
@@ -224,7 +240,7 @@ def plot_residuals(payload: dict, path: str | os.PathLike) -> str:
             axr.axhline(lev, color="k", lw=0.5, ls=":")
         axr.set_xlabel("spatial frequency (Mλ)", fontsize=8)
         axr.set_ylabel("residual / σ", fontsize=8)
-    save_figure_atomic(fig, path, dpi=RESIDUALS_DPI)
+    _save(fig, path, RESIDUALS_DPI)
     return str(path)
 
 
