@@ -111,3 +111,17 @@ def test_oiflow_image_ci_on_oimagings_example_as_a_new_user_runs_it(shared_data,
     if h["CHISQ"] > 3:
         assert h["VERDICT"] == "poor-fit" and p.returncode == 1
     assert "note: RGL_NAME: regularization 'L1L2' → hyperbolic" in p.stdout
+
+
+def test_maxiter_says_how_the_fit_was_still_moving():
+    """A maxiter verdict tells whether more iterations would have helped: χ²_red over the last
+    50 iterations (the OITOOLS.jl spotted disk: still falling, 151 → 143, at MAXITER = 1000)."""
+    r = _result({"vis2": 5.05}, {"vis2": 100}, converged=False, message="maximum number of iterations reached",
+                maxiter=300)
+    r.history = [{"chi2_red": 9.0 - 0.05 * k} for k in range(80)]
+    v = image_verdict(r)
+    assert v.status == "maxiter"
+    assert ("stopped at MAXITER = 300 before converging (χ²_red still falling: 7.55 → 5.05 over the last 50 "
+            "iterations)") in v.reasons
+    r.history = [{"chi2_red": 5.05}] * 20
+    assert "(χ²_red not falling: 5.05 → 5.05 over the last 19 iterations)" in image_verdict(r).reasons[-1]

@@ -45,6 +45,14 @@ def _first_iteration_logger():
     return first
 
 
+def _load_fields(config: Path | None) -> dict:
+    if config is None:
+        return {}
+    from ..config import load_yaml
+
+    return load_yaml(config)
+
+
 def _parse_mu(text: str | None):
     if text is None:
         return None
@@ -66,9 +74,10 @@ def image(
                                        "variation) | mem | smooth | compactness | l1 (default tv)."),
     mu: str = typer.Option(None, "--mu", help="Regularisation weight, or 'auto' (aim at chi2_red = 1) (default auto)."),
     device: str = typer.Option(None, "--device", help="cpu | gpu (falls back to the CPU with a message) (default cpu)."),
-    maxiter: int = typer.Option(None, "--maxiter", help="Iterations of the whole optimisation (default 500)."),
-    initial: str = typer.Option(None, "--initial", help="dirac | gaussian | ud | random | FITS file[HDUNAME] "
-                                "(default dirac)."),
+    maxiter: int = typer.Option(None, "--maxiter", help="Iterations of the whole reconstruction: start, mu search, "
+                                "every grid (default 1000)."),
+    initial: str = typer.Option(None, "--initial", help="auto (the best of dirac, gaussian, ud) | dirac | gaussian | "
+                                "ud | random | FITS file[HDUNAME] (default auto)."),
     restarts: int = typer.Option(None, "--restarts", help="Blur-and-restart rounds after the first (default 0)."),
     target: str = typer.Option(None, "--target", help="Target name when the files hold several."),
     use_t3: str = typer.Option(None, "--use-t3", help="none | phi | amp | all (default phi)."),
@@ -85,38 +94,43 @@ def image(
 
     Example: oiflow image data.oifits --out img.fits --npix 128 --pixel-size 0.15 -r tv --mu 1e4
     """
-    from rich.console import Console
-
     from ..image import reconstruct_files
+    from ..image.quicklook_process import QuicklookProcess
 
-    from ..config import load_yaml
-
-    fields = load_yaml(config) if config is not None else {}
+    fields = _load_fields(config)
     opts = dict(npix=npix, pixel_size_mas=pixel_size, regularization=regularization, mu=_parse_mu(mu), device=device,
                 maxiter=maxiter, initial=initial, restarts=restarts, target=target, use_t3=use_t3, use_vis=use_vis,
                 polychromatic=polychromatic)
     fields.update({k: v for k, v in opts.items() if v is not None})
-    console = Console(stderr=True)
-    if quiet:
-        result = reconstruct_files(files, out, fields, progress=_first_iteration_logger())
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    # a progress bar only on a terminal (rich is not even imported in batch use: start-up)
+    interactive = not quiet and sys.stderr.isatty()
+    # the quicklooks are drawn by a child process forked now: it imports matplotlib while the
+    # solver runs and draws once the product is written (oiflow.image.quicklook_process)
+    with QuicklookProcess() as drawer:
         first = _first_iteration_logger()
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("it {task.completed:>4.0f}"),
-                      TextColumn("χ²_red {task.fields[chi2]}"), TextColumn("R {task.fields[reg]}"),
-                      TextColumn("μ {task.fields[mu]}"), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("imaging", total=None, chi2="-", reg="-", mu="-")
+        if not interactive:
+            result = reconstruct_files(files, out, fields, progress=first, plots=drawer)
+        else:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            def progress(info):
-                first(info)
-                bar.update(task, completed=info["iteration"], description=str(info["phase"]),
-                           chi2=f"{info['chi2_red']:.3f}" if info.get("chi2_red") is not None else "-",
-                           reg=f"{info['reg']:.3g}" if info.get("reg") is not None else "-", mu=f"{info['mu']:.3g}")
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("it {task.completed:>4.0f}"),
+                          TextColumn("χ²_red {task.fields[chi2]}"), TextColumn("R {task.fields[reg]}"),
+                          TextColumn("μ {task.fields[mu]}"), TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+                task = bar.add_task("imaging", total=None, chi2="-", reg="-", mu="-")
 
-            result = reconstruct_files(files, out, fields, progress=progress)
+                def progress(info):
+                    first(info)
+                    bar.update(task, completed=info["iteration"], description=str(info["phase"]),
+                               chi2=f"{info['chi2_red']:.3f}" if info.get("chi2_red") is not None else "-",
+                               reg=f"{info['reg']:.3g}" if info.get("reg") is not None else "-", mu=f"{info['mu']:.3g}")
+
+                result = reconstruct_files(files, out, fields, progress=progress, plots=drawer)
+        paths, messages = drawer.join()
+    result.png_paths += paths
+    result.messages += messages
     for m in result.messages:
-        console.print(m, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        typer.secho(m, fg="yellow", err=True)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())
     typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} ({result.regularization}); "
                f"{result.niter} iterations, {'converged' if result.converged else result.message}; "
@@ -142,8 +156,8 @@ and write an IMAGE-OI output file. Options override the file's parameters:
   -regul=NAME              hyperbolic|compactness (MiRA) | mem_prior (BSMEM) |
                            totvar|l1l2|l1l2white (WISARD) | tv|mem|smooth|l1
   -mu=X | -mu=auto         regularisation weight
-  -maxiter=N               iterations of the whole optimisation
-  -initial=NAME            dirac|gaussian|ud|random|FITS file
+  -maxiter=N               iterations of the whole reconstruction (start, mu search, grids)
+  -initial=NAME            auto|dirac|gaussian|ud|random|FITS file
   -restarts=N              blur-and-restart rounds
   -device=cpu|gpu          array backend
   -levels=N                multi-resolution levels
@@ -227,5 +241,7 @@ def ci_main(argv: list[str] | None = None) -> int:
     return 0 if result.verdict.ok else 1
 
 
-def ci_entry() -> None:  # console script
-    sys.exit(ci_main())
+def ci_entry() -> None:  # console script: leaves at once, as `oiflow image` does (oiflow.cli.FAST_EXIT)
+    from . import leave
+
+    leave(ci_main())

@@ -14,8 +14,9 @@ far from it traps the optimiser in a shifted image (OImaging's sample
 2004-FKV1137-L1L2-example.image-oi.fits has CRPIX = 1, which puts its centred Dirac 9 mas off).
 
 Quicklooks are named after the product (:func:`oiflow.image.plots.quicklook_paths`:
-``x.fits`` → ``x.png``, ``x.residuals.png``); a plot that fails is logged and said in the
-result's messages, and never costs the product.
+``x.fits`` → ``x.png``, ``x.residuals.png``) and drawn after it is written, here or by the
+command's quicklook process (:mod:`oiflow.image.quicklook_process`); a plot that fails is logged
+and said in the result's messages, and never costs the product.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..oifits.model import OIFits
 from ..provenance import Provenance
 from ..units import MAS
 from .data import ImagingData, Selection, dropped_messages, imaging_data
-from .imageoi import (INITIAL_HDUNAME, param_notes, read_input_params, selection_from_params, settings_from_params,
+from .imageoi import (INITIAL_HDUNAME, INPUT_EXTNAME, param_notes, read_input_params, selection_from_params, settings_from_params,
                       write_imageoi_output)
 from .reconstruct import ImageResult, Progress, image_settings, reconstruct
 from .regularizers import announce
@@ -170,24 +171,19 @@ def _place_initial(initial: np.ndarray, data: ImagingData, pixel_size: float, na
 
 
 def _quicklooks(result: ImageResult, out_path, truth) -> list[str]:
-    """The image and residual PNGs of ``result`` named after ``out_path``; a plot that fails is
-    logged and said in the result's messages."""
-    from .plots import plot_image, plot_residuals, quicklook_paths
+    """The image and residual PNGs of ``result`` named after ``out_path``, drawn here; a figure
+    that fails is logged and said in the result's messages."""
+    from .plots import draw_quicklooks, quicklook_payload
 
-    paths = []
-    for plot, path, kw in ((plot_image, quicklook_paths(out_path)[0], {"truth": truth}),
-                           (plot_residuals, quicklook_paths(out_path)[1], {})):
-        try:
-            paths.append(plot(result, path, **kw))
-        except Exception as exc:  # a quicklook never costs the product
-            msg = f"quicklook {Path(path).name} not written: {type(exc).__name__}: {exc}"
-            log.warning(msg)
-            result.messages.append(msg)
+    paths, messages = draw_quicklooks(quicklook_payload(result, truth), out_path)
+    for msg in messages:
+        log.warning(msg)
+    result.messages += messages
     return paths
 
 
 def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget | dict | None = None, *,
-                      progress: Progress | None = None, plots: bool = True, truth: np.ndarray | None = None) -> ImageResult:
+                      progress: Progress | None = None, plots=True, truth: np.ndarray | None = None) -> ImageResult:
     """Reconstruct an image from OIFITS ``files`` and write the IMAGE-OI output ``out_path``.
 
     ``settings``: an :class:`~oiflow.config.ImageTarget` or a dict of its fields (npix,
@@ -196,9 +192,13 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
     images (found by HDUNAME); explicit ``settings`` fields win. The output (atomic, with
     provenance) holds the image, the OI tables with NS_MODEL_* columns, the parameters and the
     verdict (:mod:`oiflow.image.verdict`); with ``plots``, the quicklooks ``x.png`` and
-    ``x.residuals.png`` for ``x.fits`` are written next to it. What oiflow does differently from
-    what was asked (a regulariser done by another, a soft flux constraint applied strictly, an
-    initial image moved, damaged points dropped) is in the result's ``messages``.
+    ``x.residuals.png`` for ``x.fits`` are written next to it — drawn here after the product
+    (``plots=True``), or by a started :class:`~oiflow.image.quicklook_process.QuicklookProcess`
+    given as ``plots``, sent the result before the product is written so that both proceed at
+    once (the caller joins it for the paths and messages; on an error it discards them). What oiflow does
+    differently from what was asked (a regulariser done by another, a soft flux constraint
+    applied strictly, an initial image moved, damaged points dropped) is in the result's
+    ``messages``.
     """
     t0 = time.perf_counter()
     files = [Path(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
@@ -211,7 +211,9 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
             ois.append(read_oifits(f))
     params: dict[str, Any] = {}
     images: dict = {}
-    for f in files:
+    for f, oi in zip(files, ois):
+        if not any(str(h.header.get("EXTNAME", "")).strip().upper() == INPUT_EXTNAME for h in oi.extra_hdus):
+            continue  # plain OIFITS: no IMAGE-OI parameters, nothing to read again
         with fits.open(f, memmap=False) as hdul:
             p = read_input_params(hdul)
             if p:
@@ -270,10 +272,15 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
     result.messages[:0] = notes
     prov = Provenance.for_inputs(3, "image", files, settings=effective.model_dump(mode="json"))
     combined = _combine(ois)
+    sent = False
+    if plots and plots is not True:  # a quicklook process draws while the product is written
+        from .plots import quicklook_payload
+
+        sent = plots.submit(quicklook_payload(result, truth), out_path)
     write_imageoi_output(result, combined, out_path, input_params=params or None, initial_name=initial_name,
                          prior=prior, prior_name=prior_name, provenance=prov, elapsed=time.perf_counter() - t0)
     result.out_path = str(out_path)
-    if plots:
+    if plots and not sent:
         result.png_paths = _quicklooks(result, out_path, truth)
     result.elapsed = time.perf_counter() - t0
     return result

@@ -2,6 +2,10 @@
 
 All return a numpy (ny, nx) image on the grid of :mod:`oiflow.image.transform` (North up,
 East left, reference pixel n//2), normalised to unit flux.
+
+``auto`` (the default) is not one image but a rule applied by the reconstruction
+(:func:`oiflow.image.reconstruct.reconstruct`): each of :data:`START_CANDIDATES` is optimised
+for a few iterations and the one whose objective is then lowest is kept.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from ..errors import ConfigError, DataError
 from ..units import MAS
 
 _SUPERSAMPLE = 5
+#: names of the built-in initial images (anything else names a FITS file)
+INITIAL_KINDS = ("auto", "dirac", "gaussian", "ud", "random", "model")
+#: the simple images the ``auto`` start chooses among: a point, and the Gaussian and the uniform
+#: disk of the size fitted to the V² (the object unresolved, smooth, or with a sharp limb)
+START_CANDIDATES = ("dirac", "gaussian", "ud")
 
 
 def _grid(n: int, pixel_size: float, supersample: int = 1):
@@ -117,17 +126,24 @@ def fit_gaussian_fwhm(data, max_fwhm: float) -> float:
 
 
 def initial_image(kind: str, n: int, pixel_size: float, *, size: float | None = None, data=None,
-                  components=None, seed: int = 0) -> np.ndarray:
-    """The initial image named ``kind`` (dirac, gaussian, ud, random, model, or a FITS path).
+                  components=None, seed: int = 0, fitted_fwhm: float | None = None) -> np.ndarray:
+    """The initial image named ``kind`` (dirac, gaussian, ud, random, model, or a FITS path;
+    ``auto`` is the reconstruction's rule, see the module docstring).
 
     ``size`` (rad) is the Gaussian FWHM or the disk diameter; when None it is fitted to the V²
-    of ``data`` (a Gaussian; the disk diameter is 1.5 × the Gaussian FWHM).
+    of ``data`` (a Gaussian; the disk diameter is 1.5 × the Gaussian FWHM; ``fitted_fwhm``: that
+    fit, when the caller has it already).
     """
     key = str(kind).strip()
     low = key.lower()
+    if low == "auto":
+        raise ConfigError("initial 'auto' is a choice among several images made by the reconstruction, not one image")
     fov = n * pixel_size
     if low in ("gaussian", "ud") and size is None:
-        size = fit_gaussian_fwhm(data, fov / 2) if data is not None else fov / 8
+        if fitted_fwhm is not None:
+            size = fitted_fwhm
+        else:
+            size = fit_gaussian_fwhm(data, fov / 2) if data is not None else fov / 8
         if low == "ud":
             size *= 1.5
     if low == "dirac":

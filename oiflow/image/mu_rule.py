@@ -7,12 +7,17 @@ The rule works on a ``solve(mu, x_start) -> Solution`` callable (an optimisation
 fits the data: χ²_red ≤ ``accept``, the target (``chi2_target``, 1 by default) plus a given
 number of standard deviations of χ² (:func:`acceptance`; the reconstruction uses 2: the
 smoothest image statistically consistent with the data, Morozov's principle with its safety
-factor). χ²_red grows with μ, so the search brackets the crossing by steps of a factor ``step``
-from a start μ₀ (down while the fit is worse than accepted, up while it is better; each solve
-warm-started from the previous one), then refines the bracket by interpolating log χ²_red
-linearly in log μ (safeguarded inside the bracket, at most ``refine`` solves, until the fitting
-end is within TOLERANCE of the aim). At most ``max_solves`` solves (the iteration budget):
-``exhausted`` says when that stopped the search. μ never leaves the bounds, whatever the data.
+factor). χ²_red grows with μ, so the search brackets the crossing from a start μ₀ (down while
+the fit is worse than accepted, up while it is better; each solve warm-started from the
+previous one) by secant steps: the next μ is where log χ²_red reaches the aim (just below the
+acceptance) on the line through the last two solves in log μ (a slope of SLOPE_PRIOR from the
+first one), between a factor MIN_STEP and ``step`` away. A fitting solve within TOLERANCE of the
+acceptance ends the search; a crossing is refined by interpolating log χ²_red linearly in log μ
+(safeguarded inside the bracket, at most ``refine`` solves, until the fitting end is within
+TOLERANCE of the aim). At most ``max_solves`` solves (the iteration budget): ``exhausted``
+says when that stopped the search; when it stops inside a bracket, μ is interpolated there
+without a solve (``interpolated``: its χ²_red is the interpolated one, to be checked by what
+follows). μ never leaves the bounds, whatever the data.
 
 **Bounds** (:func:`mu_bounds`): μ_ref = N_data / ΔR, where ΔR is how much the regulariser
 distinguishes an image of the object's size from one twice as wide (see
@@ -43,8 +48,13 @@ from ..errors import ImagingError
 MU_SPAN = (1e-3, 1e3)
 #: unreachable χ² target: aim at this × the lowest χ²_red met
 PLATEAU_MARGIN = 1.1
-#: refinement stops when the fitting end of the bracket has χ²_red within this fraction below the aim
+#: the search stops when a fitting solve has χ²_red within this fraction below the acceptance
 TOLERANCE = 0.03
+#: d log χ²_red / d log μ assumed from a single solve (typical of the imaging panel's curves), and
+#: the range a measured slope is kept in
+SLOPE_PRIOR, MIN_SLOPE, MAX_SLOPE = 0.3, 0.05, 2.0
+#: the smallest factor between two μ of the bracketing (and the bracket refinement stops below it)
+MIN_STEP = 1.25
 
 
 @dataclass
@@ -72,11 +82,14 @@ class MuChoice:
     exhausted: bool = False  # the search stopped at its budget of solves (iterations), not at a bound
     accept: float | None = None  # largest χ²_red counted as a fit (the target + its statistical tolerance)
     solves: list[Solution] = field(default_factory=list, repr=False)
+    settled: int = 0  # corrections of μ after the search that kept χ²_red within ``accept`` (the reconstruction's)
+    interpolated: bool = False  # μ interpolated inside the last bracket when the budget ended (χ²_red estimated)
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "mu": self.mu, "target": self.target, "accept": self.accept, "reached": self.reached,
                 "aimed": self.aimed, "chi2": self.chi2, "floor": self.floor, "bounds": list(self.bounds),
-                "at_bound": self.at_bound, "exhausted": self.exhausted, "solves": len(self.solves)}
+                "at_bound": self.at_bound, "exhausted": self.exhausted, "solves": len(self.solves),
+                "settled": self.settled, "interpolated": self.interpolated}
 
     def message(self) -> str | None:
         """A sentence for the user when the choice is not a plain fit to the target."""
@@ -125,6 +138,25 @@ def acceptance(target: float, ndata: int, sigmas: float) -> float:
     return target * (1.0 + sigmas * math.sqrt(2.0 / max(ndata, 1)))
 
 
+def next_mu(cur: Solution, prev: Solution | None, aim: float, step: float, bounds) -> float:
+    """The next μ of the bracketing from ``cur``: where log χ²_red reaches log ``aim`` on the line
+    through the last two solves (their slope, or :data:`SLOPE_PRIOR` from one), a factor
+    between :data:`MIN_STEP` and ``step`` away, within the bounds."""
+    slope = SLOPE_PRIOR
+    dlog = math.log(cur.mu) - math.log(prev.mu) if prev is not None else 0.0
+    if dlog != 0.0 and prev.chi2 > 0 and cur.chi2 > 0:
+        s = (math.log(cur.chi2) - math.log(prev.chi2)) / dlog
+        if math.isfinite(s) and s > 0:
+            slope = min(max(s, MIN_SLOPE), MAX_SLOPE)
+    ratio = aim / cur.chi2 if cur.chi2 > 0 else 1.0 / step
+    factor = math.exp(math.log(ratio) / slope)
+    if cur.chi2 > aim:
+        factor = min(max(factor, 1.0 / step), 1.0 / MIN_STEP)
+    else:
+        factor = max(min(factor, step), MIN_STEP)
+    return _clip(cur.mu * factor, bounds)
+
+
 def discrepancy(solve: Callable[[float, Any], Solution], x0, mu0: float, bounds: tuple[float, float], target: float,
                 *, accept: float | None = None, step: float = 10.0, refine: int = 3, max_solves: int = 12) -> MuChoice:
     """The bounded discrepancy rule (module docstring); ``solve`` results are checked finite.
@@ -132,12 +164,15 @@ def discrepancy(solve: Callable[[float, Any], Solution], x0, mu0: float, bounds:
     At most ``max_solves`` solves (≥ 1): the bracketing stops there (``exhausted``)."""
     lo, hi = bounds
     accept = target if accept is None else accept
+    close = accept * (1 - TOLERANCE)  # a fit this close to the acceptance ends the search
+    aim = accept * (1 - TOLERANCE / 2)
     cur = _checked(solve(_clip(mu0, bounds), x0))
     sols = [cur]
+    prev = None
     down = cur.chi2 > accept
     exhausted = False
-    while True:
-        nxt = _clip(cur.mu / step if down else cur.mu * step, bounds)
+    while not (close <= cur.chi2 <= accept):
+        nxt = next_mu(cur, prev, aim, step, bounds)
         if nxt == cur.mu:
             break
         if len(sols) >= max_solves:
@@ -147,7 +182,7 @@ def discrepancy(solve: Callable[[float, Any], Solution], x0, mu0: float, bounds:
         sols.append(new)
         if (new.chi2 > accept) != down:
             break
-        cur = new
+        prev, cur = cur, new
     floor = min(s.chi2 for s in sols)
     reached = floor <= accept
     aimed = accept if reached else PLATEAU_MARGIN * floor
@@ -156,8 +191,15 @@ def discrepancy(solve: Callable[[float, Any], Solution], x0, mu0: float, bounds:
     above = [s for s in sols if s.mu > a.mu and s.chi2 > aimed]
     b = min(above, key=lambda s: s.mu) if above else None
     for _ in range(refine if b is not None else 0):
-        if a.chi2 >= aimed * (1 - TOLERANCE) or b.mu / a.mu < 1.25 or len(sols) >= max_solves:
+        if a.chi2 >= aimed * (1 - TOLERANCE) or b.mu / a.mu < MIN_STEP:
             break
+        if len(sols) >= max_solves:  # the budget ends inside a bracket: interpolate, do not solve
+            mu = _interpolate(a, b, aimed)
+            est = math.exp(math.log(a.chi2) + (math.log(mu) - math.log(a.mu)) * (math.log(b.chi2) - math.log(a.chi2))
+                           / (math.log(b.mu) - math.log(a.mu))) if a.chi2 > 0 and b.chi2 > 0 else aimed
+            return MuChoice(mu=mu, x=b.x, rule="discrepancy", target=target, reached=reached, aimed=aimed,
+                            bounds=(lo, hi), at_bound=None, floor=floor, chi2=est, exhausted=True, accept=accept,
+                            solves=sols, interpolated=True)
         m = _checked(solve(_interpolate(a, b, aimed), b.x))  # from the smoother side
         sols.append(m)
         if m.chi2 <= aimed:

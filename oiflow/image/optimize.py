@@ -14,9 +14,9 @@ Why not scipy's L-BFGS-B: for images (10⁴–10⁵ variables, many at the bound
 Cauchy point search costs several milliseconds per iteration — more than the NUFFT that
 evaluates the objective.
 
-Stops when the relative decrease of f is ≤ ``ftol`` in 3 successive iterations (converged), when the
-projected gradient vanishes (converged), after ``maxiter`` iterations, or when the line search
-cannot decrease f (reported, not converged).
+Stops when the relative decrease of f is ≤ ``ftol`` in 3 successive iterations once the memory
+holds FTOL_MEMORY pairs (converged), when the projected gradient vanishes (converged), after
+``maxiter`` iterations, or when the line search cannot decrease f (reported, not converged).
 """
 
 from __future__ import annotations
@@ -24,6 +24,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable
+
+#: the message of a run stopped by its iteration limit (not convergence)
+MAXITER_MESSAGE = "maximum number of iterations reached"
+#: the ftol test counts only once the quasi-Newton memory holds this many pairs: right after a
+#: (re)start the steps are short (a steepest-descent step of ~1 % of x, then few curvature pairs)
+#: and a warm start for a slightly different μ would stop after 3 small steps, not converged
+FTOL_MEMORY = 5
 
 
 @dataclass
@@ -134,7 +141,7 @@ def vmlmb(fun: Callable, x0, lower: float, xp, *, maxiter: int = 500, ftol: floa
     S: list = []
     Y: list = []
     RHO: list = []
-    msg = "maximum number of iterations reached"
+    msg = MAXITER_MESSAGE
     converged = False
     it = 0
     small = 0
@@ -204,7 +211,7 @@ def vmlmb(fun: Callable, x0, lower: float, xp, *, maxiter: int = 500, ftol: floa
         if callback is not None:
             callback(x, f, it)
         small = small + 1 if abs(f_old - f) <= ftol * max(abs(f), abs(f_old), 1e-300) else 0
-        if small >= 3:
+        if small >= 3 and len(S) >= min(mem, FTOL_MEMORY):
             msg, converged = "relative reduction of the objective below ftol (3 iterations)", True
             break
     return OptimizeResult(x=x, f=float(f), nit=max(it, 0), nfev=nfev, converged=converged, message=msg)

@@ -13,7 +13,9 @@ status wins, every reason is kept, :func:`oiflow.verdict.worst`):
     second term keeps a 5σ margin where N is small: N < 13). A regularisation weight that ran
     away (a flat or garbage image) ends here.
 ``maxiter``
-    the optimiser stopped at the iteration limit (MAXITER) before its convergence test.
+    the optimiser stopped at the iteration limit (MAXITER: every optimisation of the
+    reconstruction together) before its convergence test; the reason tells how χ²_red was still
+    moving over the last iterations.
 ``not-at-minimum``
     the optimiser stopped because its line search could not decrease the objective.
 ``ok``
@@ -32,6 +34,7 @@ from __future__ import annotations
 import math
 
 from ..verdict import FAILED, MAXITER, NOT_AT_MINIMUM, OK, POOR_FIT, Verdict, worst
+from .optimize import MAXITER_MESSAGE
 
 #: the reduced χ² above which an observable (or all data) is a poor fit, for N ≥ 13 points
 POOR_FIT_CHI2 = 3.0
@@ -42,8 +45,6 @@ POOR_FIT_SIGMAS = 5.0
 TERM_LABELS = {"vis2": "V²", "t3phi": "T3 phase", "t3amp": "T3 amplitude", "visamp": "VIS amplitude",
                "visphi": "VIS phase"}
 
-#: the optimiser's messages (oiflow.image.optimize) that are not convergence
-_MAXITER_MESSAGE = "maximum number of iterations reached"
 
 
 def chi2_threshold(n: int) -> float:
@@ -84,8 +85,9 @@ def image_verdict(result) -> Verdict:
     if poor:
         verdicts.append(Verdict(POOR_FIT, tuple(poor)))
     if not result.converged:
-        if str(result.message) == _MAXITER_MESSAGE:
-            verdicts.append(Verdict(MAXITER, (f"stopped at MAXITER = {result.settings.maxiter} before converging",)))
+        if str(result.message) == MAXITER_MESSAGE:
+            verdicts.append(Verdict(MAXITER, (f"stopped at MAXITER = {result.settings.maxiter} before converging"
+                                              + _progress(result),)))
         else:
             verdicts.append(Verdict(NOT_AT_MINIMUM, (f"optimiser stopped: {result.message}",)))
     rule = result.mu_rule or {}
@@ -97,6 +99,22 @@ def image_verdict(result) -> Verdict:
         verdicts.append(Verdict(OK, (note,)))
     v = worst(verdicts) if verdicts else Verdict(OK)
     return Verdict(v.status, v.reasons, figures)
+
+
+#: iterations over which the progress at MAXITER is told
+PROGRESS_WINDOW = 50
+
+
+def _progress(result) -> str:
+    """How the fit was still moving when MAXITER stopped it: χ²_red over the last
+    :data:`PROGRESS_WINDOW` iterations (more iterations, or ``maxiter``, would go on from there)."""
+    hist = [h for h in (getattr(result, "history", None) or []) if h.get("chi2_red") is not None]
+    if len(hist) < 2:
+        return ""
+    k = min(PROGRESS_WINDOW, len(hist) - 1)
+    old, new = hist[-1 - k]["chi2_red"], hist[-1]["chi2_red"]
+    trend = "still falling" if new < old else "not falling"
+    return f" (χ²_red {trend}: {_fmt(old)} → {_fmt(new)} over the last {k} iterations)"
 
 
 def _mu_rule_note(result) -> str | None:

@@ -169,7 +169,8 @@ def earth_rotation_oifits(visfunc: VisFunc, *, configuration: str | list[str], d
     """
     from ..observables import baselines, triangles
     from ..units import DEG
-    from .geometry import project_baselines, resolve_stations
+    from ..site import resolve_stations
+    from .geometry import project_baselines
 
     rng = np.random.default_rng(seed)
     site, stations = resolve_stations(configuration, facility)

@@ -29,7 +29,6 @@ STAGE = "image"
 #: unit writes into the same directory under its own stems)
 PRODUCT_STEMS = ("image",)
 MODULES = ("oiflow.image", "oiflow.observables", "oiflow.oifits")
-_INITIAL_KINDS = {"dirac", "gaussian", "ud", "random", "model"}
 
 
 def image_code_version() -> str:
@@ -41,7 +40,9 @@ def _image_files(spec: ImageTarget) -> dict[str, str]:
     files = {}
     if spec.prior:
         files["prior"] = spec.prior
-    if spec.initial and spec.initial not in _INITIAL_KINDS:
+    from ..image.initial import INITIAL_KINDS
+
+    if spec.initial and spec.initial.lower() not in INITIAL_KINDS:
         files["initial"] = spec.initial
     out = {}
     for role, f in files.items():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,9 +38,11 @@ import numpy as np
 
 from oiflow.image.initial import gaussian, uniform_disk
 from oiflow.image.metric import nominal_resolution, quality
+from oiflow.image.plots import quicklook_paths
 from oiflow.image.transform import dft
 from oiflow.oifits import read_oifits, write_oifits
-from oiflow.simulate.geometry import project_baselines, resolve_stations
+from oiflow.simulate.geometry import project_baselines
+from oiflow.site import resolve_stations
 from oiflow.simulate.synthetic import earth_rotation_oifits
 from oiflow.units import DEG, MAS
 
@@ -227,60 +230,74 @@ def mira_command(case: Case, out: Path) -> list[str]:
             "-overwrite", str(case.oifits), str(out)]
 
 
-def run(cmd: list[str], out: Path, timeout: float = 600) -> tuple[float, float | None, subprocess.CompletedProcess]:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(cmd: list[str], out: Path, timeout: float = 600) -> tuple[float, float | None, float, subprocess.CompletedProcess]:
     """(wall time of the whole command, time at which ``out`` was last written — both from the
-    command's start, s — and the finished process)."""
+    command's start, s —, CPU time of its process tree (user + sys of the command and of every
+    process it waited for, oiflow's quicklook process included), and the finished process)."""
+    cpu0 = _children_cpu()
     t_epoch, t = time.time(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "120"})
     wall = time.perf_counter() - t
+    cpu = _children_cpu() - cpu0
     written = out.stat().st_mtime - t_epoch if out.exists() else None
-    return wall, written, proc
+    return wall, written, cpu, proc
 
 
 def run_case(case: Case, workdir: Path, mira: bool = True, mira_first: bool = False) -> dict:
     """Both programs on one case, one after the other (``mira_first`` alternates the order over
     the panel, so that a change of the machine's load does not favour one): exit status, wall
-    time of the whole command, time until the product file was written (oiflow then draws its
-    quicklooks) and the two scores of each (MiRA's absent without ymira)."""
+    time of the whole command, time until the product file was written, CPU time of the process
+    tree, the two scores of each (MiRA's absent without ymira) and oiflow's verdict."""
     slug = case.oifits.stem
     row: dict = {"case": case.name, "npix": case.npix, "pixel_mas": case.pixel_mas}
     progs = [("oiflow", oiflow_command)] + ([("mira", mira_command)] if mira and shutil.which("ymira") else [])
     for name, command in (progs[::-1] if mira_first else progs):
         out = workdir / f"{slug}.{name}.fits"
         out.unlink(missing_ok=True)
-        wall, written, proc = run(command(case, out), out)
+        for png in quicklook_paths(out):
+            png.unlink(missing_ok=True)
+        wall, written, cpu, proc = run(command(case, out), out)
         row[f"{name}_exit"] = proc.returncode
         row[f"{name}_wall_s"] = round(wall, 3)
+        row[f"{name}_cpu_s"] = round(cpu, 3)
         row[f"{name}_product_s"] = None if written is None else round(written, 3)
         ok = out.exists()
         truth_score, both_score = scores(case, _read_image(out, case)) if ok else (None, None)
         row[f"{name}_score"] = None if truth_score is None else round(truth_score, 4)
         row[f"{name}_score_both"] = None if both_score is None else round(both_score, 4)
         if name == "oiflow":
-            row["oiflow_summary"] = (proc.stdout.strip().splitlines() or [""])[0][:300]
+            lines = proc.stdout.strip().splitlines() or [""]
+            row["oiflow_summary"] = lines[0][:300]
+            row["oiflow_verdict"] = lines[-1].split()[1] if lines[-1].startswith("verdict: ") else "none"
+            row["oiflow_quicklooks"] = all(p.is_file() for p in quicklook_paths(out))
     return row
 
 
 def startup(case: Case, workdir: Path, repeat: int = 3) -> dict:
     """Start-up of ``oiflow image`` on ``case``: from the command's start to its first iteration
     (the ``-v`` log line), best of ``repeat``; beside it, in the same run, the floor any such
-    command pays — a bare interpreter, and one importing numpy and astropy.io.fits (the OIFITS
-    reader) — to show the machine's load."""
+    command pays — a bare interpreter, one importing numpy and astropy.io.fits, one importing
+    the OIFITS reader package (oiflow.oifits) — to show the machine's load."""
     import re
 
     out = workdir / "startup.fits"
     cmd = oiflow_command(case, out)
     cmd.insert(1 if cmd[0].endswith("oiflow") else 3, "-v")
-    first, bare, floor = [], [], []
+    first, bare, floor, reader = [], [], [], []
     for _ in range(repeat):
         t0 = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         m = re.search(r"first iteration at ([0-9.]+)", proc.stderr + proc.stdout)
         if m:
             first.append(float(m.group(1)) - t0)
-        for sink, code in ((bare, "pass"), (floor, "import numpy, astropy.io.fits")):
+        for sink, code in ((bare, "pass"), (floor, "import numpy, astropy.io.fits"), (reader, "import oiflow.oifits")):
             t = time.perf_counter()
             subprocess.run([sys.executable, "-c", code], check=True)
             sink.append(time.perf_counter() - t)
     return {"first_iteration_s": round(min(first), 3) if first else None, "python_bare_s": round(min(bare), 3),
-            "python_numpy_astropy_s": round(min(floor), 3)}
+            "python_numpy_astropy_s": round(min(floor), 3), "python_oiflow_oifits_s": round(min(reader), 3)}

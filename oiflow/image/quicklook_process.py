@@ -1,0 +1,204 @@
+"""A child process that draws the quicklooks of ``oiflow image`` off the solver's critical path.
+
+:meth:`QuicklookProcess.start` forks the command's process once its own imports are done: the
+child imports matplotlib and loads the font (:func:`oiflow.image.plots.warm_up`) on the other
+core while the parent reads the data and runs the solver, then waits for the result. Once the
+image is made the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
+pickled through a pipe) and writes the product while the child draws both PNGs and answers
+with the paths written and a message per figure that failed (JSON through a second pipe). When
+the product cannot be written (an exception inside the ``with`` block after :meth:`submit`),
+:meth:`discard` stops the child and removes what it drew: no quicklook without its product. :meth:`QuicklookProcess.join`
+waits for that answer (at most ``timeout`` seconds, then the child is killed) and reaps the
+child. Whatever happens to the child — an exception, a crash, a kill, a hang — the parent only
+gets a message: a quicklook never costs the product, nor the command's exit status.
+
+Nothing is forked where ``os.fork`` is missing or the process runs other Python threads (a lock
+held by one of them at the fork would stay held in the child): the quicklooks are then drawn in
+the parent after the product, as the library does.
+
+The child never returns into the parent's code: it leaves with ``os._exit`` (no ``atexit``
+handlers, no flushing of the parent's buffered output). The command forks; a library caller (a
+Dask worker, a Prefect task) draws in-process: :func:`oiflow.image.files.reconstruct_files`
+draws there unless given a started process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import select
+import signal
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+#: seconds the parent waits for the drawings after sending the result (then kills the child)
+JOIN_TIMEOUT = 120.0
+
+
+def _read_all(fd: int, deadline: float | None = None) -> bytes | None:
+    """Everything until end of file on ``fd``; None when ``deadline`` (monotonic) passes first."""
+    chunks = []
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _child(payload_fd: int, answer_fd: int) -> int:
+    """The child's whole life: warm up, wait for the payload, draw, answer. Returns its exit status."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; EOF ends the child
+    from . import plots
+
+    try:
+        plots.warm_up()
+    except Exception:  # drawing will say what fails
+        pass
+    blob = _read_all(payload_fd)
+    if not blob:  # the parent sent nothing (no product): nothing to draw
+        return 0
+    payload, product = pickle.loads(blob)
+    paths, messages = plots.draw_quicklooks(payload, product)
+    _write_all(answer_fd, json.dumps({"paths": paths, "messages": messages}).encode())
+    return 0
+
+
+class QuicklookProcess:
+    """The quicklook child of one command (module docstring). Use as a context manager, or call
+    :meth:`start`, then :meth:`submit` once and :meth:`join`; :meth:`close` reaps the child in
+    any case."""
+
+    def __init__(self, timeout: float = JOIN_TIMEOUT):
+        self.timeout = timeout
+        self.pid: int | None = None
+        self._payload_fd: int | None = None
+        self._answer_fd: int | None = None
+        self._submitted = False
+        self._failure: str | None = None
+        self._product: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def start(self) -> "QuicklookProcess":
+        """Fork the child; nothing where ``os.fork`` is missing or the process runs other Python
+        threads (a lock one of them holds would stay held in the child): :meth:`submit` then
+        returns False and the caller draws in-process."""
+        if not hasattr(os, "fork") or threading.active_count() > 1:
+            return self
+        payload_r, payload_w = os.pipe()
+        answer_r, answer_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            status = 1
+            try:
+                os.close(payload_w)
+                os.close(answer_r)
+                status = _child(payload_r, answer_w)
+            except BaseException:
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(payload_r)
+        os.close(answer_w)
+        self.pid, self._payload_fd, self._answer_fd = pid, payload_w, answer_r
+        return self
+
+    def submit(self, payload: dict, product: str | os.PathLike) -> bool:
+        """Send the payload of ``product``'s quicklooks to the child; False (and the reason kept
+        for :meth:`join`) when the child is not there to draw them."""
+        if not self.running or self._submitted:
+            return False
+        self._submitted = True
+        self._product = str(product)
+        try:
+            _write_all(self._payload_fd, pickle.dumps((payload, str(product)), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError as exc:  # the child is gone (BrokenPipeError)
+            self._failure = f"the drawing process ended early ({type(exc).__name__})"
+            return False
+        finally:
+            os.close(self._payload_fd)
+            self._payload_fd = None
+        return True
+
+    def join(self) -> tuple[list[str], list[str]]:
+        """(paths written, messages) of the submitted quicklooks; waits at most ``timeout`` s.
+        Without a submission the child is simply ended."""
+        if not self.running:
+            return [], []
+        if not self._submitted:
+            self.close()
+            return [], []
+        answer = None if self._failure else _read_all(self._answer_fd, time.monotonic() + self.timeout)
+        if answer is None and self._failure is None:
+            self._failure = f"the drawing process took more than {self.timeout:g} s and was stopped"
+            os.kill(self.pid, signal.SIGKILL)
+        status = self.close()
+        if answer:
+            try:
+                out = json.loads(answer)
+                return list(out["paths"]), list(out["messages"])
+            except (ValueError, KeyError, TypeError) as exc:
+                self._failure = f"unreadable answer from the drawing process ({exc})"
+        if self._failure is None:
+            self._failure = f"the drawing process ended without drawing ({_describe(status)})"
+        return [], [f"quicklooks not written: {self._failure}"]
+
+    def close(self) -> int | None:
+        """Close the pipes (the child, if waiting, sees the end of its input and leaves) and reap
+        it; its wait status, None when there was no child."""
+        for name in ("_payload_fd", "_answer_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+        if self.pid is None:
+            return None
+        pid, self.pid = self.pid, None
+        return os.waitpid(pid, 0)[1]
+
+    def __enter__(self) -> "QuicklookProcess":
+        return self.start()
+
+    def discard(self) -> None:
+        """Stop the child and remove the quicklooks it may have written (the product they belong
+        to was not written: an error after :meth:`submit`)."""
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.close()
+        if self._product is not None:
+            from .plots import quicklook_paths
+
+            for path in quicklook_paths(self._product):
+                path.unlink(missing_ok=True)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._submitted:
+            self.discard()
+        elif self.pid is not None:
+            if self._submitted:  # submitted but not joined: do not wait for the drawings
+                os.kill(self.pid, signal.SIGKILL)
+            self.close()
+
+
+def _describe(status: int | None) -> str:
+    if status is None:
+        return "no process"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
