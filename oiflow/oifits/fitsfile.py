@@ -27,6 +27,7 @@ tolerance means.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -127,12 +128,13 @@ def open_fits(data: bytes, path=None) -> FitsFile:
                 if info["hdrLoc"] < end or info["datSpan"] < 0:  # a negative size sends astropy backwards
                     stopped = True
                 end = max(end, info["datLoc"] + info["datSpan"])
-                bad, size_unknown = _check_cards(out, index, hdu)
+                label = hdu_label(index, hdu.header)
+                bad, size_unknown = _check_cards(out, index, hdu, label)
                 stopped |= size_unknown  # where the next HDU starts is unknown: what astropy finds there is not one
-                sound = not bad and _check_data_size(out, index, hdu, info["datLoc"], size)
+                sound = not bad and _check_data_size(out, label, hdu, info, size)
                 if sound:
-                    _verify_checksums(out, index, hdu)
-                    sound = _load_data(out, index, hdu)
+                    _verify_checksums(out, label, hdu)
+                    sound = _load_data(out, label, hdu)
                 if not sound:
                     out.damaged.add(index)
         for w in caught:
@@ -161,7 +163,8 @@ def from_hdulist(hdul: fits.HDUList, path=None) -> FitsFile:
     for index, hdu in enumerate(hdul):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if _check_cards(out, index, hdu)[0] or not _load_data(out, index, hdu):
+            label = hdu_label(index, hdu.header)
+            if _check_cards(out, index, hdu, label)[0] or not _load_data(out, label, hdu):
                 out.damaged.add(index)
         for w in caught:
             _record_warning(out, w, index, hdu)
@@ -173,22 +176,21 @@ def _last_label(out: FitsFile) -> str | None:
     return hdu_label(len(out.hdus) - 1, out.hdus[-1].header) if out.hdus else None
 
 
-def _load_data(out: FitsFile, index: int, hdu) -> bool:
+def _load_data(out: FitsFile, label: str, hdu) -> bool:
     """Read the HDU's data now (the file is released after opening); False when astropy cannot."""
     try:
         _ = hdu.data
         return True
     except Exception as exc:
-        out.findings.append(_structure(out.path, hdu_label(index, hdu.header), _card_in(str(exc)),
+        out.findings.append(_structure(out.path, label, _card_in(str(exc)),
                                        f"data unreadable ({exc.__class__.__name__}: {_first_line(exc)})"))
         return False
 
 
-def _verify_checksums(out: FitsFile, index: int, hdu) -> None:
+def _verify_checksums(out: FitsFile, label: str, hdu) -> None:
     """CHECKSUM/DATASUM by astropy (on the bytes as stored: before the data are decoded).
     A failed DATASUM is an error (the data changed), a failed CHECKSUM alone a warning (the
-    header was edited after writing)."""
-    label = hdu_label(index, hdu.header)
+    header was edited after writing). An HDU without these cards costs two look-ups."""
     try:
         data_ok = hdu.verify_datasum() if "DATASUM" in hdu.header else 2
         hdu_ok = hdu.verify_checksum() if "CHECKSUM" in hdu.header else 2
@@ -267,9 +269,9 @@ def _unreadable_header(out: FitsFile, data: bytes, start: int, index: int, exc: 
 
 
 # -- the mandatory cards -------------------------------------------------------------------------
-def _int_card(header, key: str, lo: int | None = 0, hi: int | None = None, allowed=None) -> str | None:
-    """Why the value of ``key`` is not a valid count (None when it is)."""
-    value = header.get(key, _MISSING)
+def _int_card(value, key: str, lo: int | None = 0, hi: int | None = None, allowed=None) -> str | None:
+    """Why ``value``, the value of card ``key`` (``_MISSING`` when absent), is not a valid count
+    (None when it is)."""
     if value is _MISSING:
         return f"mandatory card {key} missing"
     if isinstance(value, bool) or not isinstance(value, int):
@@ -281,10 +283,11 @@ def _int_card(header, key: str, lo: int | None = 0, hi: int | None = None, allow
     return None
 
 
-def _card_problems(index: int, header) -> list[tuple[str, str]]:
-    """(card, message) for every mandatory card of ``header`` that is missing or invalid."""
+def _card_problems(index: int, header, values: dict | None = None) -> list[tuple[str, str]]:
+    """(card, message) for every mandatory card of ``header`` that is missing or invalid;
+    ``values`` (when given) receives the value of every mandatory card read."""
     try:
-        return _mandatory_card_problems(index, header)
+        return _mandatory_card_problems(index, header, {} if values is None else values)
     except Exception as exc:  # a card astropy cannot parse ("Unparsable card (TFORM3)")
         return [(_card_in(str(exc)) or _parenthesised_card(str(exc)),
                  f"unparsable mandatory card ({exc.__class__.__name__}: {_first_line(exc)})")]
@@ -295,28 +298,36 @@ def _parenthesised_card(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _mandatory_card_problems(index: int, header) -> list[tuple[str, str]]:
+def _mandatory_card_problems(index: int, header, values: dict) -> list[tuple[str, str]]:
+    """The checks of :func:`_card_problems`; each card is looked up once (into ``values``)."""
     problems: list[tuple[str, str]] = []
 
+    def value(key):
+        values[key] = header.get(key, _MISSING)
+        return values[key]
+
     def need(key, **kw):
-        why = _int_card(header, key, **kw)
+        why = _int_card(value(key), key, **kw)
         if why:
             problems.append((key, why))
         return why is None
 
     if index == 0:
-        if header.get("SIMPLE") is not True:
-            problems.append(("SIMPLE", f"SIMPLE = {header.get('SIMPLE')!r}: the file does not declare itself FITS"))
+        simple = value("SIMPLE")
+        if simple is not True:
+            problems.append(("SIMPLE", f"SIMPLE = {None if simple is _MISSING else simple!r}: "
+                                       "the file does not declare itself FITS"))
         xtension = None
     else:
-        xtension = header.get("XTENSION")
-        xtension = xtension.strip().upper() if isinstance(xtension, str) else xtension
+        raw = value("XTENSION")
+        raw = None if raw is _MISSING else raw
+        xtension = raw.strip().upper() if isinstance(raw, str) else raw
         if xtension not in ("BINTABLE", "IMAGE", "TABLE"):
-            problems.append(("XTENSION", f"XTENSION = {header.get('XTENSION')!r} is not a standard extension type"))
+            problems.append(("XTENSION", f"XTENSION = {raw!r} is not a standard extension type"))
     table = xtension in ("BINTABLE", "TABLE")
     need("BITPIX", lo=None, allowed=(8,) if table else _BITPIX)
     if need("NAXIS", hi=999, allowed=(2,) if table else None):
-        for k in range(1, header["NAXIS"] + 1):
+        for k in range(1, values["NAXIS"] + 1):
             need(f"NAXIS{k}")
     if index > 0:
         need("PCOUNT", allowed=None if xtension == "BINTABLE" else (0,))
@@ -326,20 +337,20 @@ def _mandatory_card_problems(index: int, header) -> list[tuple[str, str]]:
     return problems
 
 
-def _check_cards(out: FitsFile, index: int, hdu) -> tuple[bool, bool]:
-    """Structural findings for the mandatory cards of one HDU: (any problem, the data size
-    itself is unknown — a bad BITPIX, NAXIS, NAXISn, PCOUNT or GCOUNT value — so that where the
-    next HDU starts is unknown too)."""
-    label = hdu_label(index, hdu.header)
-    problems = _card_problems(index, hdu.header)
+def _check_cards(out: FitsFile, index: int, hdu, label: str) -> tuple[bool, bool]:
+    """Structural findings for the mandatory cards of one HDU (named ``label``): (any problem,
+    the data size itself is unknown — a bad BITPIX, NAXIS, NAXISn, PCOUNT or GCOUNT value — so
+    that where the next HDU starts is unknown too)."""
+    values: dict = {}
+    problems = _card_problems(index, hdu.header, values)
     size_unknown = any(card is None or card in _SIZE_CARDS or card.startswith("NAXIS") for card, _ in problems)
     if index > 0 and not isinstance(hdu, _KNOWN_CLASSES) and not any(c == "XTENSION" for c, _ in problems):
         problems.insert(0, ("XTENSION", f"astropy could not read the HDU as an extension ({type(hdu).__name__})"))
     try:
         if not problems:
-            problems = _order_problems(index, hdu.header)
+            problems = _order_problems(index, hdu.header, values)
         if not problems and isinstance(hdu, fits.BinTableHDU):
-            problems = _row_width_problems(hdu)
+            problems = _row_width_problems(hdu, values)
     except Exception as exc:  # a structural card astropy cannot parse ("Unparsable card (TFORM3)")
         problems = [(_card_in(str(exc)) or _parenthesised_card(str(exc)),
                      f"unparsable card ({exc.__class__.__name__}: {_first_line(exc)})")]
@@ -348,8 +359,9 @@ def _check_cards(out: FitsFile, index: int, hdu) -> tuple[bool, bool]:
     return bool(problems), size_unknown
 
 
-def _row_width_problems(hdu) -> list[tuple[str, str]]:
-    """A binary table's fields (TFORMn, as astropy parses them) must fill NAXIS1 exactly."""
+def _row_width_problems(hdu, values: dict) -> list[tuple[str, str]]:
+    """A binary table's fields (TFORMn, as astropy parses them) must fill NAXIS1 exactly
+    (``values``: the mandatory cards, checked)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -367,9 +379,9 @@ def _row_width_problems(hdu) -> list[tuple[str, str]]:
                                                                  f"({error.__class__.__name__}: {_first_line(error)})"))
     if problems or width is None:
         return problems
-    if width != hdu.header["NAXIS1"]:
-        return [("NAXIS1", f"NAXIS1 = {hdu.header['NAXIS1']} bytes per row, but the TFORMn of the "
-                           f"{hdu.header['TFIELDS']} columns add up to {width}")]
+    if width != values["NAXIS1"]:
+        return [("NAXIS1", f"NAXIS1 = {values['NAXIS1']} bytes per row, but the TFORMn of the "
+                           f"{values['TFIELDS']} columns add up to {width}")]
     return []
 
 
@@ -382,31 +394,37 @@ def _tform_named(header, message: str) -> str:
     return "TFORM1"
 
 
-def _order_problems(index: int, header) -> list[tuple[str, str]]:
+def _order_problems(index: int, header, values: dict) -> list[tuple[str, str]]:
     """The mandatory cards must open the header in the standard's order (SIMPLE or XTENSION,
     BITPIX, NAXIS, NAXIS1 … NAXISn, then PCOUNT, GCOUNT for extensions and TFIELDS for tables):
-    the position check of astropy's ``verify``, without parsing every other card's value."""
+    the position check of astropy's ``verify``, without parsing every other card's value
+    (``values``: the mandatory cards, checked; only the keywords of the first cards are read)."""
     expected = ["SIMPLE" if index == 0 else "XTENSION", "BITPIX", "NAXIS"]
-    expected += [f"NAXIS{k}" for k in range(1, header["NAXIS"] + 1)]
+    expected += [f"NAXIS{k}" for k in range(1, values["NAXIS"] + 1)]
     if index > 0:
         expected += ["PCOUNT", "GCOUNT"]
-        if str(header.get("XTENSION", "")).strip().upper() in ("BINTABLE", "TABLE"):
+        if values["XTENSION"].strip().upper() in ("BINTABLE", "TABLE"):
             expected.append("TFIELDS")
-    cards = header.cards
+    first = list(itertools.islice(header.keys(), len(expected)))
     for pos, key in enumerate(expected):
-        found = cards[pos].keyword if pos < len(cards) else None
+        found = first[pos] if pos < len(first) else None
         if found != key:
             return [(key, f"{key} must be card {pos + 1} of the header (found {ascii(found) if found else 'nothing'} there)")]
     return []
 
 
-def _check_data_size(out: FitsFile, index: int, hdu, data_start: int, file_size: int) -> bool:
-    """The data the header declares must be in the file; False when they are not."""
+def _check_data_size(out: FitsFile, label: str, hdu, info: dict, file_size: int) -> bool:
+    """The data the header declares must be in the file; False when they are not. ``info``:
+    astropy's ``fileinfo()`` of the HDU, whose data span (the declared size, padded to the
+    block) settles it without reading the header again when it ends inside the file."""
+    data_start = info["datLoc"]
+    if data_start + info["datSpan"] <= file_size and not isinstance(hdu, fits.CompImageHDU):
+        return True
     declared = getattr(hdu, "size", 0) or 0
     if data_start + declared <= file_size:
         return True
     card = "NAXIS2" if isinstance(hdu, fits.BinTableHDU) else f"NAXIS{hdu.header.get('NAXIS', '')}"
-    out.findings.append(_structure(out.path, hdu_label(index, hdu.header), card,
+    out.findings.append(_structure(out.path, label, card,
                                    f"truncated: the header declares {declared} data bytes, the file holds "
                                    f"{max(file_size - data_start, 0)}"))
     return False

@@ -57,14 +57,16 @@ def l1_oifits(obs: Observation, exp: RawExposure, res: Observables, night: str, 
     array = array_table(arrname, stations, site.geocentric_offsets(stations), tel_names=[f"T{k + 1}" for k in range(len(stations))],
                         diameter=diam, array_xyz=site.geocentric_position())
     wave = wavelength_table(insname, exp.wavelength, exp.bandwidth)
+    date_obs = Time(mjd_mid, format="mjd").to_value("iso", subfmt="date")  # the data tables' DATE-OBS (their MJD)
     v2 = vis2_table(insname, arrname, target_id=1, mjd=mjd_mid, u=cov.u[0], v=cov.v[0],
                     sta_index=[(i + 1, j + 1) for i, j in bl], vis2=res.vis2, vis2err=res.vis2_err,
-                    flag=res.vis2_flag, int_time=int_time)
+                    flag=res.vis2_flag, int_time=int_time, date_obs=date_obs)
     t3 = t3_table(insname, arrname, target_id=1, mjd=mjd_mid, u1=cov.t3_u1[0], v1=cov.t3_v1[0], u2=cov.t3_u2[0],
                   v2=cov.t3_v2[0], sta_index=[(i + 1, j + 1, k + 1) for i, j, k in tr], t3phi=res.t3phi,
-                  t3phierr=res.t3phi_err, t3amp=res.t3amp, t3amperr=res.t3amp_err, flag=res.t3_flag, int_time=int_time)
+                  t3phierr=res.t3phi_err, t3amp=res.t3amp, t3amperr=res.t3amp_err, flag=res.t3_flag, int_time=int_time,
+                  date_obs=date_obs)
     fl = flux_table(insname, arrname, target_id=1, mjd=mjd_mid, fluxdata=res.flux, fluxerr=res.flux_err,
-                    sta_index=np.arange(1, len(stations) + 1), int_time=int_time, calstat="U")
+                    sta_index=np.arange(1, len(stations) + 1), int_time=int_time, calstat="U", date_obs=date_obs)
     primary = {
         "OBJECT": obs.target,
         "INSTRUME": info.instrument or "INS",

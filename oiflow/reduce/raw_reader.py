@@ -22,6 +22,8 @@ from ..oifits.fitsfile import open_fits
 from ..simulate import raw_layout as L
 from ..site import header_position
 
+_MISSING = object()
+_SIMPLE = b"SIMPLE  ="
 
 @dataclass
 class RawInfo:
@@ -66,12 +68,13 @@ class RawExposure:
 
 
 def _get(h, key, path, cast=str):
-    if key not in h:
+    value = h.get(key, _MISSING)
+    if value is _MISSING:
         raise ReductionError(f"{Path(path).name}: missing header keyword {key.replace('HIERARCH ', '')}")
     try:
-        return cast(h[key])
+        return cast(value)
     except (TypeError, ValueError):
-        raise ReductionError(f"{Path(path).name}: header keyword {key.replace('HIERARCH ', '')} has a bad value {h[key]!r}") from None
+        raise ReductionError(f"{Path(path).name}: header keyword {key.replace('HIERARCH ', '')} has a bad value {value!r}") from None
 
 
 def info_from_header(h: fits.Header, path: str | Path) -> RawInfo:
@@ -103,10 +106,19 @@ def info_from_header(h: fits.Header, path: str | Path) -> RawInfo:
 
 
 def read_raw_header(path: str | Path) -> RawInfo:
+    """What the planner needs from a raw file: its primary header alone, parsed by astropy's
+    ``Header.fromfile`` (the HDU machinery of ``fits.open`` costs as much again, for nothing
+    the plan uses). The file must start with the SIMPLE card; the structure of the whole file
+    is checked when :func:`read_raw` reads it."""
+    path = Path(path)
     try:
-        h = fits.getheader(path, 0)
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+            if f.read(len(_SIMPLE)) != _SIMPLE:
+                raise ValueError("no SIMPLE card at the start: not a FITS file")
+            f.seek(0)
+            h = fits.Header.fromfile(f)
     except Exception as exc:  # astropy raises OSError, TypeError, ValueError … on damaged files
-        raise ReductionError(f"{Path(path).name}: unreadable raw file ({type(exc).__name__}: {exc})") from None
+        raise ReductionError(f"{path.name}: unreadable raw file ({type(exc).__name__}: {exc})") from None
     return info_from_header(h, path)
 
 
