@@ -1,8 +1,10 @@
 """The Dask task runner of a flow, from a cluster profile (``configs/clusters``).
 
-Every cluster gets :class:`PrefectDrainPlugin`: when a worker closes, it sends the Prefect logs
-and events it still holds, so it exits at once instead of being killed by its nanny after a
-4 s wait (and without losing the last task logs).
+Every cluster gets the plugins of :mod:`flows.worker_plugins`: its workers import what running a
+unit needs when they start (:class:`~flows.worker_plugins.WarmUp`), and send the Prefect logs and
+events they still hold when they close (:class:`~flows.worker_plugins.PrefectDrainPlugin`: they
+exit at once instead of being killed by their nanny after a 4 s wait, without losing the last
+task logs).
 
 :class:`OiflowDaskTaskRunner` is prefect-dask's runner with a cheaper task submission (measured
 in ``tests/benchmarks/bench_flows.py``): the serialized context sent with each task leaves out
@@ -19,7 +21,7 @@ import logging
 from uuid import uuid4
 
 import distributed
-from distributed import Client, WorkerPlugin
+from distributed import Client
 from prefect.task_engine import run_task_sync
 from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask import DaskTaskRunner
@@ -28,14 +30,8 @@ from prefect_dask.task_runners import PrefectDaskFuture
 from oiflow.cluster import ClusterProfile, load_profile, make_cluster
 from oiflow.config import ClusterConfig
 
-from flows.runtime import flush_logs, worker_env
-
-
-class PrefectDrainPlugin(WorkerPlugin):
-    name = "oiflow-prefect-drain"
-
-    def teardown(self, worker) -> None:
-        flush_logs()
+from flows.worker_plugins import PrefectDrainPlugin, WarmUp
+from flows.runtime import worker_env
 
 
 class OiflowDaskTaskRunner(DaskTaskRunner):
@@ -87,11 +83,40 @@ def profile_of(cluster: ClusterConfig) -> ClusterProfile:
 
 
 def start_cluster(profile: ClusterProfile, env: dict[str, str]):
-    """``cluster_class`` of the task runner: the profile's cluster, with the drain plugin."""
+    """``cluster_class`` of the task runner: the profile's cluster, with oiflow's worker plugins
+    (the workers warm when this returns)."""
     cluster = make_cluster(profile, env)
     with Client(cluster) as client:
         client.register_plugin(PrefectDrainPlugin())
+        client.register_plugin(WarmUp())
     return cluster
+
+
+class StartedCluster:
+    """A context that starts the Dask cluster of ``profile`` before a flow run, for its task
+    runner (:meth:`task_runner`), and closes it after; entered while Prefect's temporary server
+    starts (:func:`flows.runtime.prefect_api`), so that the workers' start overlaps the server's.
+    A profile of kind ``address`` starts nothing (the runner connects to it)."""
+
+    def __init__(self, profile: ClusterProfile):
+        self.profile = profile
+        self.cluster = None
+
+    def __enter__(self) -> "StartedCluster":
+        if self.profile.kind != "address":
+            logging.getLogger("distributed").setLevel(logging.getLogger("distributed").level or logging.ERROR)
+            self.cluster = start_cluster(self.profile, worker_env())  # worker_env: with the server's URL
+        return self
+
+    def task_runner(self) -> OiflowDaskTaskRunner:
+        if self.cluster is None:
+            return task_runner(self.profile)
+        return OiflowDaskTaskRunner(address=self.cluster.scheduler_address)
+
+    def __exit__(self, *exc) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
 
 
 def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> OiflowDaskTaskRunner:

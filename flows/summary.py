@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Any
 
 
+#: units and product rows listed in the Markdown summary (an archive's run has tens of thousands)
+MARKDOWN_UNITS = 50
+MARKDOWN_PRODUCTS = 500
+
+
 @dataclass
 class RunSummary:
     flow: str
@@ -27,6 +32,7 @@ class RunSummary:
     seconds: float = 0.0  # the whole flow
     units_seconds: float = 0.0  # from the first submission to the last result
     stage_seconds: float = 0.0  # sum of the stage functions' own times (inside the tasks)
+    orchestration: str = ""  # how Prefect ran it (set by the command line: flows.run)
 
     @property
     def ok(self) -> bool:
@@ -69,8 +75,10 @@ class RunSummary:
     def markdown(self) -> str:
         from oiflow.catalog import products_table_markdown
 
+        shown = ", ".join(self.processed[:MARKDOWN_UNITS]) + (
+            f" … (+{len(self.processed) - MARKDOWN_UNITS} more)" if len(self.processed) > MARKDOWN_UNITS else "")
         lines = [f"# oiflow {self.flow}", "", f"Products under `{self.root}`.", "",
-                 f"- processed: {len(self.processed)} unit(s) {', '.join(self.processed)}",
+                 f"- processed: {len(self.processed)} unit(s) {shown}",
                  f"- up to date (skipped): {len(self.skipped)} unit(s)",
                  f"- failed items: {len(self.failures)}", f"- time: {self.seconds:.1f} s", ""]
         if self.warnings:
@@ -84,5 +92,7 @@ class RunSummary:
             lines += ["## Failures", "", "| unit | item | error |", "|---|---|---|"]
             lines += [f"| {f['unit']} | {Path(f['item']).name} | {f['error']} |" for f in self.failures]
             lines.append("")
-        lines += ["## Products", "", products_table_markdown(self.products, self.root)]
+        lines += ["## Products", "", products_table_markdown(self.products[:MARKDOWN_PRODUCTS], self.root)]
+        if len(self.products) > MARKDOWN_PRODUCTS:
+            lines += [f"… and {len(self.products) - MARKDOWN_PRODUCTS} more: `oiflow products --root {self.root}`"]
         return "\n".join(lines)
