@@ -30,12 +30,16 @@ QUIET_ENV = {
     "PREFECT_UI_SHOW_PROMOTIONAL_CONTENT": "false",
 }
 
-#: settings of the embedded (temporary) server only: automations (triggers and their actions)
-#: cannot be defined on a server that lives for one run, and their services cost CPU per event;
-#: block types (the catalogue of Prefect's integrations, for the UI's block forms) are not
+#: settings of the embedded (temporary) server only, which serves no UI while it runs:
+#: automations (triggers and their actions) cannot be defined on a server that lives for one run,
+#: and their services cost CPU per event; the events themselves are not stored (the event feed
+#: of a UI; the task runs, their states, logs and artifacts are: a later ``oiflow server start``
+#: on the same PREFECT_HOME shows them) — storing them was a fifth of the server's CPU per task
+#: run; block types (the catalogue of Prefect's integrations, for the UI's block forms) are not
 #: registered: loading every installed collection to check that the registry is current was
 #: 40% of the server's start (oiflow's runs use no blocks)
 EMBEDDED_SERVER_ENV = {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+                       "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
                        "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
                        "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
 

@@ -64,7 +64,9 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -588,12 +590,10 @@ class Catalog:
         left are marked FAILED ("interrupted") in the same transaction. Returns the run's id."""
         with self._write() as s:
             self._close_interrupted(s, stage, unit)
-            run = StageRun(stage=stage, unit=unit, cache_key=cache_key, input_digest=input_digest,
-                           settings_hash=settings_hash, code_version=code_version, status=RUNNING,
-                           inputs=list(inputs), flow_run_id=flow_run_id)
-            s.add(run)
-            s.flush()
-            return int(run.id)
+            return int(s.execute(insert(StageRun).values(
+                stage=stage, unit=unit, cache_key=cache_key, input_digest=input_digest, settings_hash=settings_hash,
+                code_version=code_version, status=RUNNING, inputs=list(inputs), outputs=[], failures=[],
+                flow_run_id=flow_run_id, started=_utcnow()).returning(StageRun.id)).scalar_one())
 
     def close_interrupted(self, stage: str, unit: str) -> int:
         """Mark RUNNING runs of (stage, unit) left by a killed process as FAILED; returns how many."""
@@ -602,12 +602,10 @@ class Catalog:
 
     @staticmethod
     def _close_interrupted(s: Session, stage: str, unit: str) -> int:
-        runs = list(s.scalars(select(StageRun).where(StageRun.stage == stage, StageRun.unit == unit,
-                                                     StageRun.status == RUNNING)))
-        for run in runs:
-            run.status, run.finished = FAILED, _utcnow()
-            run.failures = [{"item": unit, "error": "interrupted (the process running it stopped)"}]
-        return len(runs)
+        return s.execute(update(StageRun).where(
+            StageRun.stage == stage, StageRun.unit == unit, StageRun.status == RUNNING).values(
+            status=FAILED, finished=_utcnow(),
+            failures=[{"item": unit, "error": "interrupted (the process running it stopped)"}])).rowcount or 0
 
     def finish_run(self, run_id: int, *, status: str, outputs: list[dict[str, Any]],
                    failures: list[dict[str, str]] = ()) -> None:
@@ -617,24 +615,44 @@ class Catalog:
     def _finish_run(self, s: Session, run_id: int, status: str, outputs, failures) -> None:
         if status not in (COMPLETED, FAILED):
             raise DataError(f"a finished run is {COMPLETED} or {FAILED}, not {status!r}")
-        run = s.get(StageRun, run_id)
-        if run is None:
+        done = s.execute(update(StageRun).where(StageRun.id == run_id).values(
+            status=status, outputs=list(outputs), failures=list(failures), finished=_utcnow())).rowcount
+        if not done:
             raise DataError(f"no stage run with id {run_id} in {self.safe_url}")
-        run.status, run.outputs, run.failures, run.finished = status, list(outputs), list(failures), _utcnow()
 
     def record_run(self, run_id: int, *, status: str, products: Iterable[ProductRecord] = (),
                    failures: list[dict[str, str]] = (), unregister: Iterable[str] = (),
                    flow_run_id: str | None = None) -> None:
         """Close run ``run_id`` in ONE transaction: unregister the products of the unit's previous
         run that this one did not write again (``unregister``), register ``products``, and finish
-        the run (``status``, its outputs and ``failures``). A crash leaves all of it or none."""
+        the run (``status``, its outputs and ``failures``). A crash leaves all of it or none.
+        The products' checksums join the checksum cache (:meth:`file_sha256`): the next stage's
+        planning takes them as inputs without reading them again.
+        """
         products = list(products)
+        known = self._product_checksums(products)
         with self._write() as s:
             paths = [str(p) for p in unregister]
             if paths:
                 s.execute(delete(Granule).where(Granule.access_url.in_(paths)))
             self._register(s, products, run_id=run_id, flow_run_id=flow_run_id)
             self._finish_run(s, run_id, status, [p.to_output() for p in products], failures)
+            for (path, size, mtime_ns), digest in known.items():
+                s.merge(InputFile(path=path, size=size, mtime_ns=mtime_ns, sha256=digest))
+        self._sha256_seen.update(known)
+
+    @staticmethod
+    def _product_checksums(products: list[ProductRecord]) -> dict[tuple[str, int, int], str]:
+        """(path, size, mtime_ns) → checksum of the products still as recorded (same size)."""
+        out = {}
+        for rec in products:
+            try:
+                st = os.stat(rec.path)
+            except OSError:
+                continue
+            if st.st_size == rec.size:
+                out[(str(Path(rec.path).resolve()), st.st_size, st.st_mtime_ns)] = rec.sha256
+        return out
 
     def last_run(self, stage: str, unit: str, status: str | None = COMPLETED) -> StageRun | None:
         q = select(StageRun).where(StageRun.stage == stage, StageRun.unit == unit)

@@ -34,6 +34,7 @@ Writes tests/artifacts/bench_scale.json.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -78,10 +79,17 @@ def sweep_nights(workers: int, units_per_worker: int = SWEEP_UNITS_PER_WORKER) -
     return math.ceil(workers * units_per_worker / scale_sim.units_per_night(N_OBS))
 
 
+#: progress reported as the command line does without a terminal (a line per unit), to no output
+_DISCARDED = logging.getLogger("oiflow.bench-scale.progress")
+_DISCARDED.addHandler(logging.NullHandler())
+_DISCARDED.propagate = False
+
+
 def run_archive(archive: Path, root: Path, *, workers: int, unit_runs: str, unit_s: float,
                 meter: CpuMeter) -> dict:
     """``reprocess_archive`` of ``archive`` into ``root`` with simulated units of ``unit_s``;
     the figures of the run (see the module docstring). A Prefect API must be up."""
+    from flows.progress import LogReporter, reporting
     from flows.reprocess import reprocess_archive
     from flows.runners import profile_of, task_runner
     from flows.stages import replaced_stage_tasks
@@ -91,7 +99,7 @@ def run_archive(archive: Path, root: Path, *, workers: int, unit_runs: str, unit
     load = os.getloadavg()[0]
     before = meter.sample()
     t0 = time.perf_counter()
-    with replaced_stage_tasks(scale_sim.sim_tasks(unit_s)):
+    with replaced_stage_tasks(scale_sim.sim_tasks(unit_s)), reporting(LogReporter(_DISCARDED)):
         state = reprocess_archive.with_options(task_runner=task_runner(profile_of(config.cluster)))(
             root=archive, config=config, return_state=True)
     wall = time.perf_counter() - t0

@@ -10,10 +10,11 @@ DASK_THREADS = ("IO loop", "Dask-", "AsyncProcess", "QueueFeederThread", "TCP-Ex
 
 
 class CpuMeter:
-    """CPU seconds (user + system), sampled every 0.1 s (a process or thread that ends loses at
-    most its last 0.1 s): ``flow_process`` (this one) split into ``flow_main_thread`` (planning,
+    """CPU seconds (user + system), sampled every 0.25 s (a process or thread that ends loses at
+    most its last 0.25 s): ``flow_process`` (this one) split into ``flow_main_thread`` (planning,
     scheduling, the catalogue), ``dask_in_flow_process`` (the Dask scheduler, nannies and client:
-    :data:`DASK_THREADS`) and the rest (``prefect_client_and_other_threads``); ``prefect_server``;
+    :data:`DASK_THREADS`) and the rest (``prefect_client_and_other_threads``; the meter's own
+    thread left out); ``prefect_server``;
     ``workers``; ``other`` descendants."""
 
     def __init__(self):
@@ -34,7 +35,7 @@ class CpuMeter:
         return "prefect_server" if "uvicorn" in cmd else "workers" if "spawn_main" in cmd else "other"
 
     def _poll(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(0.25):
             self.sample()
 
     def sample(self) -> tuple[dict, dict]:
@@ -51,6 +52,8 @@ class CpuMeter:
             for th in self._me.threads():
                 if th.id == main:
                     kind = "flow_main_thread"
+                elif th.id == self._thread.native_id:
+                    kind = "cpu_meter"
                 elif any(names.get(th.id, "").startswith(p) for p in DASK_THREADS):
                     kind = "dask_in_flow_process"
                 elif th.id in self._threads:
@@ -69,7 +72,8 @@ class CpuMeter:
         split: dict[str, float] = {}
         for tid, (kind, cpu) in threads.items():
             split[kind] = split.get(kind, 0.0) + cpu - threads_before.get(tid, (kind, 0.0))[1]
-        flow = out.get("flow_process", 0.0)
+        meter = split.pop("cpu_meter", 0.0)  # this meter's own work (reading /proc) is not the run's
+        out["flow_process"] = flow = out.get("flow_process", 0.0) - meter
         split["prefect_client_and_other_threads"] = (flow - split.get("flow_main_thread", 0.0)
                                                      - split.get("dask_in_flow_process", 0.0))  # ended threads too
         out.update(split)
