@@ -28,9 +28,9 @@ def run_units(flow: str, config: RunConfig, build: Build, *, unit_runs: str, **k
 
 def finish(summary: RunSummary):
     """Publish the run's artifacts and return the final state: Completed, or Failed ("partially
-    failed: …") when any item failed; the summary is the data."""
+    failed: …") when any item failed; its data is the summary (:meth:`RunSummary.to_json`)."""
     publish_summary(summary)
-    data = summary.to_dict()
+    data = summary.to_json()
     if summary.ok:
         return Completed(message=summary.state_message, data=data)
     return Failed(message=summary.state_message, data=data)

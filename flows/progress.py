@@ -180,13 +180,18 @@ def unit_line(label: str, event: str, seconds: float | None, error: str) -> str:
 
 class TerminalReporter(Reporter):
     """A live progress line on ``console`` (a rich Console on a terminal); failures above it as
-    they happen, and every finished unit with ``verbose``."""
+    they happen, and every finished unit with ``verbose``. While it shows, what the root
+    logger's stream handlers write to the terminal (``-v``) is printed above the line too."""
 
     def __init__(self, console, verbose: bool = False, refresh_per_second: float = 4):
         self.console, self.verbose, self.rate = console, verbose, refresh_per_second
         self._live = None
+        self._streams: list = []  # (handler, its own stream) while the line shows
 
     def start(self, progress: Progress) -> None:
+        import sys
+
+        from rich.file_proxy import FileProxy
         from rich.live import Live
         from rich.text import Text
 
@@ -194,6 +199,9 @@ class TerminalReporter(Reporter):
                           redirect_stdout=False, redirect_stderr=False,
                           get_renderable=lambda: Text(f"{progress.flow}: {progress.line()}", style="bold"))
         self._live.start()
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout):
+                self._streams.append((handler, handler.setStream(FileProxy(self.console, handler.stream))))
 
     def unit_finished(self, progress, stage, label, event, seconds, error) -> None:
         if event == FAILED:
@@ -202,6 +210,9 @@ class TerminalReporter(Reporter):
             self.console.print(f"[green]✓[/green] {unit_line(label, event, seconds, error)}", highlight=False)
 
     def stop(self, progress: Progress) -> None:
+        for handler, stream in self._streams:
+            handler.setStream(stream)
+        self._streams = []
         if self._live is not None:
             self._live.stop()  # leaves the final line
             self._live = None

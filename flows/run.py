@@ -65,8 +65,8 @@ def run_flow(flow: Callable[[], object], cluster: ClusterConfig, *, idle: IdleCh
             return summary, None
     from flows.runners import StartedCluster, profile_of
 
-    t0 = time.perf_counter()
     flow_obj = flow()
+    t0 = time.perf_counter()
     cluster = StartedCluster(profile_of(cluster))
     with prefect_api(verbose, alongside=cluster) as url:
         started = time.perf_counter() - t0
@@ -76,7 +76,7 @@ def run_flow(flow: Callable[[], object], cluster: ClusterConfig, *, idle: IdleCh
         data = state.result(raise_on_failure=False)
     except Exception:
         data = None
-    summary = RunSummary.from_dict(data) if isinstance(data, dict) and "flow" in data else None
+    summary = RunSummary.from_state_data(data)
     if summary is not None:
         summary.orchestration = (f"Prefect server at {url}" if configured else
                                  f"Prefect's temporary server and the Dask cluster started together in {started:.1f} s")

@@ -77,6 +77,8 @@ def configure(verbose: int = 0) -> None:
     library_level = logging.NOTSET if verbose >= 2 else logging.WARNING if verbose == 1 else logging.ERROR
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
+    if verbose >= 2 and logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
     if verbose < 2:  # Dask's scheduler moving its HTTP endpoint (no dashboard is shown) off a port in use
         warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
     if not verbose:

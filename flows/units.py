@@ -3,13 +3,15 @@ the hand-over from one stage to the next.
 
 The flow process alone writes to the catalogue: tasks on workers return
 :class:`~oiflow.archive.UnitResult` records; as each unit completes, its products are
-registered and its stage run closed (COMPLETED, or FAILED with the failed items), so a run
-killed midway keeps what it finished and the next run redoes only the rest.
+registered and its stage run closed (COMPLETED, or FAILED with the failed items) in one
+transaction (:meth:`~oiflow.catalog.Catalog.record_run`), so a run killed midway keeps what it
+finished and the next run redoes only the rest.
 
 Units run as Prefect task runs (the task's ``submit``) or, given a Dask client, as plain Dask
-tasks calling the same task function under the stage tasks' retry policy
-(``cluster.unit_runs``, :func:`unit_runs_client`): the Prefect server then sees the flow run
-only, which on a small machine leaves the cores to the stages (tests/benchmarks/bench_flows.py).
+tasks calling the stage's function (:func:`flows.stages.stage_functions`: the worker never
+imports Prefect) under the stage tasks' retry policy (``cluster.unit_runs``,
+:func:`unit_runs_client`): the Prefect server then sees the flow run only, which on a small
+machine leaves the cores to the stages (tests/benchmarks/bench_flows.py, bench_scale.py).
 
 A :class:`Scheduler` takes units and, optionally, a follow-up (``then``) called with the
 unit's :class:`Settled` outcome — processed, up to date (skipped: its products are those of its

@@ -56,6 +56,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Float,
+    Index,
     Integer,
     String,
     Text,
@@ -156,6 +157,9 @@ class StageRun(_Base):
     """One stage applied to one unit (a night, a target): what went in, what came out."""
 
     __tablename__ = "stage_run"
+    #: the last run of a unit in a given status (every unit of a rescan asks): without it SQLite
+    #: searched all runs of the stage — 7 ms a unit at 20,000 runs, growing with the archive
+    __table_args__ = (Index("ix_stage_run_unit_status", "stage", "unit", "status", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     stage: Mapped[str] = mapped_column(String(32), index=True)
@@ -447,11 +451,19 @@ class Catalog:
                     raise
 
     def _migrate(self) -> None:
-        """Add the columns that later versions defined to a catalogue made by an earlier one
-        (nullable columns only: the rows already there keep NULL)."""
+        """Add the columns and indexes that later versions defined to a catalogue made by an
+        earlier one (nullable columns only: the rows already there keep NULL)."""
         from sqlalchemy import inspect, text
+        from sqlalchemy.exc import OperationalError
 
         for table in _Base.metadata.sorted_tables:
+            indexes = {i["name"] for i in inspect(self.engine).get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexes:
+                    try:
+                        index.create(self.engine)
+                    except OperationalError:  # a reader without write access does without it
+                        pass
             have = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
             for col in table.columns:
                 if col.name in have or not col.nullable:

@@ -275,3 +275,23 @@ def test_products_command_filters_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "HD_A" in out and "HD_B" not in out and "2023-12-31" in out
     assert main(["products", "--root", str(tmp_path / "nothing")]) == 2
+
+
+def test_an_older_catalogue_gets_the_run_lookup_index_when_opened(tmp_path):
+    """A unit's last run is found through (stage, unit, status): a catalogue made before that
+    index existed gets it when opened (else every rescan of a unit searched all runs of its stage)."""
+    import contextlib
+    import sqlite3
+
+    root = tmp_path / "products"
+    Catalog.for_root(root).close()
+    db = root / "catalog.sqlite"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("DROP INDEX ix_stage_run_unit_status")
+        conn.commit()
+    with Catalog.for_root(root) as cat:
+        cat.last_completed("reduce", "n1/o1")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        plan = conn.execute("EXPLAIN QUERY PLAN SELECT id FROM stage_run WHERE stage='reduce' AND unit='n1/o1' "
+                            "AND status='COMPLETED' ORDER BY id DESC LIMIT 1").fetchall()
+    assert "ix_stage_run_unit_status" in str(plan)

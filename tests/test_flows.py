@@ -40,7 +40,7 @@ def _reprocess(archive: Path, root: Path, workers: int = 2):
                                 "cluster": {"n_workers": workers}})
     runner = task_runner(profile_of(config.cluster))
     state = reprocess_archive.with_options(task_runner=runner)(root=archive, config=config, return_state=True)
-    return state, RunSummary.from_dict(state.result(raise_on_failure=False))
+    return state, RunSummary.from_state_data(state.result(raise_on_failure=False))
 
 
 def _tree_state(root: Path) -> dict[str, tuple[int, str]]:

@@ -109,3 +109,25 @@ def test_the_process_reporter_replaces_the_run_logger_outside_a_flow_run():
     with P.reporting(r):
         assert P.flow_reporters(in_flow_run=False) == [r]
     assert P.flow_reporters(in_flow_run=False) == []
+
+
+def test_log_lines_written_while_the_live_line_shows_go_above_it(monkeypatch):
+    """-v on a terminal: the root logger's lines (Prefect's flow-run lines) do not break the line."""
+    import sys
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        p = P.Progress("l0-to-l3", [P.TerminalReporter(console, refresh_per_second=50)])
+        p.start()
+        logging.getLogger("prefect.flow_runs").warning("Beginning flow run 'x'")
+        p.stop()
+        logging.getLogger("prefect.flow_runs").warning("after the run")
+    finally:
+        root.removeHandler(handler)
+    assert "Beginning flow run 'x'" in out.getvalue()  # printed by the console, above the live line
+    assert sys.stderr.getvalue() == "after the run\n"  # the handler's own stream again afterwards

@@ -196,7 +196,7 @@ def _flow(flow_obj, config: RunConfig, **params):
     state = flow_obj.with_options(task_runner=task_runner(profile_of(config.cluster)))(
         config=config, return_state=True, **params)
     wall = time.perf_counter() - t0
-    summary = RunSummary.from_dict(state.result(raise_on_failure=False))
+    summary = RunSummary.from_state_data(state.result(raise_on_failure=False))
     assert state.is_completed(), state.message
     return wall, summary
 

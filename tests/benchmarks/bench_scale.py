@@ -105,7 +105,7 @@ def run_archive(archive: Path, root: Path, *, workers: int, unit_runs: str, unit
     wall = time.perf_counter() - t0
     time.sleep(0.3)  # the last samples of the workers
     cpu = meter.since(before)
-    summary = RunSummary.from_dict(state.result(raise_on_failure=False))
+    summary = RunSummary.from_state_data(state.result(raise_on_failure=False))
     assert state.is_completed(), state.message
     units = len(summary.processed)
     out = {"workers": workers, "unit_runs": unit_runs, "unit_s": unit_s, "units": units,
