@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from oiflow.archive import remembered_units
 from oiflow.catalog import Catalog, granules_of
 from oiflow.config import RunConfig
 from oiflow.errors import OiflowError
@@ -29,12 +30,7 @@ from oiflow.work.calibrate import calibrate_unit
 from oiflow.work.fit import fit_unit
 from oiflow.work.image import image_unit
 from oiflow.work.l3 import match_target, subset_name
-from oiflow.work.reduce import reduce_units
-from tasks.calibrate import calibrate as calibrate_task
-from tasks.fit import fit as fit_task
-from tasks.image import image as image_task
-from tasks.ingest import ingest as ingest_task
-from tasks.reduce import reduce as reduce_task
+from oiflow.work.reduce import reduce_code_version, reduce_units
 
 from flows.units import Scheduler, Settled
 
@@ -92,8 +88,13 @@ class Chain:
 
     # -- L0 → L1 ------------------------------------------------------------------------
     def raw_night(self, night_dir: str | Path, group: L2Group | None) -> None:
-        """Reduce a raw night; then calibrate it (when asked) into ``group``."""
-        units = reduce_units(night_dir, self.root, self.config.reduce, self.catalog)
+        """Reduce a raw night; then calibrate it (when asked) into ``group``. The night's reduce
+        units are remembered in the catalogue while its files are unchanged (a rescan reads none)."""
+        cfg = self.config.reduce
+        depends_on = [cfg.model_dump(mode="json"), [str(Path(d).resolve()) for d in cfg.calib_dirs],
+                      reduce_code_version(), str(Path(self.root).resolve())]
+        units = remembered_units(self.catalog, "reduce", night_dir, depends_on,
+                                 lambda: reduce_units(night_dir, self.root, cfg, self.catalog))
         waiting = {u.unit for u in units}
         l1: list[str] = []
         if group is not None:
@@ -107,7 +108,7 @@ class Chain:
                 group.deliver([])
 
         for u in units:
-            self.sched.add(u, reduce_task, then=reduced)
+            self.sched.add(u, then=reduced)
 
     # -- L1/L2 OIFITS entering the tree ----------------------------------------------------
     def ingest(self, units, level: int, group: L2Group | None) -> None:
@@ -131,7 +132,7 @@ class Chain:
                 group.deliver(got)
 
         for u in units:
-            self.sched.add(u, ingest_task, then=ingested)
+            self.sched.add(u, then=ingested)
 
     def ingest_nights(self, nights, level: int, group: L2Group | None) -> None:
         self.ingest(night_units(nights, self.root, level, self.catalog), level, group)
@@ -151,7 +152,7 @@ class Chain:
             unit = calibrate_unit(night, files, self.root, self.config.calibrate, self.catalog)
             if group is not None:
                 group.expect()
-            self.sched.add(unit, calibrate_task, then=(lambda s: group.deliver(s.products)) if group else None)
+            self.sched.add(unit, then=(lambda s: group.deliver(s.products)) if group else None)
 
     # -- L2 → L3 ---------------------------------------------------------------------------
     def _l2_granules(self, paths: list[str]) -> list[dict]:
@@ -166,8 +167,7 @@ class Chain:
 
     def l3(self, l2_paths: list[str]) -> None:
         """Fit and image units for the configured targets found in ``l2_paths``."""
-        jobs = [("fit", self.config.fit.targets, fit_unit, fit_task),
-                ("image", self.config.image.targets, image_unit, image_task)]
+        jobs = [("fit", self.config.fit.targets, fit_unit), ("image", self.config.image.targets, image_unit)]
         jobs = [j for j in jobs if j[0] in self.stages and j[1]]
         if not jobs or not l2_paths:
             return
@@ -176,7 +176,7 @@ class Chain:
             by_target[row["target_name"]]["files"].add(row["access_url"])
             by_target[row["target_name"]]["nights"].add(row["night"])
         self.l2_targets |= set(by_target)
-        for stage, targets, make, task in jobs:
+        for stage, targets, make in jobs:
             for name, spec in targets.items():
                 target = match_target(name, by_target)
                 if target is None:
@@ -184,7 +184,7 @@ class Chain:
                 self.matched.add((stage, name))
                 t = by_target[target]
                 self._guard(f"{stage} {target}", lambda: self.sched.add(
-                    make(target, subset_name(t["nights"]), sorted(t["files"]), self.root, spec, self.catalog), task))
+                    make(target, subset_name(t["nights"]), sorted(t["files"]), self.root, spec, self.catalog)))
 
     def report_unmatched(self) -> None:
         """After the run: configured targets that no L2 product of the run holds are failures."""

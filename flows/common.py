@@ -1,34 +1,36 @@
-"""What every oiflow flow does around its stages: open the catalogue, publish, end."""
+"""What every oiflow flow does around its stages: report progress, publish, end."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from prefect.states import Completed, Failed
 
-from oiflow.catalog import Catalog
 from oiflow.config import RunConfig
 from tasks.artifacts import publish_summary
 
+from flows.plans import Build, plan_and_run
+from flows.progress import Progress, flow_reporters
 from flows.summary import RunSummary
+from flows.units import unit_runs_client
 
 
-def open_catalog(config: RunConfig) -> Catalog:
-    return Catalog.for_root(config.output.root, config.catalog.url)
+def run_units(flow: str, config: RunConfig, build: Build, *, unit_runs: str, **kw) -> RunSummary:
+    """:func:`flows.plans.plan_and_run` in a flow run: units on the flow's Dask task runner
+    (as Prefect task runs or plain Dask tasks: ``config.cluster.unit_runs``, else ``unit_runs``),
+    progress to the run's progress artifact and to this process's reporter."""
+    progress = Progress(flow, flow_reporters())
+    progress.start()
+    try:
+        return plan_and_run(flow, config, build, progress=progress,
+                            dask_client=unit_runs_client(config, default=unit_runs), **kw)
+    finally:
+        progress.stop()
 
 
-def new_summary(flow: str, config: RunConfig) -> RunSummary:
-    return RunSummary(flow=flow, root=str(Path(config.output.root).resolve()), seconds=time.perf_counter())
-
-
-def finish(summary: RunSummary, catalog: Catalog):
-    """Collect the products of the run's units, publish artifacts and return the final state:
-    Completed, or Failed ("partially failed: …") when any item failed; the summary is the data."""
-    summary.products = catalog.products(paths=sorted(set(summary.current)))
-    summary.seconds = time.perf_counter() - summary.seconds
+def finish(summary: RunSummary):
+    """Publish the run's artifacts and return the final state: Completed, or Failed ("partially
+    failed: …") when any item failed; its data is the summary (:meth:`RunSummary.to_json`)."""
     publish_summary(summary)
-    data = summary.to_dict()
+    data = summary.to_json()
     if summary.ok:
         return Completed(message=summary.state_message, data=data)
     return Failed(message=summary.state_message, data=data)

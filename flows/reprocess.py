@@ -19,33 +19,16 @@ from pathlib import Path
 
 from prefect import flow
 
-from oiflow.archive import night_dirs
 from oiflow.config import RunConfig
 
-from flows.chain import Chain
-from flows.common import finish, new_summary, open_catalog
-from flows.pipeline import check_stage_settings
-from flows.units import Scheduler, unit_runs_client
+from flows.common import finish, run_units
+from flows.plans import archive_build, check_stage_settings
 
 
 @flow(name="reprocess-archive", validate_parameters=True)
 def reprocess_archive(root: Path, config: RunConfig, force: bool = False):
     """Scan ``root`` (one directory per night), process what changed, register the products."""
     check_stage_settings(config)
-    nights = night_dirs(root)
-    summary = new_summary("reprocess-archive", config)
-    with open_catalog(config) as catalog:
-        sched = Scheduler(catalog, summary, max_parallel=config.cluster.max_parallel, force=force,
-                          dask_client=unit_runs_client(config, default="dask"))
-        chain = Chain(sched, config, catalog)
-        for night in nights:
-            group = chain.group()
-            if config.input.level == 0:
-                chain.raw_night(night, group)
-            else:
-                chain.ingest_nights([night], config.input.level, group)
-            group.close()
-        sched.run()
-        if nights:
-            chain.report_unmatched()
-        return finish(summary, catalog)
+    nights, build = archive_build(root, config)
+    return finish(run_units("reprocess-archive", config, build, unit_runs="dask", force=force,
+                            report_unmatched=bool(nights)))

@@ -1,8 +1,10 @@
 """The Dask task runner of a flow, from a cluster profile (``configs/clusters``).
 
-Every cluster gets :class:`PrefectDrainPlugin`: when a worker closes, it sends the Prefect logs
-and events it still holds, so it exits at once instead of being killed by its nanny after a
-4 s wait (and without losing the last task logs).
+Every cluster gets the plugins of :mod:`flows.worker_plugins`: its workers import what running a
+unit needs when they start (:class:`~flows.worker_plugins.WarmUp`), and send the Prefect logs and
+events they still hold when they close (:class:`~flows.worker_plugins.PrefectDrainPlugin`: they
+exit at once instead of being killed by their nanny after a 4 s wait, without losing the last
+task logs).
 
 :class:`OiflowDaskTaskRunner` is prefect-dask's runner with a cheaper task submission (measured
 in ``tests/benchmarks/bench_flows.py``): the serialized context sent with each task leaves out
@@ -27,16 +29,18 @@ from importlib.metadata import version
 from uuid import uuid4
 
 import distributed
-from distributed import Client, WorkerPlugin
+from distributed import Client
 from prefect.task_engine import run_task_sync
 from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 
+from oiflow.archive import WorkUnit
 from oiflow.cluster import ClusterProfile, load_profile, make_cluster
 from oiflow.config import ClusterConfig
 
-from flows.runtime import flush_logs, worker_env
+from flows.runtime import worker_env
+from flows.worker_plugins import PrefectDrainPlugin, WarmUp
 
 
 #: distribution → the minor version whose internals OiflowDaskTaskRunner uses (pinned in pyproject.toml)
@@ -49,45 +53,61 @@ def unsupported_versions() -> dict[str, str]:
     return {name: v for name, v in installed.items() if not v.startswith(SUPPORTED[name] + ".")}
 
 
-class PrefectDrainPlugin(WorkerPlugin):
-    name = "oiflow-prefect-drain"
-
-    def teardown(self, worker) -> None:
-        flush_logs()
-
-
 class OiflowDaskTaskRunner(DaskTaskRunner):
-    """DaskTaskRunner without the per-task settings round trip (see the module docstring)."""
+    """DaskTaskRunner with a cheaper submission (see the module docstring): no per-task settings
+    round trip, the flow run's serialized context made once per flow run, and no search for
+    futures in parameters that are only work units."""
+
+    _flow_run_context: tuple[object, dict] | None = None  # (the EngineContext, its serialization)
 
     def submit(self, task, parameters, wait_for=None, dependencies=None):
         if task.isasync or not self._started:
             return super().submit(task, parameters, wait_for=wait_for, dependencies=dependencies)
-        parameters = self._optimize_futures(parameters)
+        if all(isinstance(v, WorkUnit) for v in parameters.values()):  # a unit holds no future
+            inputs = {k: set() for k in parameters}
+        else:
+            parameters = self._optimize_futures(parameters)
+            inputs = {k: collect_task_run_inputs_sync(v, future_cls=distributed.Future) for k, v in parameters.items()}
         wait_for = self._optimize_futures(wait_for) if wait_for else None
         task_run_id = uuid4()
-        inputs = {k: collect_task_run_inputs_sync(v, future_cls=distributed.Future) for k, v in parameters.items()}
         if dependencies:
             inputs = {k: v.union(dependencies.get(k, set())) for k, v in inputs.items()}
         context = _context_without_settings({"task": task, "task_run_id": task_run_id, "task_inputs": inputs,
-                                             "copy_to_child_ctx": True})
+                                             "copy_to_child_ctx": True}, self._serialized_flow_run_context())
         future = Client.submit(self.client, run_task_sync, key=f"{task.name}-{task_run_id.hex}", pure=False,
                                task=task, task_run_id=task_run_id, parameters=parameters, wait_for=wait_for,
                                return_type="state", dependencies=inputs, context=context)
         return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
 
+    def _serialized_flow_run_context(self) -> dict:
+        """The flow run's context as Prefect serializes it for each task, made once per flow run
+        (it holds the flow run, the flow, its parameters and its result store — the same for
+        every task; serializing the result store's block took ~5 ms a task)."""
+        import prefect.context as pc
 
-def _context_without_settings(asset_ctx_kwargs: dict) -> dict:
+        engine = pc.EngineContext.get()
+        if engine is None:
+            return {}
+        if self._flow_run_context is None or self._flow_run_context[0] is not engine:
+            self._flow_run_context = (engine, engine.serialize())
+        return self._flow_run_context[1]
+
+
+def _context_without_settings(asset_ctx_kwargs: dict, flow_run_context: dict | None = None) -> dict:
     """:func:`prefect.context.serialize_context` (Prefect 3.9) minus the settings context.
     Serializing the settings (a pydantic dump of every nested settings model, secrets rendered)
     cost the flow process ~35 ms per task, and the worker uses its own settings anyway (the same
-    environment, :func:`flows.runtime.worker_env`)."""
+    environment, :func:`flows.runtime.worker_env`). ``flow_run_context``: the flow run's,
+    already serialized (else serialized here)."""
     import prefect.context as pc
 
     engine, task_run, tags = pc.EngineContext.get(), pc.TaskRunContext.get(), pc.TagsContext.get()
     deployment_var, parameters_var = (getattr(pc, "_deployment_id", None), getattr(pc, "_deployment_parameters", None))
     deployment_id = deployment_var.get() if deployment_var is not None else None
+    if flow_run_context is None:
+        flow_run_context = engine.serialize() if engine else {}
     return {
-        "flow_run_context": engine.serialize() if engine else {},
+        "flow_run_context": flow_run_context,
         "task_run_context": task_run.serialize() if task_run else {},
         "tags_context": tags.serialize() if tags else {},
         "settings_context": {},
@@ -105,10 +125,12 @@ def profile_of(cluster: ClusterConfig) -> ClusterProfile:
 
 
 def start_cluster(profile: ClusterProfile, env: dict[str, str]):
-    """``cluster_class`` of the task runner: the profile's cluster, with the drain plugin."""
+    """``cluster_class`` of the task runner: the profile's cluster, with oiflow's worker plugins
+    (the workers warm when this returns)."""
     cluster = make_cluster(profile, env)
     with Client(cluster) as client:
         client.register_plugin(PrefectDrainPlugin())
+        client.register_plugin(WarmUp())
     return cluster
 
 
@@ -125,7 +147,23 @@ def runner_class() -> type[DaskTaskRunner]:
     return DaskTaskRunner
 
 
-def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> DaskTaskRunner:
+class StartedCluster:
+    """A context that starts the Dask cluster of ``profile`` before a flow run, for its task
+    runner (:meth:`task_runner`), and closes it after; entered while Prefect's temporary server
+    starts (:func:`flows.runtime.prefect_api`), so that the workers' start overlaps the server's.
+    A profile of kind ``address`` starts nothing (the runner connects to it)."""
+
+    def __init__(self, profile: ClusterProfile):
+        self.profile = profile
+        self.cluster = None
+
+    def __enter__(self) -> "StartedCluster":
+        if self.profile.kind != "address":
+            logging.getLogger("distributed").setLevel(logging.getLogger("distributed").level or logging.ERROR)
+            self.cluster = start_cluster(self.profile, worker_env())  # worker_env: with the server's URL
+        return self
+
+    def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> DaskTaskRunner:
     """A Dask task runner for ``profile`` (:func:`runner_class`); workers get ``env`` (default:
     :func:`worker_env`)."""
     env = worker_env() if env is None else env

@@ -6,8 +6,9 @@ This module does not import Prefect at import time: :func:`configure` must run b
 Embedded default (nothing configured): :func:`prefect_api` starts Prefect's temporary server
 (SQLite under ``PREFECT_HOME``) in a subprocess, with a startup timeout raised for slow
 machines, and exports its URL as ``PREFECT_API_URL`` so that every Dask worker talks to the
-same server (a worker without it would start a temporary server of its own). With
-``PREFECT_API_URL`` set (server mode), that server is used.
+same server (a worker without it would start a temporary server of its own); what else the run
+needs (the Dask cluster) starts meanwhile. With ``PREFECT_API_URL`` set (server mode), that
+server is used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -28,9 +30,18 @@ QUIET_ENV = {
     "PREFECT_UI_SHOW_PROMOTIONAL_CONTENT": "false",
 }
 
-#: settings of the embedded (temporary) server only: automations (triggers and their actions)
-#: cannot be defined on a server that lives for one run, and their services cost CPU per event
-EMBEDDED_SERVER_ENV = {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false"}
+#: settings of the embedded (temporary) server only, which serves no UI while it runs:
+#: automations (triggers and their actions) cannot be defined on a server that lives for one run,
+#: and their services cost CPU per event; the events themselves are not stored (the event feed
+#: of a UI; the task runs, their states, logs and artifacts are: a later ``oiflow server start``
+#: on the same PREFECT_HOME shows them) — storing them was a fifth of the server's CPU per task
+#: run; block types (the catalogue of Prefect's integrations, for the UI's block forms) are not
+#: registered: loading every installed collection to check that the registry is current was
+#: 40% of the server's start (oiflow's runs use no blocks)
+EMBEDDED_SERVER_ENV = {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+                       "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+                       "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
+                       "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
 
 #: environment variables passed on to Dask workers (when set in the flow process)
 WORKER_ENV_KEYS = (
@@ -42,19 +53,35 @@ WORKER_ENV_KEYS = (
 STARTUP_TIMEOUT_S = 180
 
 
-def configure(verbose: bool = False) -> None:
-    """Set oiflow's Prefect defaults in ``os.environ`` (user settings win)."""
+#: loggers of the libraries under oiflow (HTTP requests, Dask's scheduler and workers, asyncio,
+#: Prefect's server): quiet unless the user asks for debugging (see :func:`configure`)
+LIBRARY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "prefect.server", "prefect.events",
+                   "prefect.client", "prefect._internal", "prefect.task_runner", "websockets")
+
+
+def configure(verbose: int = 0) -> None:
+    """Set oiflow's Prefect defaults in ``os.environ`` (user settings win) and the log levels.
+
+    ``verbose`` 0: only problems (the command line shows its own progress); 1 (``-v``): oiflow's
+    details, and only the libraries' warnings — their request-by-request and worker-by-worker
+    logs stay out; 2 (``--debug``): the libraries' logs too (Prefect's flow and task run logs on
+    the console, HTTP requests, Dask)."""
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     # the Prefect API (UI) gets INFO logs; the console only what the user asked for
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose >= 2 else "CRITICAL")
     ca = plain_http_ca_file(os.environ.get("PREFECT_API_URL"))
     if ca:
         os.environ["PREFECT_API_SSL_CERT_FILE"] = ca
+    library_level = logging.NOTSET if verbose >= 2 else logging.WARNING if verbose == 1 else logging.ERROR
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
+    if verbose >= 2 and logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    if verbose < 2:  # Dask's scheduler moving its HTTP endpoint (no dashboard is shown) off a port in use
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
     if not verbose:
-        for name in ("distributed", "asyncio", "prefect.server.api.server"):
-            logging.getLogger(name).setLevel(logging.ERROR)
         for handler in logging.getLogger().handlers:  # e.g. the command line's basicConfig handler
             if handler.level == logging.NOTSET:
                 handler.setLevel(logging.WARNING)
@@ -90,66 +117,103 @@ def worker_env() -> dict[str, str]:
     return {k: os.environ[k] for k in WORKER_ENV_KEYS if os.environ.get(k)}
 
 
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS's choice)."""
+    import socket
+
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
-def prefect_api(verbose: bool = False) -> Iterator[str]:
-    """Yield the Prefect API URL to use, starting the temporary server if none is configured."""
+def prefect_api(verbose: int = 0, alongside: contextlib.AbstractContextManager | None = None) -> Iterator[str]:
+    """Yield the Prefect API URL to use, starting the temporary server if none is configured.
+
+    ``alongside``: a context entered while the temporary server starts (its start is awaited in
+    another thread; both mostly wait on other processes) and left before the server stops; e.g.
+    the Dask cluster (:class:`flows.runners.StartedCluster`), whose workers already get the
+    server's URL. With a configured server it is simply entered."""
     configure(verbose)
     url = os.environ.get("PREFECT_API_URL")
     if url:
-        yield url
+        with alongside or contextlib.nullcontext():
+            yield url
         return
+    import threading
+
+    from prefect.context import refresh_global_settings_context
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
 
-    if not verbose:
-        logging.getLogger("prefect.server.api.server").setLevel(logging.ERROR)
-    server = SubprocessASGIServer()
+    server = SubprocessASGIServer(port=_free_port())
     added = {k: v for k, v in EMBEDDED_SERVER_ENV.items() if k not in os.environ}
     os.environ.update(added)  # the server subprocess copies this process's environment
-    try:
-        server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
-                                                STARTUP_TIMEOUT_S)))
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
     os.environ["PREFECT_API_URL"] = server.api_url
     updates = {PREFECT_API_URL: server.api_url}
     ca = plain_http_ca_file(server.api_url)
     if ca:
         os.environ["PREFECT_API_SSL_CERT_FILE"] = ca
         updates[PREFECT_API_SSL_CERT_FILE] = ca
+    # threads without this context (Prefect's log and event services) read the process-global
+    # settings: without the URL there, the flow process's API logs started a second temporary server
+    refresh_global_settings_context()
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                                                    STARTUP_TIMEOUT_S)))
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            failed.append(exc)
+
+    starting = threading.Thread(target=start, name="oiflow-prefect-server-start", daemon=True)
     try:
-        with temporary_settings(updates=updates):
+        starting.start()
+        with contextlib.ExitStack() as stack:
             try:
-                yield server.api_url
+                stack.enter_context(alongside or contextlib.nullcontext())
             finally:
-                flush_logs()
+                starting.join()
+                for k in added:
+                    os.environ.pop(k, None)
+            if failed:
+                raise failed[0]
+            if server.api_url != updates[PREFECT_API_URL]:  # the port was taken meanwhile: Prefect chose another
+                raise RuntimeError(f"the temporary Prefect server moved to {server.api_url} while starting")
+            with temporary_settings(updates=updates):
+                try:
+                    yield server.api_url
+                finally:
+                    flush_logs()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         if ca:
             os.environ.pop("PREFECT_API_SSL_CERT_FILE", None)
+        refresh_global_settings_context()
         server.stop()
 
 
 def flush_logs() -> None:
     """Send the logs and events still queued for the Prefect API (before its server stops),
-    as Prefect's own test harness does."""
+    as Prefect's own test harness does. Only the queues this process started are drained: a
+    process that never logged to the API (a Dask worker that ran plain Dask tasks) neither
+    imports Prefect nor opens a connection for it (starting an empty log queue to drain it cost
+    a closing worker ~3 s)."""
     import inspect
+    import sys
 
+    if "prefect.logging.handlers" not in sys.modules and "prefect.events.worker" not in sys.modules:
+        return
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     async def drain():
-        try:
-            result = APILogWorker.instance().drain()
+        for service in (APILogWorker, EventsWorker):
+            result = service.drain_all()
             if inspect.isawaitable(result):
                 await result
-        except RuntimeError:  # never started
-            pass
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
 
     try:
         run_coro_as_sync(drain())

@@ -6,9 +6,15 @@ line prints it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+#: units and product rows listed in the Markdown summary (an archive's run has tens of thousands)
+MARKDOWN_UNITS = 50
+MARKDOWN_PRODUCTS = 500
 
 
 @dataclass
@@ -27,6 +33,7 @@ class RunSummary:
     seconds: float = 0.0  # the whole flow
     units_seconds: float = 0.0  # from the first submission to the last result
     stage_seconds: float = 0.0  # sum of the stage functions' own times (inside the tasks)
+    orchestration: str = ""  # how Prefect ran it (set by the command line: flows.run)
 
     @property
     def ok(self) -> bool:
@@ -66,11 +73,29 @@ class RunSummary:
     def from_dict(cls, data: dict[str, Any]) -> "RunSummary":
         return cls(**data)
 
+    def to_json(self) -> str:
+        """The summary as the data of a flow run's final state: JSON text, which Prefect does not
+        walk looking for futures (walking an archive's summary as a dict — 20,000 products —
+        took seconds at the end of every run)."""
+        return json.dumps(self.to_dict(), default=str)
+
+    @classmethod
+    def from_state_data(cls, data: Any) -> "RunSummary | None":
+        """The summary in a flow run's result (:meth:`to_json`, or a dict); None if there is none."""
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                return None
+        return cls.from_dict(data) if isinstance(data, dict) and "flow" in data else None
+
     def markdown(self) -> str:
         from oiflow.catalog import products_table_markdown
 
+        shown = ", ".join(self.processed[:MARKDOWN_UNITS]) + (
+            f" … (+{len(self.processed) - MARKDOWN_UNITS} more)" if len(self.processed) > MARKDOWN_UNITS else "")
         lines = [f"# oiflow {self.flow}", "", f"Products under `{self.root}`.", "",
-                 f"- processed: {len(self.processed)} unit(s) {', '.join(self.processed)}",
+                 f"- processed: {len(self.processed)} unit(s) {shown}",
                  f"- up to date (skipped): {len(self.skipped)} unit(s)",
                  f"- failed items: {len(self.failures)}", f"- time: {self.seconds:.1f} s", ""]
         if self.warnings:
@@ -84,5 +109,7 @@ class RunSummary:
             lines += ["## Failures", "", "| unit | item | error |", "|---|---|---|"]
             lines += [f"| {f['unit']} | {Path(f['item']).name} | {f['error']} |" for f in self.failures]
             lines.append("")
-        lines += ["## Products", "", products_table_markdown(self.products, self.root)]
+        lines += ["## Products", "", products_table_markdown(self.products[:MARKDOWN_PRODUCTS], self.root)]
+        if len(self.products) > MARKDOWN_PRODUCTS:
+            lines += [f"… and {len(self.products) - MARKDOWN_PRODUCTS} more: `oiflow products --root {self.root}`"]
         return "\n".join(lines)

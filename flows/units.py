@@ -3,19 +3,27 @@ the hand-over from one stage to the next.
 
 The flow process alone writes to the catalogue: tasks on workers return
 :class:`~oiflow.archive.UnitResult` records; as each unit completes, its products are
-registered and its stage run closed (COMPLETED, or FAILED with the failed items), so a run
-killed midway keeps what it finished and the next run redoes only the rest.
+registered and its stage run closed (COMPLETED, or FAILED with the failed items) in one
+transaction (:meth:`~oiflow.catalog.Catalog.record_run`), so a run killed midway keeps what it
+finished and the next run redoes only the rest.
 
 Units run as Prefect task runs (the task's ``submit``) or, given a Dask client, as plain Dask
-tasks calling the same task function under the stage tasks' retry policy
-(``cluster.unit_runs``, :func:`unit_runs_client`): the Prefect server then sees the flow run
-only, which on a small machine leaves the cores to the stages (tests/benchmarks/bench_flows.py).
+tasks calling the stage's function (:func:`flows.stages.stage_functions`: the worker never
+imports Prefect) under the stage tasks' retry policy (``cluster.unit_runs``,
+:func:`unit_runs_client`): the Prefect server then sees the flow run only, which on a small
+machine leaves the cores to the stages (tests/benchmarks/bench_flows.py, bench_scale.py).
 
-A :class:`Scheduler` takes units with the task that processes them and, optionally, a
-follow-up (``then``) called with the unit's :class:`Settled` outcome — processed, up to date
-(skipped: its products are those of its last run), or failed. Follow-ups add the next stage's
-units (the flows build these chains), so stages overlap: a night can be calibrated while
-another night is still being reduced.
+A :class:`Scheduler` takes units and, optionally, a follow-up (``then``) called with the
+unit's :class:`Settled` outcome — processed, up to date (skipped: its products are those of its
+last run), or failed. The task of a unit is its stage's (:func:`flows.stages.stage_tasks`).
+Follow-ups add the next stage's units (the flows build these chains), so stages overlap: a night
+can be calibrated while another night is still being reduced. The scheduler tells a
+:class:`~flows.progress.Progress` what happens to each unit.
+
+A :class:`PlanProbe` is a scheduler that runs nothing: it plans a run outside Prefect and stops
+(:class:`WorkToDo`) at the first unit that is not up to date, so that a rerun with nothing to do
+needs neither Prefect's server nor a Dask cluster (:mod:`flows.run`). This module imports
+neither Prefect nor Dask until a unit is submitted.
 """
 
 from __future__ import annotations
@@ -28,14 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from distributed import Client, Future as DaskFuture
-from prefect.context import FlowRunContext, get_run_context
-
 from oiflow.archive import WorkUnit
 from oiflow.catalog import COMPLETED, FAILED, Catalog
 from oiflow.config import RunConfig
 from tasks.policy import RETRY
 
+from flows import progress as P
 from flows.summary import RunSummary
 
 PROCESSED, SKIPPED, FAILED_UNIT = "processed", "skipped", "failed"
@@ -43,6 +49,8 @@ PROCESSED, SKIPPED, FAILED_UNIT = "processed", "skipped", "failed"
 
 def _flow_run_id() -> str | None:
     """The id of the top-level flow run (a deployment's run, when this flow runs under it)."""
+    from prefect.context import get_run_context
+
     try:
         get_run_context()
     except Exception:  # outside a flow run
@@ -62,11 +70,13 @@ def _outputs_present(result) -> bool:
     return True
 
 
-def unit_runs_client(config: RunConfig, default: str) -> Client | None:
+def unit_runs_client(config: RunConfig, default: str):
     """The Dask client to run units on as plain Dask tasks when ``config.cluster.unit_runs``
     (else ``default``) is "dask" and the flow runs on a Dask task runner; None: Prefect tasks."""
     if (config.cluster.unit_runs or default) != "dask":
         return None
+    from prefect.context import FlowRunContext
+
     ctx = FlowRunContext.get()
     runner = getattr(ctx, "task_runner", None)
     try:
@@ -75,13 +85,16 @@ def unit_runs_client(config: RunConfig, default: str) -> Client | None:
         return None
 
 
-def _run_plain(task, unit: WorkUnit):
-    """On a Dask worker: the stage task's function on ``unit``, with its retry policy."""
-    return RETRY.call(task.fn, unit=unit)
+def _run_plain(fn, unit: WorkUnit):
+    """On a Dask worker: the stage's function on ``unit`` (:func:`flows.stages.stage_functions`),
+    with the stage tasks' retry policy (:data:`tasks.policy.RETRY`)."""
+    return RETRY.call(fn, unit=unit)
 
 
 def _outcome(fut) -> tuple[object | None, str | None]:
     """(result, None) for a unit that ran, (None, error text) for one that failed (after retries)."""
+    from distributed import Future as DaskFuture
+
     if isinstance(fut, DaskFuture):
         if fut.status == "finished":
             return fut.result(), None
@@ -110,20 +123,32 @@ class Settled:
 @dataclass
 class _Job:
     unit: WorkUnit
-    task: object
     then: Callable[[Settled], None] | None
+    last: object = None  # the unit's last completed run (catalog.LastRun; None: never completed)
+
+
+class WorkToDo(Exception):
+    """Raised by a :class:`PlanProbe` at the first unit that is not up to date."""
+
+    def __init__(self, unit: WorkUnit):
+        super().__init__(f"{unit.stage} {unit.unit} is not up to date")
+        self.unit = unit
 
 
 class Scheduler:
-    """Submit units to their tasks (at most ``max_parallel`` in flight; 0: all), register the
-    results as they complete, fill ``summary`` and call the follow-ups."""
+    """Submit units to their stage's task (at most ``max_parallel`` in flight; 0: all), register
+    the results as they complete, fill ``summary``, tell ``progress`` and call the follow-ups.
+
+    ``tasks``: stage → task, or function for plain Dask tasks (default: :mod:`flows.stages`)."""
 
     def __init__(self, catalog: Catalog, summary: RunSummary, *, max_parallel: int = 0, force: bool = False,
-                 dask_client: Client | None = None):
+                 dask_client=None, tasks: dict | None = None, progress: P.Progress | None = None):
         self.catalog, self.summary, self.force = catalog, summary, force
         self.dask_client = dask_client  # units as plain Dask tasks (see the module docstring)
         self.max_parallel = max_parallel if max_parallel and max_parallel > 0 else 0
-        self.flow_run_id = _flow_run_id()
+        self.tasks = tasks
+        self.progress = progress or P.Progress(summary.flow)
+        self.flow_run_id = self._flow_run_id()
         summary.flow_run_id = self.flow_run_id
         self._pending: deque[_Job] = deque()
         self._settled: deque[tuple[_Job, Settled]] = deque()
@@ -131,18 +156,27 @@ class Scheduler:
         self._in_flight: dict = {}
         self._first_submit: float | None = None
 
+    def _flow_run_id(self) -> str | None:
+        return _flow_run_id()
+
     # -- adding work ---------------------------------------------------------------------
-    def add(self, unit: WorkUnit, task, then: Callable[[Settled], None] | None = None) -> None:
-        """Queue ``unit`` for ``task`` unless it is up to date (then it settles as SKIPPED)."""
-        job = _Job(unit, task, then)
-        if not self.force and self.catalog.up_to_date(unit.stage, unit.unit, unit.cache_key):
+    def add(self, unit: WorkUnit, then: Callable[[Settled], None] | None = None) -> None:
+        """Queue ``unit`` for its stage's task unless it is up to date (then it settles as SKIPPED)."""
+        last = self.catalog.last_completed(unit.stage, unit.unit)
+        job = _Job(unit, then, last)
+        if not self.force and last is not None and self.catalog.run_is_current(last, unit.cache_key):
             self.summary.skipped.append(self._label(unit))
-            outputs = self.catalog.outputs_of(unit.stage, [unit.unit])
+            outputs = [o["path"] for o in last.outputs]
             self.summary.current += outputs
+            self.progress.unit(P.UP_TO_DATE, unit.stage, self._label(unit))
             self._settled.append((job, Settled(unit, SKIPPED, outputs)))
         else:
-            self._pending.append(job)
-            self._fill()  # at once: the workers start while the flow plans the next nights
+            self.progress.unit(P.ADDED, unit.stage, self._label(unit))
+            self._needs_work(job)
+
+    def _needs_work(self, job: _Job) -> None:
+        self._pending.append(job)
+        self._fill()  # at once: the workers start while the flow plans the next nights
 
     def _fill(self) -> None:
         while self._pending and (not self.max_parallel or len(self._in_flight) < self.max_parallel):
@@ -157,39 +191,52 @@ class Scheduler:
         return f"{unit.stage} {unit.unit}"
 
     # -- running -------------------------------------------------------------------------
-    def _submit(self, job: _Job, refresh: bool = False) -> None:
+    def _task(self, stage: str):
+        """The stage's task (Prefect task runs), or its function (plain Dask tasks)."""
+        if self.tasks is None:
+            from flows.stages import stage_functions, stage_tasks
+
+            self.tasks = stage_functions() if self.dask_client is not None else stage_tasks()
+        return self.tasks[stage]
+
+    def _submit(self, job: _Job, again: bool = False) -> None:
+        """Submit ``job`` (``again``: its cached result had lost its products: recompute)."""
         self._first_submit = self._first_submit or time.perf_counter()
-        unit, catalog = job.unit, self.catalog
-        catalog.close_interrupted(unit.stage, unit.unit)
-        last = catalog.last_run(unit.stage, unit.unit)
-        refresh = refresh or self.force or (last is not None and last.cache_key == unit.cache_key)  # outputs gone
+        unit, catalog, last = job.unit, self.catalog, job.last
+        refresh = again or self.force or (last is not None and last.cache_key == unit.cache_key)  # outputs gone
         run_id = catalog.begin_run(unit.stage, unit.unit, cache_key=unit.cache_key, input_digest=unit.input_digest,
                                    settings_hash=unit.settings_hash, code_version=unit.code_version,
                                    inputs=unit.input_records(), flow_run_id=self.flow_run_id)
+        task = self._task(unit.stage)
         if self.dask_client is not None:
-            fut = Client.submit(self.dask_client, _run_plain, job.task, unit, key=f"{unit.stage}-{uuid.uuid4().hex}",
+            from distributed import Client
+
+            fut = Client.submit(self.dask_client, _run_plain, task, unit, key=f"{unit.stage}-{uuid.uuid4().hex}",
                                 pure=False)
         else:
-            task = job.task.with_options(refresh_cache=True) if refresh else job.task
+            task = task.with_options(refresh_cache=True) if refresh else task
             fut = task.submit(unit=unit)
+        if not again:  # a resubmitted unit is still running
+            self.progress.unit(P.STARTED, unit.stage, self._label(unit))
         self._in_flight[fut] = (job, run_id, refresh, last)
         fut.add_done_callback(self._done_q.put)
 
     def _complete(self, job: _Job, run_id: int, result, last) -> Settled:
         unit, catalog, summary = job.unit, self.catalog, self.summary
         new_paths = {p.path for p in result.products}
-        if last is not None:  # products of the unit's previous run that this run did not write again
-            catalog.unregister([o["path"] for o in last.outputs if o["path"] not in new_paths])
-        catalog.register(result.products, run_id=run_id, flow_run_id=self.flow_run_id)
-        catalog.finish_run(run_id, status=COMPLETED if result.ok else FAILED,
-                           outputs=[p.to_output() for p in result.products], failures=result.failures)
-        summary.processed.append(self._label(unit))
-        summary.failures += [{"unit": self._label(unit), **f} for f in result.failures]
-        summary.warnings += [f"{self._label(unit)}: {w}" for w in getattr(result, "warnings", [])]
+        gone = [o["path"] for o in last.outputs if o["path"] not in new_paths] if last is not None else []
+        catalog.record_run(run_id, status=COMPLETED if result.ok else FAILED, products=result.products,
+                           failures=result.failures, unregister=gone, flow_run_id=self.flow_run_id)
+        label = self._label(unit)
+        summary.processed.append(label)
+        summary.failures += [{"unit": label, **f} for f in result.failures]
+        summary.warnings += [f"{label}: {w}" for w in getattr(result, "warnings", [])]
         summary.plots += list(result.plots)
         summary.outputs += [p.path for p in result.products]
         summary.current += [p.path for p in result.products]
         summary.stage_seconds += result.seconds
+        errors = "; ".join(f"{f['item']}: {f['error']}" for f in result.failures)
+        self.progress.unit(P.DONE if result.ok else P.FAILED, unit.stage, label, result.seconds, errors)
         return Settled(unit, PROCESSED, [p.path for p in result.products])
 
     def _settle_future(self, fut) -> None:
@@ -198,15 +245,17 @@ class Scheduler:
         result, error = _outcome(fut)
         if error is None:
             if not _outputs_present(result) and not refreshed:  # a cached result whose files are gone
-                self.catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[
+                self.catalog.record_run(run_id, status=FAILED, failures=[
                     {"item": unit.unit, "error": "cached result without its products; recomputed"}])
-                self._submit(job, refresh=True)
+                self._submit(job, again=True)
                 return
             self._settled.append((job, self._complete(job, run_id, result, last)))
             return
-        self.catalog.finish_run(run_id, status=FAILED, outputs=[], failures=[{"item": unit.unit, "error": error}])
-        self.summary.processed.append(self._label(unit))
-        self.summary.failures.append({"unit": self._label(unit), "item": unit.unit, "error": error})
+        self.catalog.record_run(run_id, status=FAILED, failures=[{"item": unit.unit, "error": error}])
+        label = self._label(unit)
+        self.summary.processed.append(label)
+        self.summary.failures.append({"unit": label, "item": unit.unit, "error": error})
+        self.progress.unit(P.FAILED, unit.stage, label, None, error)
         self._settled.append((job, Settled(unit, FAILED_UNIT, [])))
 
     def run(self) -> RunSummary:
@@ -223,3 +272,14 @@ class Scheduler:
             self._settle_future(self._done_q.get())
         self.summary.units_seconds += time.perf_counter() - min(t0, self._first_submit or t0)
         return self.summary
+
+
+class PlanProbe(Scheduler):
+    """A scheduler that runs nothing: every unit up to date settles as in a run; the first one
+    that is not raises :class:`WorkToDo` (see the module docstring)."""
+
+    def _flow_run_id(self) -> str | None:
+        return None
+
+    def _needs_work(self, job: _Job) -> None:
+        raise WorkToDo(job.unit)

@@ -19,7 +19,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import __version__
 from .catalog import Catalog, ProductRecord
@@ -151,6 +151,52 @@ def make_unit(stage: str, unit: str, files: Iterable[str | os.PathLike], setting
     inputs = tuple(InputFile(str(Path(f).resolve()), catalog.file_sha256(f)) for f in files)
     return WorkUnit(stage=stage, unit=unit, inputs=inputs, settings=dict(settings), code_version=code,
                     out_dir=str(Path(out_dir).resolve()), params=dict(params or {}))
+
+
+def unit_to_json(unit: WorkUnit) -> dict[str, Any]:
+    return {"stage": unit.stage, "unit": unit.unit, "inputs": [[i.path, i.sha256] for i in unit.inputs],
+            "settings": unit.settings, "code_version": unit.code_version, "out_dir": unit.out_dir,
+            "params": unit.params}
+
+
+def unit_from_json(data: dict[str, Any]) -> WorkUnit:
+    return WorkUnit(stage=data["stage"], unit=data["unit"], inputs=tuple(InputFile(p, h) for p, h in data["inputs"]),
+                    settings=dict(data["settings"]), code_version=data["code_version"], out_dir=data["out_dir"],
+                    params=dict(data["params"]))
+
+
+def directory_fingerprint(directory: str | os.PathLike, depends_on: Any) -> str:
+    """SHA-256 of a directory's listing — every entry's name, size and modification time (ns) —
+    and of ``depends_on`` (JSON: the settings, code version and product root a planning used)."""
+    entries = []
+    with os.scandir(directory) as it:
+        for e in it:
+            st = e.stat()
+            entries.append([e.name, e.is_file(), st.st_size, st.st_mtime_ns])
+    blob = canonical_json([sorted(entries), depends_on])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def remembered_units(catalog: Catalog, stage: str, directory: str | os.PathLike, depends_on: Any,
+                     plan: Callable[[], list[WorkUnit]]) -> list[WorkUnit]:
+    """The units ``plan()`` makes from ``directory`` — remembered in the catalogue, and returned
+    without calling it while the directory's listing (names, sizes, modification times) and
+    ``depends_on`` (everything else the planning reads: its settings, code version and product
+    root) are those of the last call.
+
+    The same trust as the checksum cache (:meth:`Catalog.file_sha256`): a file with the size and
+    modification time it had is taken to be the file it was. A rescan of an unchanged raw night
+    then reads none of its files (planning read every header twice and looked up every checksum:
+    most of a rescan's time, tests/benchmarks/bench_scale.py)."""
+    d = str(Path(directory).resolve())
+    fingerprint = directory_fingerprint(d, depends_on)
+    known = catalog.planned(stage, d)
+    if known is not None and known[0] == fingerprint:
+        return [unit_from_json(u) for u in known[1]]
+    units = plan()
+    if directory_fingerprint(d, depends_on) == fingerprint:  # unchanged while planning: worth remembering
+        catalog.remember_plan(stage, d, fingerprint, [unit_to_json(u) for u in units])
+    return units
 
 
 @dataclass

@@ -40,13 +40,14 @@ longitude of the array, both as :mod:`oiflow.site` defines them (the one home of
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from sqlalchemy import (
@@ -54,14 +55,18 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Float,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -72,6 +77,8 @@ from .provenance import sha256_file
 from .site import longitude_of, nights_of
 
 CATALOG_FILENAME = "catalog.sqlite"
+#: most values in one IN (...) clause (SQLite's limit on a statement's parameters is 32766)
+_IN_CHUNK = 5000
 
 #: stage-run states
 RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
@@ -150,6 +157,9 @@ class StageRun(_Base):
     """One stage applied to one unit (a night, a target): what went in, what came out."""
 
     __tablename__ = "stage_run"
+    #: the last run of a unit in a given status (every unit of a rescan asks): without it SQLite
+    #: searched all runs of the stage — 7 ms a unit at 20,000 runs, growing with the archive
+    __table_args__ = (Index("ix_stage_run_unit_status", "stage", "unit", "status", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     stage: Mapped[str] = mapped_column(String(32), index=True)
@@ -177,6 +187,35 @@ class InputFile(_Base):
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+
+
+class PlannedDirectory(_Base):
+    """The units last planned for a directory by a stage (e.g. the reduce units of a raw night),
+    with the fingerprint of what that planning read (:func:`oiflow.archive.remembered_units`):
+    a rescan of an unchanged night does not read its files again."""
+
+    __tablename__ = "planned_directory"
+
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    directory: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    units: Mapped[list] = mapped_column(JSON, default=list)
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """What a rescan needs of a unit's last completed run."""
+
+    id: int
+    cache_key: str
+    outputs: list  # [{"path", "sha256", "size"}]
+
+
+#: the query of Catalog.last_completed, built once (building a statement cost more than running it)
+_LAST_COMPLETED = (select(StageRun.id, StageRun.cache_key, StageRun.outputs)
+                   .where(StageRun.stage == bindparam("stage"), StageRun.unit == bindparam("unit"),
+                          StageRun.status == COMPLETED)
+                   .order_by(StageRun.id.desc()).limit(1))
 
 
 # -- granules from an OIFITS file ----------------------------------------------------------
@@ -332,22 +371,46 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _sqlite_writer_pragmas(dbapi_conn, _record) -> None:
+    """A writer's connections (see :class:`Catalog`): ``synchronous=NORMAL`` (with WAL, from its
+    first write on)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
 class Catalog:
     """The product catalogue of one product tree.
 
     ``Catalog(url)`` opens (and creates the tables of) a database; ``Catalog.for_root(root)``
     uses ``<root>/catalog.sqlite`` unless ``url`` is given. Reading never writes.
+
+    ``writer=True`` (a flow, which commits twice per unit): from its first write on, an SQLite
+    catalogue is written with write-ahead logging and ``synchronous=NORMAL`` — a commit appends
+    to the log without waiting for the disk (a killed process keeps its commits; a power cut may
+    lose the last ones, never corrupt the file) — and is put back in rollback-journal mode when
+    the writer closes (unless another process has it open), so that the tree at rest reads as
+    before, by users without write permission too, and a run that writes nothing leaves the file
+    untouched. With the default journal each commit waited for two syncs (~6 ms
+    here): at 32 one-second workers finishing 30 units/s, 40% of a core
+    (tests/benchmarks/bench_scale.py). WAL needs a local file system (SQLite's rule); a
+    catalogue shared over the network belongs in PostgreSQL (``catalog.url``).
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, writer: bool = False):
         self.url = url
+        self.writer = writer
+        self._wal = False  # switched to write-ahead logging (writer, SQLite)
         self._sha256_seen: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) → checksum
+        self._dirs_loaded: set[str] = set()  # directories whose cached checksums are in _sha256_seen
         try:
             if url.startswith("sqlite:///"):
                 Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(url)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
+                if writer:
+                    event.listen(self.engine, "connect", _sqlite_writer_pragmas)
             self._create_tables()
         except OiflowError:
             raise
@@ -368,11 +431,19 @@ class Catalog:
                     raise
 
     def _migrate(self) -> None:
-        """Add the columns that later versions defined to a catalogue made by an earlier one
-        (nullable columns only: the rows already there keep NULL)."""
+        """Add the columns and indexes that later versions defined to a catalogue made by an
+        earlier one (nullable columns only: the rows already there keep NULL)."""
         from sqlalchemy import inspect, text
+        from sqlalchemy.exc import OperationalError
 
         for table in _Base.metadata.sorted_tables:
+            indexes = {i["name"] for i in inspect(self.engine).get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexes:
+                    try:
+                        index.create(self.engine)
+                    except OperationalError:  # a reader without write access does without it
+                        pass
             have = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
             for col in table.columns:
                 if col.name in have or not col.nullable:
@@ -382,8 +453,8 @@ class Catalog:
                     conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {col.name} {kind}'))
 
     @classmethod
-    def for_root(cls, root: str | os.PathLike, url: str | None = None) -> "Catalog":
-        return cls(url or default_url(root))
+    def for_root(cls, root: str | os.PathLike, url: str | None = None, *, writer: bool = False) -> "Catalog":
+        return cls(url or default_url(root), writer=writer)
 
     @property
     def safe_url(self) -> str:
@@ -395,8 +466,27 @@ class Catalog:
         except Exception:
             return "<invalid URL>"
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A session in a write transaction (a writer's first switches SQLite to WAL: class docstring)."""
+        if self.writer and not self._wal and self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+            self._wal = True
+        with Session(self.engine) as s, s.begin():
+            yield s
+
     def close(self) -> None:
         self.engine.dispose()
+        db = self.engine.url.database
+        if self._wal and db and db != ":memory:":
+            import sqlite3  # back to the rollback journal (class docstring)
+
+            try:
+                with contextlib.closing(sqlite3.connect(db, timeout=1.0)) as conn:
+                    conn.execute("PRAGMA journal_mode = DELETE")
+            except sqlite3.Error:  # another process has it open: it stays in WAL mode until the next writer closes
+                pass
 
     def __enter__(self) -> "Catalog":
         return self
@@ -409,34 +499,38 @@ class Catalog:
                  flow_run_id: str | None = None) -> int:
         """Register products: each file's granules REPLACE any earlier rows for the same path
         (one transaction), so re-registering never duplicates. Returns the number of rows."""
+        with self._write() as s:
+            return self._register(s, records, run_id=run_id, flow_run_id=flow_run_id)
+
+    @staticmethod
+    def _register(s: Session, records: Iterable[ProductRecord], *, run_id: int | None, flow_run_id: str | None) -> int:
         n = 0
-        with Session(self.engine) as s, s.begin():
-            for rec in records:
-                s.execute(delete(Granule).where(Granule.access_url == rec.path))
-                granules = rec.granules or [{"target_name": "", "calib_level": rec.calib_level}]
-                for g in granules:
-                    row = Granule(
-                        dataproduct_type=g.get("dataproduct_type", "visibility"),
-                        calib_level=int(g.get("calib_level", rec.calib_level)),
-                        target_name=_clip(g.get("target_name", ""), 128),
-                        obs_id=_clip(g.get("obs_id", rec.obs_id), 256),
-                        s_ra=g.get("s_ra"), s_dec=g.get("s_dec"), t_min=g.get("t_min"), t_max=g.get("t_max"),
-                        t_exptime=g.get("t_exptime"), em_min=g.get("em_min"), em_max=g.get("em_max"),
-                        em_res_power=g.get("em_res_power"), facility_name=_clip(g.get("facility_name"), 64),
-                        instrument_name=_clip(g.get("instrument_name"), 64),
-                        instrument_mode=_clip(g.get("instrument_mode", ""), 128),
-                        night=g.get("night", ""), nb_channels=g.get("nb_channels"),
-                        nb_vis=int(g.get("nb_vis", 0)), nb_vis2=int(g.get("nb_vis2", 0)), nb_t3=int(g.get("nb_t3", 0)),
-                        access_url=rec.path, access_format=rec.access_format,
-                        access_estsize=int(math.ceil(rec.size / 1024)), procsoft=rec.procsoft, stage=rec.stage,
-                        verdict=(rec.verdict or {}).get("status"),
-                        verdict_detail=({k: rec.verdict[k] for k in ("reasons", "figures") if k in rec.verdict}
-                                        if rec.verdict else None),
-                        checksum=rec.sha256, size=rec.size, settings_hash=rec.settings_hash,
-                        input_checksums=list(rec.inputs), flow_run_id=flow_run_id, run_id=run_id,
-                    )
-                    s.add(row)
-                    n += 1
+        for rec in records:
+            s.execute(delete(Granule).where(Granule.access_url == rec.path))
+            granules = rec.granules or [{"target_name": "", "calib_level": rec.calib_level}]
+            for g in granules:
+                row = Granule(
+                    dataproduct_type=g.get("dataproduct_type", "visibility"),
+                    calib_level=int(g.get("calib_level", rec.calib_level)),
+                    target_name=_clip(g.get("target_name", ""), 128),
+                    obs_id=_clip(g.get("obs_id", rec.obs_id), 256),
+                    s_ra=g.get("s_ra"), s_dec=g.get("s_dec"), t_min=g.get("t_min"), t_max=g.get("t_max"),
+                    t_exptime=g.get("t_exptime"), em_min=g.get("em_min"), em_max=g.get("em_max"),
+                    em_res_power=g.get("em_res_power"), facility_name=_clip(g.get("facility_name"), 64),
+                    instrument_name=_clip(g.get("instrument_name"), 64),
+                    instrument_mode=_clip(g.get("instrument_mode", ""), 128),
+                    night=g.get("night", ""), nb_channels=g.get("nb_channels"),
+                    nb_vis=int(g.get("nb_vis", 0)), nb_vis2=int(g.get("nb_vis2", 0)), nb_t3=int(g.get("nb_t3", 0)),
+                    access_url=rec.path, access_format=rec.access_format,
+                    access_estsize=int(math.ceil(rec.size / 1024)), procsoft=rec.procsoft, stage=rec.stage,
+                    verdict=(rec.verdict or {}).get("status"),
+                    verdict_detail=({k: rec.verdict[k] for k in ("reasons", "figures") if k in rec.verdict}
+                                    if rec.verdict else None),
+                    checksum=rec.sha256, size=rec.size, settings_hash=rec.settings_hash,
+                    input_checksums=list(rec.inputs), flow_run_id=flow_run_id, run_id=run_id,
+                )
+                s.add(row)
+                n += 1
         return n
 
     def unregister(self, paths: Iterable[str]) -> int:
@@ -445,7 +539,7 @@ class Catalog:
         paths = [str(p) for p in paths]
         if not paths:
             return 0
-        with Session(self.engine) as s, s.begin():
+        with self._write() as s:
             return s.execute(delete(Granule).where(Granule.access_url.in_(paths))).rowcount or 0
 
     def products(self, *, target: str | None = None, level: int | None = None, night: str | None = None,
@@ -462,7 +556,13 @@ class Catalog:
         if flow_run_id is not None:
             q = q.where(Granule.flow_run_id == str(flow_run_id))
         if paths is not None:
-            q = q.where(Granule.access_url.in_([str(p) for p in paths]))
+            paths = sorted({str(p) for p in paths})
+            if len(paths) > _IN_CHUNK:  # SQLite limits the parameters of one statement
+                rows = [r for k in range(0, len(paths), _IN_CHUNK) for r in self.products(
+                    target=target, level=level, night=night, path_prefix=path_prefix, paths=paths[k:k + _IN_CHUNK],
+                    flow_run_id=flow_run_id, verdict=verdict)]
+                return sorted(rows, key=lambda r: (r["night"], r["target_name"], r["instrument_mode"], r["access_url"]))
+            q = q.where(Granule.access_url.in_(paths))
         if target is not None:
             q = q.where(Granule.target_name == target)
         if level is not None:
@@ -478,42 +578,73 @@ class Catalog:
     # -- stage runs ----------------------------------------------------------------------
     def begin_run(self, stage: str, unit: str, *, cache_key: str, input_digest: str, settings_hash: str,
                   code_version: str, inputs: list[dict[str, str]], flow_run_id: str | None = None) -> int:
-        with Session(self.engine) as s, s.begin():
-            run = StageRun(stage=stage, unit=unit, cache_key=cache_key, input_digest=input_digest,
-                           settings_hash=settings_hash, code_version=code_version, status=RUNNING,
-                           inputs=list(inputs), flow_run_id=flow_run_id)
-            s.add(run)
-            s.flush()
-            return int(run.id)
+        """Record that (stage, unit) starts (RUNNING); the RUNNING runs of it that a killed process
+        left are marked FAILED ("interrupted") in the same transaction. Returns the run's id."""
+        with self._write() as s:
+            self._close_interrupted(s, stage, unit)
+            return int(s.execute(insert(StageRun).values(
+                stage=stage, unit=unit, cache_key=cache_key, input_digest=input_digest, settings_hash=settings_hash,
+                code_version=code_version, status=RUNNING, inputs=list(inputs), outputs=[], failures=[],
+                flow_run_id=flow_run_id, started=_utcnow()).returning(StageRun.id)).scalar_one())
 
     def close_interrupted(self, stage: str, unit: str) -> int:
         """Mark RUNNING runs of (stage, unit) left by a killed process as FAILED; returns how many."""
-        with Session(self.engine) as s, s.begin():
-            runs = list(s.scalars(select(StageRun).where(StageRun.stage == stage, StageRun.unit == unit,
-                                                         StageRun.status == RUNNING)))
-            for run in runs:
-                run.status, run.finished = FAILED, _utcnow()
-                run.failures = [{"item": unit, "error": "interrupted (the process running it stopped)"}]
-            return len(runs)
+        with self._write() as s:
+            return self._close_interrupted(s, stage, unit)
 
-    def outputs_of(self, stage: str, units: Iterable[str]) -> list[str]:
-        """Output paths of the last completed run of each unit."""
-        out: list[str] = []
-        for u in units:
-            run = self.last_run(stage, u)
-            if run is not None:
-                out += [o["path"] for o in run.outputs]
-        return out
+    @staticmethod
+    def _close_interrupted(s: Session, stage: str, unit: str) -> int:
+        return s.execute(update(StageRun).where(
+            StageRun.stage == stage, StageRun.unit == unit, StageRun.status == RUNNING).values(
+            status=FAILED, finished=_utcnow(),
+            failures=[{"item": unit, "error": "interrupted (the process running it stopped)"}])).rowcount or 0
 
     def finish_run(self, run_id: int, *, status: str, outputs: list[dict[str, Any]],
                    failures: list[dict[str, str]] = ()) -> None:
+        with self._write() as s:
+            self._finish_run(s, run_id, status, outputs, failures)
+
+    def _finish_run(self, s: Session, run_id: int, status: str, outputs, failures) -> None:
         if status not in (COMPLETED, FAILED):
             raise DataError(f"a finished run is {COMPLETED} or {FAILED}, not {status!r}")
-        with Session(self.engine) as s, s.begin():
-            run = s.get(StageRun, run_id)
-            if run is None:
-                raise DataError(f"no stage run with id {run_id} in {self.safe_url}")
-            run.status, run.outputs, run.failures, run.finished = status, list(outputs), list(failures), _utcnow()
+        done = s.execute(update(StageRun).where(StageRun.id == run_id).values(
+            status=status, outputs=list(outputs), failures=list(failures), finished=_utcnow())).rowcount
+        if not done:
+            raise DataError(f"no stage run with id {run_id} in {self.safe_url}")
+
+    def record_run(self, run_id: int, *, status: str, products: Iterable[ProductRecord] = (),
+                   failures: list[dict[str, str]] = (), unregister: Iterable[str] = (),
+                   flow_run_id: str | None = None) -> None:
+        """Close run ``run_id`` in ONE transaction: unregister the products of the unit's previous
+        run that this one did not write again (``unregister``), register ``products``, and finish
+        the run (``status``, its outputs and ``failures``). A crash leaves all of it or none.
+        The products' checksums join the checksum cache (:meth:`file_sha256`): the next stage's
+        planning takes them as inputs without reading them again.
+        """
+        products = list(products)
+        known = self._product_checksums(products)
+        with self._write() as s:
+            paths = [str(p) for p in unregister]
+            if paths:
+                s.execute(delete(Granule).where(Granule.access_url.in_(paths)))
+            self._register(s, products, run_id=run_id, flow_run_id=flow_run_id)
+            self._finish_run(s, run_id, status, [p.to_output() for p in products], failures)
+            for (path, size, mtime_ns), digest in known.items():
+                s.merge(InputFile(path=path, size=size, mtime_ns=mtime_ns, sha256=digest))
+        self._sha256_seen.update(known)
+
+    @staticmethod
+    def _product_checksums(products: list[ProductRecord]) -> dict[tuple[str, int, int], str]:
+        """(path, size, mtime_ns) → checksum of the products still as recorded (same size)."""
+        out = {}
+        for rec in products:
+            try:
+                st = os.stat(rec.path)
+            except OSError:
+                continue
+            if st.st_size == rec.size:
+                out[(str(Path(rec.path).resolve()), st.st_size, st.st_mtime_ns)] = rec.sha256
+        return out
 
     def last_run(self, stage: str, unit: str, status: str | None = COMPLETED) -> StageRun | None:
         q = select(StageRun).where(StageRun.stage == stage, StageRun.unit == unit)
@@ -525,6 +656,13 @@ class Catalog:
             if run is not None:
                 s.expunge(run)
             return run
+
+    def last_completed(self, stage: str, unit: str) -> LastRun | None:
+        """The unit's last completed run: its cache key and outputs only (a rescan asks this of
+        every unit; :meth:`last_run` loads the whole row)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_LAST_COMPLETED, {"stage": stage, "unit": unit}).first()
+        return None if row is None else LastRun(int(row.id), row.cache_key, list(row.outputs or []))
 
     def runs(self, stage: str | None = None) -> list[StageRun]:
         q = select(StageRun).order_by(StageRun.id)
@@ -540,7 +678,13 @@ class Catalog:
         """True when the last completed run of (stage, unit) had this cache key and all its
         outputs are still there with the recorded size (and checksum with ``verify``)."""
         run = self.last_run(stage, unit)
-        if run is None or run.cache_key != cache_key:
+        return run is not None and self.run_is_current(run, cache_key, verify=verify)
+
+    @staticmethod
+    def run_is_current(run: StageRun | LastRun, cache_key: str, *, verify: bool = False) -> bool:
+        """True when the completed ``run`` had this cache key and all its outputs are still there
+        with the recorded size (and checksum with ``verify``)."""
+        if run.cache_key != cache_key:
             return False
         for out in run.outputs:
             p = Path(out["path"])
@@ -556,22 +700,44 @@ class Catalog:
     # -- input checksums -------------------------------------------------------------------
     def file_sha256(self, path: str | os.PathLike) -> str:
         """SHA-256 of a file, cached on (path, size, mtime_ns): unchanged files are not re-read
-        (and nothing is written when the cache is current)."""
+        (and nothing is written when the cache is current). The cached checksums of a directory
+        are read in one query, the first time one of its files is asked for."""
         p = Path(path).resolve()
         st = p.stat()
         key = (str(p), st.st_size, st.st_mtime_ns)
-        if key in self._sha256_seen:  # planning a night asks for each calibration file once per observation
+        if key not in self._sha256_seen and str(p.parent) not in self._dirs_loaded:
+            self._load_checksums(str(p.parent))
+        if key in self._sha256_seen:
             return self._sha256_seen[key]
-        with Session(self.engine) as s:
-            row = s.get(InputFile, str(p))
-            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
-                self._sha256_seen[key] = row.sha256
-                return row.sha256
         digest = sha256_file(p)
-        with Session(self.engine) as s, s.begin():
+        with self._write() as s:
             s.merge(InputFile(path=str(p), size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest))
         self._sha256_seen[key] = digest
         return digest
+
+    def _load_checksums(self, directory: str) -> None:
+        """The cached checksums of the files directly under ``directory`` (an index range)."""
+        lo = directory.rstrip("/") + "/"
+        hi = lo[:-1] + chr(ord("/") + 1)
+        q = select(InputFile.path, InputFile.size, InputFile.mtime_ns, InputFile.sha256).where(
+            InputFile.path >= lo, InputFile.path < hi)
+        with self.engine.connect() as conn:
+            for row in conn.execute(q):
+                if "/" not in row.path[len(lo):]:
+                    self._sha256_seen[(row.path, int(row.size), int(row.mtime_ns))] = row.sha256
+        self._dirs_loaded.add(directory)
+
+    # -- planned directories -------------------------------------------------------------------
+    def planned(self, stage: str, directory: str) -> tuple[str, list] | None:
+        """(fingerprint, units) last remembered for (stage, directory), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(PlannedDirectory.fingerprint, PlannedDirectory.units).where(
+                PlannedDirectory.stage == stage, PlannedDirectory.directory == directory)).first()
+        return None if row is None else (row.fingerprint, list(row.units))
+
+    def remember_plan(self, stage: str, directory: str, fingerprint: str, units: list) -> None:
+        with self._write() as s:
+            s.merge(PlannedDirectory(stage=stage, directory=directory, fingerprint=fingerprint, units=list(units)))
 
 
 def products_table_markdown(rows: list[dict[str, Any]], root: str | os.PathLike | None = None) -> str:

@@ -30,7 +30,11 @@ resubmitted: :class:`LostJobKeeper`.
 
 Dask's statistical profiler is off (:data:`DASK_CONFIG`): it samples every event loop and task
 thread every 10 ms for the dashboard's profile page, which oiflow does not show; on a 2-core
-machine the scheduler, nannies and workers spent CPU on it that the stages need.
+machine the scheduler, nannies and workers spent CPU on it that the stages need. For the same
+reason the event loops' health tick runs every second (not 20 ms), the system monitor (the
+dashboard's graphs) every 2 s and the memory monitor every 0.5 s (not 100 ms): an idle worker
+then costs 0.4% of a core instead of 1.5%, which 32 workers on 2 cores felt
+(tests/benchmarks/bench_scale.py).
 This module does not import Prefect; dask-jobqueue is imported only when a job queue is used.
 """
 
@@ -53,8 +57,11 @@ from .errors import ConfigError
 
 #: Dask settings of every oiflow cluster (see the module docstring); DASK_ENV: the same for the
 #: workers of job scripts (jobqueue_kwargs adds it to their environment)
-DASK_CONFIG = {"distributed.worker.profile.enabled": False}
-DASK_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+DASK_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+               "distributed.admin.system-monitor.interval": "2s", "distributed.worker.memory.monitor-interval": "500ms"}
+DASK_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+            "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
+            "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "500ms"}
 
 #: directory of the profiles shipped with oiflow (package data; configs/clusters links to it)
 PROFILE_DIR = Path(__file__).resolve().parent / "data" / "clusters"

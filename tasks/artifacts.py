@@ -17,6 +17,8 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 MAX_EMBED_BYTES = 2_000_000
 #: most PNG bytes embedded in one run summary (the others are the tasks' own artifacts)
 MAX_SUMMARY_EMBED_BYTES = 4_000_000
+#: most rows of the products table artifact (an archive's run has tens of thousands; the catalogue has them all)
+MAX_TABLE_ROWS = 1000
 
 _KEY = re.compile(r"[^a-z0-9-]+")
 
@@ -95,6 +97,9 @@ def publish_summary(summary, key_prefix: str = "oiflow") -> list[str]:
     create_markdown_artifact(markdown=md, key=k, description=f"oiflow {summary.flow}: {summary.state_message}")
     keys.append(k)
     k = artifact_key(key_prefix, summary.flow, "products")
-    create_table_artifact(table=_table_rows(summary.products), key=k, description=f"products under {summary.root}")
+    rows = summary.products[:MAX_TABLE_ROWS]
+    more = f" (the first {MAX_TABLE_ROWS} of {len(summary.products)}: oiflow products --root {summary.root})" \
+        if len(summary.products) > MAX_TABLE_ROWS else ""
+    create_table_artifact(table=_table_rows(rows), key=k, description=f"products under {summary.root}{more}")
     keys.append(k)
     return keys

@@ -37,3 +37,15 @@ def test_png_is_embedded_as_a_data_uri(tmp_path):
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.split(",", 1)[1]) == png.read_bytes()
     assert artifact_key("oiflow", "Reprocess Archive", "HD 1/x") == "oiflow-reprocess-archive-hd-1-x"
+
+
+def test_the_summary_travels_as_json_in_the_final_state():
+    s = RunSummary(flow="reprocess-archive", root="/p", processed=["reduce n1/o1"], skipped=["ingest n2"],
+                   products=[{"access_url": "/p/n1/L1/o1.fits", "night": "2023-03-15", "verdict": None}],
+                   failures=[{"unit": "reduce n1/o2", "item": "o2", "error": "ReductionError: no frames"}],
+                   orchestration="Prefect server at http://127.0.0.1:4200/api")
+    text = s.to_json()
+    assert isinstance(text, str)
+    assert RunSummary.from_state_data(text) == s == RunSummary.from_state_data(s.to_dict())
+    assert RunSummary.from_state_data(None) is None and RunSummary.from_state_data("not json") is None
+    assert RunSummary.from_state_data({"no": "flow"}) is None

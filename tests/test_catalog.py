@@ -156,6 +156,95 @@ def test_checksum_cache_reads_unchanged_files_once(catalog, tmp_path, monkeypatc
     assert catalog.file_sha256(f) == real(f) != first and len(calls) == 2
 
 
+def test_a_unit_closes_in_one_transaction_and_its_products_join_the_checksum_cache(catalog, tmp_path, monkeypatch):
+    """record_run: the previous run's products it did not write again leave the catalogue, the new
+    ones come in, the run ends COMPLETED with its outputs; the next stage's planning then takes the
+    products' checksums without reading the files."""
+    old, new = make_file(tmp_path / "old.fits"), make_file(tmp_path / "new.fits", seed=1)
+    r1 = catalog.begin_run("calibrate", "n1", cache_key="a" * 64, input_digest="i" * 64, settings_hash="s" * 64,
+                           code_version="v", inputs=[])
+    catalog.record_run(r1, status=COMPLETED, products=[_record(old)])
+    assert catalog.last_completed("calibrate", "n1").outputs == [_record(old).to_output()]
+    r2 = catalog.begin_run("calibrate", "n1", cache_key="b" * 64, input_digest="i" * 64, settings_hash="s" * 64,
+                           code_version="v", inputs=[])
+    assert r2 != r1
+    calls = []
+    monkeypatch.setattr(catmod, "sha256_file", lambda p: calls.append(p) or "0" * 64)
+    rec = _record(new)  # checksum computed here, as a worker does (the patched function: "0"*64)
+    calls.clear()
+    catalog.record_run(r2, status=COMPLETED, products=[rec], unregister=[str(old.resolve())])
+    assert [r["access_url"] for r in catalog.products()] == [str(new.resolve())]
+    last = catalog.last_completed("calibrate", "n1")
+    assert (last.id, last.cache_key, last.outputs) == (r2, "b" * 64, [rec.to_output()])
+    assert catalog.run_is_current(last, "b" * 64) and not catalog.run_is_current(last, "a" * 64)
+    fresh = Catalog(catalog.url)  # another process: the checksum from the catalogue, not the file
+    try:
+        assert fresh.file_sha256(new) == rec.sha256 and calls == []
+    finally:
+        fresh.close()
+    # a failed unit: no products, its failures kept
+    r3 = catalog.begin_run("calibrate", "n2", cache_key="c" * 64, input_digest="i" * 64, settings_hash="s" * 64,
+                           code_version="v", inputs=[])
+    catalog.record_run(r3, status=FAILED, failures=[{"item": "n2", "error": "DataError: no calibrator"}])
+    assert catalog.last_completed("calibrate", "n2") is None
+    assert catalog.last_run("calibrate", "n2", status=None).failures == [{"item": "n2", "error": "DataError: no calibrator"}]
+
+
+def test_the_reduce_plan_of_an_unchanged_night_is_remembered(catalog, tmp_path):
+    """remembered_units: planned once; unchanged listing and dependencies → the same units without
+    planning; a file changed (size or time) or another setting → planned again."""
+    import os
+
+    from oiflow.archive import make_unit, remembered_units
+
+    night = tmp_path / "night"
+    night.mkdir()
+    f = make_file(night / "a.fits")
+    calls = []
+
+    def plan():
+        calls.append(1)
+        return [make_unit("reduce", "n/a", [f], {"x": 1}, "v1", tmp_path / "out", catalog, params={"obs_id": "a"})]
+
+    first = remembered_units(catalog, "reduce", night, ["settings", 1], plan)
+    again = remembered_units(catalog, "reduce", night, ["settings", 1], plan)
+    assert len(calls) == 1 and again == first and again[0].cache_key == first[0].cache_key
+    assert again[0].params == {"obs_id": "a"} and again[0].settings == {"x": 1}
+    remembered_units(catalog, "reduce", night, ["settings", 2], plan)  # another setting
+    assert len(calls) == 2
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # the file touched
+    remembered_units(catalog, "reduce", night, ["settings", 2], plan)
+    assert len(calls) == 3
+    (night / "b.fits").write_bytes(b"x" * 2880)  # a new file
+    remembered_units(catalog, "reduce", night, ["settings", 2], plan)
+    assert len(calls) == 4
+
+
+def test_a_writer_leaves_an_sqlite_catalogue_in_rollback_mode_and_an_idle_one_untouched(tmp_path):
+    import contextlib
+    import sqlite3
+
+    root = tmp_path / "products"
+    with Catalog.for_root(root, writer=True) as cat:
+        cat.products()
+    db = root / "catalog.sqlite"
+    before = (db.stat().st_mtime_ns, db.read_bytes())
+    with Catalog.for_root(root, writer=True) as cat:  # reads only: no WAL, no write
+        cat.products()
+        cat.last_completed("reduce", "x")
+    assert (db.stat().st_mtime_ns, db.read_bytes()) == before
+    with Catalog.for_root(root, writer=True) as cat:
+        rid = cat.begin_run("reduce", "x", cache_key="k" * 64, input_digest="i" * 64, settings_hash="s" * 64,
+                            code_version="v", inputs=[])
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # while it writes
+        cat.record_run(rid, status=COMPLETED)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # at rest: readable read-only
+    assert sorted(p.name for p in root.iterdir()) == ["catalog.sqlite"]
+
+
 def test_bad_url_is_a_config_error():
     from oiflow.errors import ConfigError
 
@@ -175,3 +264,23 @@ def test_products_command_filters_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "HD_A" in out and "HD_B" not in out and "2023-12-31" in out
     assert main(["products", "--root", str(tmp_path / "nothing")]) == 2
+
+
+def test_an_older_catalogue_gets_the_run_lookup_index_when_opened(tmp_path):
+    """A unit's last run is found through (stage, unit, status): a catalogue made before that
+    index existed gets it when opened (else every rescan of a unit searched all runs of its stage)."""
+    import contextlib
+    import sqlite3
+
+    root = tmp_path / "products"
+    Catalog.for_root(root).close()
+    db = root / "catalog.sqlite"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("DROP INDEX ix_stage_run_unit_status")
+        conn.commit()
+    with Catalog.for_root(root) as cat:
+        cat.last_completed("reduce", "n1/o1")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        plan = conn.execute("EXPLAIN QUERY PLAN SELECT id FROM stage_run WHERE stage='reduce' AND unit='n1/o1' "
+                            "AND status='COMPLETED' ORDER BY id DESC LIMIT 1").fetchall()
+    assert "ix_stage_run_unit_status" in str(plan)

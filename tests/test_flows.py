@@ -5,6 +5,7 @@ a lost Dask worker. Slow (a Prefect server and Dask clusters): run with ``-m slo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,7 +40,7 @@ def _reprocess(archive: Path, root: Path, workers: int = 2):
                                 "cluster": {"n_workers": workers}})
     runner = task_runner(profile_of(config.cluster))
     state = reprocess_archive.with_options(task_runner=runner)(root=archive, config=config, return_state=True)
-    return state, RunSummary.from_dict(state.result(raise_on_failure=False))
+    return state, RunSummary.from_state_data(state.result(raise_on_failure=False))
 
 
 def _tree_state(root: Path) -> dict[str, tuple[int, str]]:
@@ -65,8 +66,12 @@ def test_partial_failure_then_idempotent_reprocessing(prefect_api, tmp_path):
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts()}
-    assert {"oiflow-reprocess-archive-summary", "oiflow-reprocess-archive-products"} <= keys
+        artifacts = {a.key: a for a in client.read_artifacts()}
+    assert {"oiflow-reprocess-archive-summary", "oiflow-reprocess-archive-products"} <= set(artifacts)
+    # the run's progress, as the UI shows it: every unit settled, the last line as its description
+    progress = artifacts["oiflow-reprocess-archive-progress"]
+    assert progress.type == "progress" and float(progress.data) == 100.0
+    assert progress.description.startswith("reprocess-archive: ingest 3/3 (1 failed)")
 
     # the bad file is fixed (removed): only its night is redone
     (nights[1] / "broken_0.fits").unlink()
@@ -194,3 +199,124 @@ def test_lost_dask_worker_is_replaced_and_the_run_completes(big_archive, tmp_pat
     assert proc.returncode == 0, out + err
     assert len(_completed_units(root)) == 8
     _check_tree(root, 48)
+
+
+# -- what a person sees: progress, the idle rerun, the scale benchmark's arithmetic ---------------
+
+
+def _cli(args: list[str], home: Path, tty: bool = False) -> tuple[int, str, str, float, float]:
+    """Run ``oiflow ARGS``; (exit code, stdout, stderr, wall s, CPU s of the command and its
+    children). ``tty``: stdout and stderr on a pseudo-terminal (returned as stderr)."""
+    import pty
+    import resource
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(home), COLUMNS="160")
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    if not tty:
+        out = subprocess.run([sys.executable, "-m", "oiflow.cli", *args], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=900)
+        code, stdout, stderr = out.returncode, out.stdout, out.stderr
+    else:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "oiflow.cli", *args], cwd=REPO, env=env, stdin=slave,
+                                stdout=slave, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the other end closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = proc.wait(timeout=900)
+        os.close(master)
+        stdout, stderr = "", b"".join(chunks).decode("utf-8", "replace")
+    wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return code, stdout, stderr, wall, cpu
+
+
+def test_progress_on_a_terminal_and_in_logs_then_an_idle_rerun_without_prefect(tmp_path):
+    archive, home = tmp_path / "archive", tmp_path / "home"
+    make_archive(archive, n_nights=3, files_per_night=2, bad={1: 1})
+    args = ["reprocess", str(archive), "--level", "2", "--workers", "2"]
+
+    # without a terminal: one log line per finished unit on stderr, the summary on stdout
+    code, out, err, _, _ = _cli([*args, "--root", str(tmp_path / "p1")], home)
+    assert code == 1, out + err  # the broken file
+    unit_lines = [ln for ln in err.splitlines() if ": done in " in ln or ": failed in " in ln]
+    assert len(unit_lines) == 3, err
+    assert any("ingest 2023-12-30: failed in" in ln and "broken_0.fits" in ln for ln in unit_lines)
+    progress = [ln for ln in err.splitlines() if "reprocess-archive: " in ln]
+    assert "reprocess-archive: ingest 3/3 (1 failed)" in progress[-1]  # the final line, before the summary's
+    assert "HTTP Request" not in err and "distributed." not in err and "Traceback" not in out + err
+    assert "partially failed: 1 item(s) of 3 unit(s) failed" in out
+
+    # on a terminal: a live line redrawn in place, the failure above it
+    code, _, screen, _, _ = _cli([*args, "--root", str(tmp_path / "p2")], home, tty=True)
+    assert code == 1, screen
+    assert "\x1b[" in screen  # the cursor moved: the line was redrawn
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert "reprocess-archive: ingest 3/3 (1 failed)" in text
+    assert "✗ ingest 2023-12-30: failed in" in text
+
+    # -v adds oiflow's details, not the libraries' request-by-request logs
+    code, out, err, _, _ = _cli(["-v", *args, "--root", str(tmp_path / "p3")], home)
+    assert code == 1
+    chatter = [ln for ln in err.splitlines() if "HTTP Request" in ln or re.search(r"distributed\S* - INFO|INFO distributed", ln)]
+    assert chatter == []
+    assert len([ln for ln in err.splitlines() if ": done in " in ln or ": failed in " in ln]) == 3
+    assert "Beginning flow run" in err  # Prefect's own run lines are details -v shows
+
+    # the broken file removed, one rerun does its night; then a rerun with nothing to do starts
+    # neither Prefect nor Dask and says what it skipped
+    (archive / "2023-12-30" / "broken_0.fits").unlink()
+    code, out, err, _, _ = _cli([*args, "--root", str(tmp_path / "p1")], home)
+    assert code == 0 and "1 unit(s) processed, 2 up to date" in out, out + err
+    code, out, err, wall, cpu = _cli([*args, "--root", str(tmp_path / "p1")], home)
+    assert code == 0, out + err
+    assert "0 unit(s) processed, 3 up to date, 6 granule(s)" in out
+    assert "Prefect not started: every unit was up to date" in out
+    assert err.strip() == ""  # no progress: nothing ran
+    # the command's whole CPU (its own start included): a temporary server and a Dask cluster cost
+    # ~10 s of it; the wall time depends on what else this shared machine runs
+    assert cpu < 4.0, (cpu, wall)
+    assert wall < 15.0, (cpu, wall)
+
+
+def test_scale_benchmark_arithmetic_on_a_tiny_archive(prefect_api, tmp_path):
+    """tests/benchmarks/bench_scale.py on 2 simulated nights of 4 observations (16 units of 0.3 s,
+    2 workers): the units it counts are the plan's, the ideal and the efficiency follow from
+    them, and the rescan finds the archive unchanged."""
+    sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
+    import bench_scale
+    import scale_sim
+    from cpumeter import CpuMeter
+
+    assert bench_scale.ideal_seconds(40, 1.0, 8) == 5.0 and bench_scale.efficiency(40, 1.0, 8, 10.0) == 0.5
+    archive, root = tmp_path / "archive", tmp_path / "products"
+    scale_sim.make_archive(archive, 2, n_obs=4)
+    meter = CpuMeter()
+    try:
+        r = bench_scale.run_archive(archive, root, workers=2, unit_runs="dask", unit_s=0.3, meter=meter)
+    finally:
+        meter.close()
+    per_night = scale_sim.units_per_night(4)
+    assert per_night == 8 and r["units"] == 2 * per_night and r["skipped"] == 0
+    assert r["ideal_s"] == round(16 * 0.3 / 2, 2) == 2.4
+    assert abs(r["efficiency_units_phase"] - 2.4 / r["units_phase_s"]) < 2e-3  # both rounded in the report
+    assert 0 < r["efficiency_whole_run"] < r["efficiency_units_phase"] <= 1.0  # the units take their 0.3 s
+    assert r["units_phase_s"] >= 2.4 and r["flow_s"] > r["units_phase_s"]
+    assert r["cpu_s"]["workers"] > 0 and r["cpu_s"]["flow_process"] > 0
+    # every product registered: 4 L1 + 2 L2 + 3 L3 per night; granules as the catalogue holds them
+    assert r["products"] == 2 * (4 + 2 + 3)
+    size = bench_scale.catalogue_size(root)
+    assert size["rows"]["granule"] == 18 and size["rows"]["planned_directory"] == 2
+    assert size["rows"]["stage_run"] == 16
+    rescan = bench_scale.rescan_without_prefect(archive, root)
+    assert rescan["units_up_to_date"] == 16 and rescan["products"] == 18

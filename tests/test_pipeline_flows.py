@@ -44,7 +44,7 @@ def _run(flow_obj, config, **params):
 
     state = flow_obj.with_options(task_runner=task_runner(profile_of(config.cluster)))(
         config=config, return_state=True, **params)
-    return state, RunSummary.from_dict(state.result(raise_on_failure=False))
+    return state, RunSummary.from_state_data(state.result(raise_on_failure=False))
 
 
 def _demo_config(root: Path, **overrides):

@@ -36,18 +36,56 @@ def register(app: typer.Typer) -> None:
     app.add_typer(server_app, name="server")
 
 
-def _verbose() -> bool:
+def _verbose(debug: bool = False) -> int:
+    """0 quiet, 1 ``oiflow -v``, 2 ``--debug`` (see :func:`flows.runtime.configure`)."""
     import logging
 
-    return logging.getLogger().getEffectiveLevel() <= logging.INFO
+    if debug:
+        return 2
+    return 1 if logging.getLogger().getEffectiveLevel() <= logging.INFO else 0
 
 
-def _flows(module: str):
+def _flows(module: str, debug: bool = False):
     """Import ``flows.<module>`` after configuring Prefect's environment."""
     from flows import runtime  # noqa: PLC0415  (no Prefect import here)
 
-    runtime.configure(verbose=_verbose())
+    runtime.configure(verbose=_verbose(debug))
     return importlib.import_module(f"flows.{module}")
+
+
+def _reporter(verbose: int):
+    """The progress of a run on stderr: a live line on a terminal, else one log line per finished
+    unit and a heartbeat (:mod:`flows.progress`)."""
+    import logging
+
+    from rich.console import Console
+
+    from flows.progress import LogReporter, TerminalReporter
+
+    console = Console(stderr=True)
+    if console.is_terminal:
+        return TerminalReporter(console, verbose=verbose >= 1)
+    logger = logging.getLogger("oiflow.progress")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return LogReporter(logger)
+
+
+def _run_with_progress(flow: str, config, idle, debug: bool, **params):
+    """Run ``flows.<flow>`` (module.function) as the command line does (:func:`flows.run.run_flow`),
+    its progress shown by :func:`_reporter`."""
+    from flows.progress import reporting
+
+    load_profile(config.cluster.profile, {"n_workers": config.cluster.n_workers})  # a bad profile: exit 2 now
+    run_mod = _flows("run", debug)
+    module, name = flow.split(".")
+    with reporting(_reporter(_verbose(debug))):
+        return run_mod.run_flow(lambda: getattr(_flows(module, debug), name), config.cluster, idle=idle,
+                                verbose=_verbose(debug), config=config, **params)
 
 
 # -- products --------------------------------------------------------------------------------
@@ -81,10 +119,18 @@ def products(
     print_products(rows, root)
 
 
-def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, title: str | None = None) -> None:
+#: rows of the products table at the end of a run (an archive's run lists the others with `oiflow products`)
+SUMMARY_ROWS = 60
+
+
+def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, title: str | None = None,
+                   limit: int | None = None) -> None:
+    """The rows as a table (the first ``limit`` of them, the number of the others below)."""
     from rich.console import Console
     from rich.table import Table
 
+    more = len(rows) - limit if limit is not None and len(rows) > limit else 0
+    rows = rows[:limit] if more else rows
     table = Table(title=title or f"{len(rows)} product granule(s)")
     for col in ("night", "target", "instrument mode", "level", "type", "VIS", "VIS2", "T3", "λ (µm)", "verdict",
                 "product"):
@@ -98,6 +144,8 @@ def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, t
         table.add_row(r["night"], r["target_name"], r["instrument_mode"], f"L{r['calib_level']}",
                       r.get("dataproduct_type") or "", str(r["nb_vis"]),
                       str(r["nb_vis2"]), str(r["nb_t3"]), lam, r.get("verdict") or "", str(path))
+    if more:
+        table.caption = f"… and {more} more: oiflow products --root {root}"
     Console(width=max(140, Console().width)).print(table)
 
 
@@ -107,8 +155,10 @@ def _print_summary(summary, state) -> int:
         typer.echo(f"error: {msg}", err=True)
         return 1
     print_products(summary.products, summary.root, title=f"{summary.flow}: {len(summary.products)} product granule(s) "
-                                                         f"under {summary.root}")
+                                                         f"under {summary.root}", limit=SUMMARY_ROWS)
     typer.echo(f"{summary.state_message} ({summary.seconds:.1f} s)")
+    if summary.orchestration:
+        typer.echo(summary.orchestration)
     if summary.not_ok:
         typer.echo("verdicts other than ok:", err=True)
         for r in summary.not_ok:
@@ -170,11 +220,16 @@ def run(
     unit_runs: str | None = typer.Option(None, "--unit-runs", help="Each unit as a Prefect task run ('prefect': listed in "
                                          "the UI) or a plain Dask task ('dask': less CPU per unit). Default: prefect."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cluster setup (the job script for slurm/oar) and stop."),
+    debug: bool = typer.Option(False, "--debug", help="Also show the libraries' logs (Prefect's task runs, HTTP "
+                               "requests, Dask); -v shows oiflow's details only."),
 ):
     """Run the pipeline of CONFIG (raw nights → L1 → L2 → fits and images of the configured
     targets; or from L1/L2 OIFITS) and print a summary table of the products.
 
-    With nothing configured it starts Prefect's temporary server and a local Dask cluster.
+    With nothing configured it starts Prefect's temporary server and a local Dask cluster, unless
+    every unit is up to date (then neither starts: the summary says so). On a terminal a live line
+    shows the units done, failed and running per stage with an estimate of the time left;
+    otherwise one line per finished unit and a heartbeat go to stderr.
     Exits 1 when an item failed (the others are processed; the summary lists what failed).
 
     Example: oiflow run configs/demo.yaml --cluster oar --dry-run
@@ -183,11 +238,10 @@ def run(
     if dry_run:
         _dry_run(config)
         return
-    pipeline = _flows("pipeline")
-    pipeline.check_config(config)
-    run_mod = _flows("run")
-    profile = _flows("runners").profile_of(config.cluster)
-    summary, state = run_mod.run_flow(pipeline.l0_to_l3, profile, verbose=_verbose(), config=config, force=force)
+    plans = _flows("plans", debug)
+    plans.check_config(config)
+    idle = _flows("run", debug).IdleCheck("l0-to-l3", config, plans.pipeline_build(config))
+    summary, state = _run_with_progress("pipeline.l0_to_l3", config, idle, debug, force=force)
     raise typer.Exit(_print_summary(summary, state))
 
 
@@ -203,6 +257,8 @@ def reprocess(
     force: bool = typer.Option(False, "--force", help="Redo nights even when up to date."),
     unit_runs: str | None = typer.Option(None, "--unit-runs", help="Each unit as a Prefect task run ('prefect': listed in "
                                          "the UI) or a plain Dask task ('dask': less CPU per unit). Default: dask."),
+    debug: bool = typer.Option(False, "--debug", help="Also show the libraries' logs (Prefect's task runs, HTTP "
+                               "requests, Dask); -v shows oiflow's details only."),
 ):
     """Reprocess the nights of ARCHIVE: only the units (observations, nights, targets) whose
     inputs, settings or code changed since their last successful run (from the catalogue) are
@@ -215,11 +271,9 @@ def reprocess(
     if level is not None:
         ov.setdefault("input", {})["level"] = level
     config = load_config(config_path, ov)
-    reprocess_mod = _flows("reprocess")
-    run_mod = _flows("run")
-    profile = _flows("runners").profile_of(config.cluster)
-    summary, state = run_mod.run_flow(reprocess_mod.reprocess_archive, profile, verbose=_verbose(),
-                                      root=archive, config=config, force=force)
+    nights, build = _flows("plans", debug).archive_build(archive, config)
+    idle = _flows("run", debug).IdleCheck("reprocess-archive", config, build, {"report_unmatched": bool(nights)})
+    summary, state = _run_with_progress("reprocess.reprocess_archive", config, idle, debug, root=archive, force=force)
     raise typer.Exit(_print_summary(summary, state))
 
 

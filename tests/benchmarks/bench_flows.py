@@ -25,26 +25,36 @@ in the same run:
    workers)`` bounds the speed-up that run could show (``speedup_cpu_bound``): the orchestration's
    CPU and each worker's start (imports, first calls) are what keep it from 2.
 
+4. the demo as a user runs it, before and after (:func:`test_demo_command_before_and_after`):
+   ``oiflow run configs/demo.yaml`` into a fresh product tree, then again with nothing to do,
+   from the command to its summary, for this tree and for the tree of ``OIFLOW_BENCH_BASELINE``
+   (a git revision, default ``b2442b1``: before the progress/idle-rerun work; exported with
+   ``git archive``, run with the same Python), alternated base, new, base, new; the overhead is
+   the first run's time minus the stage functions called directly in this process (same run).
+
 Run: PYTHONPATH=. python -m pytest -m benchmark tests/benchmarks/bench_flows.py -s
-Writes tests/artifacts/bench_flows.json. Prefect's server start is timed apart (once per run).
+Writes tests/artifacts/bench_flows.json (1–3) and bench_flows_command.json (4). Prefect's
+server start is timed apart (once per run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from flows import runtime  # noqa: E402
 
 runtime.configure()
 
+from cpumeter import CpuMeter  # noqa: E402
 from oiflow.archive import WorkUnit  # noqa: E402
 from oiflow.catalog import Catalog  # noqa: E402
 from oiflow.config import RunConfig, load_config  # noqa: E402
@@ -52,53 +62,6 @@ from oiflow.config import RunConfig, load_config  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 N_NIGHTS = 4
 N_TASKS, TASK_S = 40, 0.05
-
-
-class CpuMeter:
-    """CPU seconds (user + system) of this process and its descendants, by kind, sampled every
-    0.1 s (a process that exits loses at most its last 0.1 s)."""
-
-    def __init__(self):
-        import threading
-
-        import psutil
-
-        self._me = psutil.Process()
-        self._last: dict[int, tuple[str, float]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _kind(self, proc) -> str:
-        if proc.pid == self._me.pid:
-            return "flow_process"
-        cmd = " ".join(proc.cmdline())
-        return "prefect_server" if "uvicorn" in cmd else "workers" if "spawn_main" in cmd else "other"
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.1):
-            self.sample()
-
-    def sample(self) -> dict[int, tuple[str, float]]:
-        for proc in [self._me, *self._me.children(recursive=True)]:
-            try:
-                t = proc.cpu_times()
-                kind = self._last[proc.pid][0] if proc.pid in self._last else self._kind(proc)
-                self._last[proc.pid] = (kind, t.user + t.system)
-            except Exception:  # exited meanwhile
-                pass
-        return dict(self._last)
-
-    def since(self, before: dict[int, tuple[str, float]]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for pid, (kind, cpu) in self.sample().items():
-            out[kind] = out.get(kind, 0.0) + cpu - before.get(pid, (kind, 0.0))[1]
-        out["total"] = sum(out.values())
-        return {k: round(v, 2) for k, v in out.items()}
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # -- 1. per-task overhead -------------------------------------------------------------------
@@ -233,7 +196,7 @@ def _flow(flow_obj, config: RunConfig, **params):
     state = flow_obj.with_options(task_runner=task_runner(profile_of(config.cluster)))(
         config=config, return_state=True, **params)
     wall = time.perf_counter() - t0
-    summary = RunSummary.from_dict(state.result(raise_on_failure=False))
+    summary = RunSummary.from_state_data(state.result(raise_on_failure=False))
     assert state.is_completed(), state.message
     return wall, summary
 
@@ -242,8 +205,6 @@ def _direct_demo_one_thread(root: Path) -> float:
     """:func:`_direct_demo` in a child process limited to one BLAS/OpenMP thread, as a Dask worker
     of the local profile is (``threads_per_worker: 1``; the nanny sets ``OMP_NUM_THREADS=1``):
     the same thread budget as the flow on one worker."""
-    import subprocess
-
     code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/tests/benchmarks']; import bench_flows as b; "
             "from oiflow.config import load_config; "
             "print(b._direct_demo(load_config(sys.argv[1] + '/configs/demo.yaml', "
@@ -425,3 +386,56 @@ def test_per_task_overhead_of_the_pinned_runner(tmp_path):
     (out / "bench_task_overhead.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     assert overhead["oiflow"] < overhead["prefect_dask"]
+
+
+# -- 4. the demo command, before and after ------------------------------------------------------
+
+
+def _export_tree(rev: str, dest: Path) -> Path:
+    """The repository's tree at ``rev`` (git archive), with this tree's demo inputs."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def _demo_command(tree: Path, root: Path, home: Path) -> tuple[float, str]:
+    """``oiflow run configs/demo.yaml --root ROOT`` from ``tree``: (wall s, the summary line)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONPATH=str(tree), PREFECT_HOME=str(home))
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "oiflow.cli", "run", "configs/demo.yaml", "--root", str(root)],
+                         cwd=tree, env=env, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - t0
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    summary = [ln for ln in out.stdout.splitlines() if "unit(s) processed" in ln]
+    return wall, summary[-1] if summary else ""
+
+
+@pytest.mark.benchmark
+def test_demo_command_before_and_after(tmp_path):
+    rev = os.environ.get("OIFLOW_BENCH_BASELINE", "b2442b1")
+    trees = {"before": _export_tree(rev, tmp_path / "before"), "after": REPO}
+    direct = _direct_demo(load_config(REPO / "configs/demo.yaml", {"output": {"root": str(tmp_path / "direct")},
+                                                                   "cluster": {"n_workers": 1}}))
+    runs: dict[str, list] = {"before": [], "after": []}
+    for k, side in enumerate(("before", "after", "before", "after")):
+        home, root = tmp_path / f"home-{side}", tmp_path / f"products-{k}"
+        load = os.getloadavg()[0]
+        first, line1 = _demo_command(trees[side], root, home)
+        idle, line2 = _demo_command(trees[side], root, home)
+        assert "21 unit(s) processed" in line1 and "21 up to date" in line2, (line1, line2)
+        runs[side].append({"first_run_s": round(first, 1), "idle_rerun_s": round(idle, 1),
+                           "overhead_s": round(first - direct, 1), "load_1min_before": load})
+    best = {side: {key: min(r[key] for r in rs) for key in ("first_run_s", "idle_rerun_s", "overhead_s")}
+            for side, rs in runs.items()}
+    result = {"machine_cpus": os.cpu_count(), "baseline_revision": rev, "demo_direct_s": round(direct, 1),
+              "runs": runs, "best_of_two": best,
+              "overhead_ratio_after_to_before": round(best["after"]["overhead_s"] / best["before"]["overhead_s"], 2),
+              "idle_rerun_ratio_after_to_before": round(best["after"]["idle_rerun_s"] / best["before"]["idle_rerun_s"],
+                                                        2),
+              "load_1min_at_end": os.getloadavg()[0]}
+    out = REPO / "tests" / "artifacts"
+    out.mkdir(exist_ok=True)
+    (out / "bench_flows_command.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
