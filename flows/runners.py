@@ -163,7 +163,18 @@ class StartedCluster:
             self.cluster = start_cluster(self.profile, worker_env())  # worker_env: with the server's URL
         return self
 
-    def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> DaskTaskRunner:
+    def task_runner(self) -> DaskTaskRunner:
+        if self.cluster is None:
+            return task_runner(self.profile)
+        return runner_class()(address=self.cluster.scheduler_address)
+
+    def __exit__(self, *exc) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+
+def task_runner(profile: ClusterProfile, env: dict[str, str] | None = None) -> DaskTaskRunner:
     """A Dask task runner for ``profile`` (:func:`runner_class`); workers get ``env`` (default:
     :func:`worker_env`)."""
     env = worker_env() if env is None else env
