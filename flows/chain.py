@@ -1,5 +1,5 @@
 """The order of the stages, as plain Python: each stage's units are added to a
-:class:`~flows.units.Scheduler` when the units they depend on have settled.
+:class:`~oiflow.flows.units.Scheduler` when the units they depend on have settled.
 
 ::
 
@@ -32,7 +32,7 @@ from oiflow.work.image import image_unit
 from oiflow.work.l3 import match_target, subset_name
 from oiflow.work.reduce import reduce_code_version, reduce_units
 
-from flows.units import Scheduler, Settled
+from oiflow.flows.units import Scheduler, Settled
 
 
 class L2Group:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from prefect.states import Completed, Failed
 
 from oiflow.config import RunConfig
-from tasks.artifacts import publish_summary
+from oiflow.tasks.artifacts import publish_summary
 
-from flows.plans import Build, plan_and_run
-from flows.progress import Progress, flow_reporters
-from flows.summary import RunSummary
-from flows.units import unit_runs_client
+from oiflow.flows.plans import Build, plan_and_run
+from oiflow.flows.progress import Progress, flow_reporters
+from oiflow.flows.summary import RunSummary
+from oiflow.flows.units import unit_runs_client
 
 
 def run_units(flow: str, config: RunConfig, build: Build, *, unit_runs: str, **kw) -> RunSummary:
-    """:func:`flows.plans.plan_and_run` in a flow run: units on the flow's Dask task runner
+    """:func:`oiflow.flows.plans.plan_and_run` in a flow run: units on the flow's Dask task runner
     (as Prefect task runs or plain Dask tasks: ``config.cluster.unit_runs``, else ``unit_runs``),
     progress to the run's progress artifact and to this process's reporter."""
     progress = Progress(flow, flow_reporters())

@@ -31,21 +31,21 @@ from oiflow.catalog import Catalog
 from oiflow.config import RunConfig, _deep_update, load_yaml, validate
 from oiflow.errors import ConfigError
 
-from flows.pipeline import run_pipeline
-from flows.reprocess import reprocess_archive
-from flows.runners import profile_of, task_runner
+from oiflow.flows.pipeline import run_pipeline
+from oiflow.flows.reprocess import reprocess_archive
+from oiflow.flows.runners import profile_of, task_runner
 
 
 @flow(name="reprocess-archive-job")
 def reprocess_archive_job(root: Path, config: RunConfig, force: bool = False):
-    """Deployment entry: :func:`flows.reprocess.reprocess_archive` on the config's cluster."""
+    """Deployment entry: :func:`oiflow.flows.reprocess.reprocess_archive` on the config's cluster."""
     runner = task_runner(profile_of(config.cluster))
     return reprocess_archive.with_options(task_runner=runner)(root=root, config=config, force=force, return_state=True)
 
 
 @flow(name="pipeline-job")
 def pipeline_job(config: RunConfig, force: bool = False):
-    """Deployment entry: :func:`flows.pipeline.run_pipeline` on the config's cluster."""
+    """Deployment entry: :func:`oiflow.flows.pipeline.run_pipeline` on the config's cluster."""
     runner = task_runner(profile_of(config.cluster))
     return run_pipeline.with_options(task_runner=runner)(config=config, force=force, return_state=True)
 
@@ -164,7 +164,7 @@ def docker_job_variables(image: str, volumes: list[str] = (), *, user: str | Non
     * the image is never pulled when present (``IfNotPresent``): images built by
       ``containers/build.sh`` exist only locally.
     """
-    from flows.runtime import QUIET_ENV
+    from oiflow.flows.runtime import QUIET_ENV
 
     return {
         "image": image,
@@ -207,7 +207,7 @@ def deploy_to_docker_pool(specs: list[DeploymentSpec], work_pool: str, image: st
     ``DOCKER_HOST=unix:///…/podman.sock prefect worker start --pool POOL --type docker``.
 
     The flow code is the one installed in the image: the entrypoint is a module path
-    (``flows.deployments.pipeline_job``) and the only pull step sets the working directory
+    (``oiflow.flows.deployments.pipeline_job``) and the only pull step sets the working directory
     (:data:`IMAGE_WORKDIR`), so nothing is built, pushed, pulled or copied (without a pull step,
     Prefect would copy the container's working directory, ``/``, into a workspace)."""
     from prefect import get_client
@@ -285,7 +285,7 @@ def submit(deployment: str, params: dict[str, Any], *, watch: bool = False, time
         "products_root": str(root), "catalog": config.catalog.url or str(root / "catalog.sqlite"), "summary": None,
     }
     if watch and fr.state is not None and fr.state.is_final():
-        from flows.summary import RunSummary
+        from oiflow.flows.summary import RunSummary
 
         rows = []
         if (root / "catalog.sqlite").is_file() or config.catalog.url:

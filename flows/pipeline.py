@@ -6,9 +6,9 @@
 * :func:`reduce_night`, :func:`calibrate_night`, :func:`fit_targets`, :func:`reconstruct_targets`
   — one stage over given inputs, with the same tasks, bookkeeping and products.
 
-The chaining lives in :mod:`flows.chain`, what each flow plans in :mod:`flows.plans`; every
+The chaining lives in :mod:`oiflow.flows.chain`, what each flow plans in :mod:`oiflow.flows.plans`; every
 flow runs its units on the flow's task runner (the Dask cluster of the configuration's profile),
-reports its progress (:mod:`flows.progress`) and ends with a summary and artifacts.
+reports its progress (:mod:`oiflow.flows.progress`) and ends with a summary and artifacts.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from prefect import flow
 
 from oiflow.config import RunConfig
 
-from flows.common import finish, run_units
-from flows.plans import check_config, files_build, pipeline_build
+from oiflow.flows.common import finish, run_units
+from oiflow.flows.plans import check_config, files_build, pipeline_build
 
 #: kept for the command line and deployments of phase 1
 check_available = check_config

@@ -1,9 +1,9 @@
 """What the flows plan, without Prefect: the inputs of a run checked, the stage graph of each
-flow built on a scheduler (:mod:`flows.chain`), and the body every flow shares
+flow built on a scheduler (:mod:`oiflow.flows.chain`), and the body every flow shares
 (:func:`plan_and_run`).
 
-The same code serves the flows (:mod:`flows.pipeline`, :mod:`flows.reprocess`) and the idle
-check of the command line (:func:`flows.run.run_flow`): a :class:`~flows.units.PlanProbe`
+The same code serves the flows (:mod:`oiflow.flows.pipeline`, :mod:`oiflow.flows.reprocess`) and the idle
+check of the command line (:func:`oiflow.flows.run.run_flow`): a :class:`~oiflow.flows.units.PlanProbe`
 walks the plan outside Prefect and either finds a unit to do or shows, with the flow's own
 summary, that there is nothing to do.
 """
@@ -21,9 +21,9 @@ from oiflow.errors import ConfigError
 from oiflow.work.fit import fit_settings
 from oiflow.work.image import image_settings_for
 
-from flows.chain import Chain
-from flows.summary import RunSummary
-from flows.units import Scheduler
+from oiflow.flows.chain import Chain
+from oiflow.flows.summary import RunSummary
+from oiflow.flows.units import Scheduler
 
 ALL_STAGES = ("reduce", "calibrate", "fit", "image")
 

@@ -2,7 +2,7 @@
 running, known so far — the elapsed time and an estimate of the time left; and the places it is
 shown.
 
-:class:`Progress` counts (the :class:`~flows.units.Scheduler` tells it what happens to each
+:class:`Progress` counts (the :class:`~oiflow.flows.units.Scheduler` tells it what happens to each
 unit) and tells its reporters:
 
 * :class:`TerminalReporter` — a live line on a terminal (rich), the failures printed above it as
@@ -264,7 +264,7 @@ class ArtifactReporter(Reporter):
     def start(self, progress: Progress) -> None:
         from prefect.artifacts import create_progress_artifact
 
-        from tasks.artifacts import artifact_key
+        from oiflow.tasks.artifacts import artifact_key
 
         try:
             self.artifact_id = create_progress_artifact(progress=0.0, key=artifact_key("oiflow", progress.flow, "progress"),

@@ -1,7 +1,7 @@
 """Flow: reprocess an archive of nights — only what depends on changed inputs, settings or code.
 
 An archive is a directory of night directories: raw files (``input.level`` 0, the default) or
-reduced/calibrated OIFITS (level 1 or 2). Each night runs the chain of :mod:`flows.chain`
+reduced/calibrated OIFITS (level 1 or 2). Each night runs the chain of :mod:`oiflow.flows.chain`
 (reduce → calibrate → fit/image of the configured targets, ``L3/<target>/<night>``). Change
 detection is per unit (:meth:`oiflow.catalog.Catalog.up_to_date`): an unchanged archive costs
 a scan (checksums cached on size and mtime) and no writes; a changed raw file redoes its
@@ -21,8 +21,8 @@ from prefect import flow
 
 from oiflow.config import RunConfig
 
-from flows.common import finish, run_units
-from flows.plans import archive_build, check_stage_settings
+from oiflow.flows.common import finish, run_units
+from oiflow.flows.plans import archive_build, check_stage_settings
 
 
 @flow(name="reprocess-archive", validate_parameters=True)

@@ -2,14 +2,14 @@
 from the cluster profile, and the run summary back.
 
 Before anything starts, the run's plan is walked outside Prefect (:class:`IdleCheck`, a
-:class:`~flows.units.PlanProbe` on the flow's own plan): when every unit is up to date the
+:class:`~oiflow.flows.units.PlanProbe` on the flow's own plan): when every unit is up to date the
 summary comes from it and neither Prefect's temporary server nor a Dask cluster starts (a rerun
 with nothing to do then takes the time of the scan). Otherwise the temporary server and the Dask
-cluster start together (:func:`flows.runtime.prefect_api`, :class:`flows.runners.StartedCluster`)
+cluster start together (:func:`oiflow.flows.runtime.prefect_api`, :class:`oiflow.flows.runners.StartedCluster`)
 and the flow runs. The summary says which (``RunSummary.orchestration``). With a configured
 server (``PREFECT_API_URL``) every run is a flow run on it.
 
-Call :func:`flows.runtime.configure` before importing this module.
+Call :func:`oiflow.flows.runtime.configure` before importing this module.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from typing import Callable
 
 from oiflow.config import ClusterConfig, RunConfig
 
-from flows.plans import Build, plan_and_run
-from flows.runtime import configure, prefect_api
-from flows.summary import RunSummary
-from flows.units import PlanProbe, WorkToDo
+from oiflow.flows.plans import Build, plan_and_run
+from oiflow.flows.runtime import configure, prefect_api
+from oiflow.flows.summary import RunSummary
+from oiflow.flows.units import PlanProbe, WorkToDo
 
 
 @dataclass
 class IdleCheck:
-    """The plan of a flow run (its name, configuration, build and :func:`~flows.plans.plan_and_run`
+    """The plan of a flow run (its name, configuration, build and :func:`~oiflow.flows.plans.plan_and_run`
     keywords), to find out without Prefect whether it has anything to do."""
 
     flow: str
@@ -63,7 +63,7 @@ def run_flow(flow: Callable[[], object], cluster: ClusterConfig, *, idle: IdleCh
         summary = idle.summary()
         if summary is not None:
             return summary, None
-    from flows.runners import StartedCluster, profile_of
+    from oiflow.flows.runners import StartedCluster, profile_of
 
     flow_obj = flow()
     t0 = time.perf_counter()

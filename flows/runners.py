@@ -1,8 +1,8 @@
 """The Dask task runner of a flow, from a cluster profile (``configs/clusters``).
 
-Every cluster gets the plugins of :mod:`flows.worker_plugins`: its workers import what running a
-unit needs when they start (:class:`~flows.worker_plugins.WarmUp`), and send the Prefect logs and
-events they still hold when they close (:class:`~flows.worker_plugins.PrefectDrainPlugin`: they
+Every cluster gets the plugins of :mod:`oiflow.flows.worker_plugins`: its workers import what running a
+unit needs when they start (:class:`~oiflow.flows.worker_plugins.WarmUp`), and send the Prefect logs and
+events they still hold when they close (:class:`~oiflow.flows.worker_plugins.PrefectDrainPlugin`: they
 exit at once instead of being killed by their nanny after a 4 s wait, without losing the last
 task logs).
 
@@ -11,7 +11,7 @@ in ``tests/benchmarks/bench_flows.py``): the serialized context sent with each t
 the flow's *settings* context, which the worker would otherwise re-validate from scratch for
 every task (a pydantic-settings model of ~30 nested settings classes, each reading the
 environment: most of Prefect's per-task cost on a worker); workers use their own settings,
-which :func:`flows.runtime.worker_env` makes the flow's. The Dask key is named, not hashed
+which :func:`oiflow.flows.runtime.worker_env` makes the flow's. The Dask key is named, not hashed
 from the arguments.
 
 That runner uses Prefect's and prefect-dask's internals (``run_task_sync``, the run contexts'
@@ -39,8 +39,8 @@ from oiflow.archive import WorkUnit
 from oiflow.cluster import ClusterProfile, load_profile, make_cluster
 from oiflow.config import ClusterConfig
 
-from flows.runtime import worker_env
-from flows.worker_plugins import PrefectDrainPlugin, WarmUp
+from oiflow.flows.runtime import worker_env
+from oiflow.flows.worker_plugins import PrefectDrainPlugin, WarmUp
 
 
 #: distribution → the minor version whose internals OiflowDaskTaskRunner uses (pinned in pyproject.toml)
@@ -97,7 +97,7 @@ def _context_without_settings(asset_ctx_kwargs: dict, flow_run_context: dict | N
     """:func:`prefect.context.serialize_context` (Prefect 3.9) minus the settings context.
     Serializing the settings (a pydantic dump of every nested settings model, secrets rendered)
     cost the flow process ~35 ms per task, and the worker uses its own settings anyway (the same
-    environment, :func:`flows.runtime.worker_env`). ``flow_run_context``: the flow run's,
+    environment, :func:`oiflow.flows.runtime.worker_env`). ``flow_run_context``: the flow run's,
     already serialized (else serialized here)."""
     import prefect.context as pc
 
@@ -150,7 +150,7 @@ def runner_class() -> type[DaskTaskRunner]:
 class StartedCluster:
     """A context that starts the Dask cluster of ``profile`` before a flow run, for its task
     runner (:meth:`task_runner`), and closes it after; entered while Prefect's temporary server
-    starts (:func:`flows.runtime.prefect_api`), so that the workers' start overlaps the server's.
+    starts (:func:`oiflow.flows.runtime.prefect_api`), so that the workers' start overlaps the server's.
     A profile of kind ``address`` starts nothing (the runner connects to it)."""
 
     def __init__(self, profile: ClusterProfile):

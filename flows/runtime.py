@@ -132,7 +132,7 @@ def prefect_api(verbose: int = 0, alongside: contextlib.AbstractContextManager |
 
     ``alongside``: a context entered while the temporary server starts (its start is awaited in
     another thread; both mostly wait on other processes) and left before the server stops; e.g.
-    the Dask cluster (:class:`flows.runners.StartedCluster`), whose workers already get the
+    the Dask cluster (:class:`oiflow.flows.runners.StartedCluster`), whose workers already get the
     server's URL. With a configured server it is simply entered."""
     configure(verbose)
     url = os.environ.get("PREFECT_API_URL")

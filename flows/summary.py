@@ -1,6 +1,6 @@
 """The summary of a run: what was processed, skipped and failed, and the products.
 
-Plain data (no Prefect): the flow builds it, :mod:`tasks.artifacts` publishes it, the command
+Plain data (no Prefect): the flow builds it, :mod:`oiflow.tasks.artifacts` publishes it, the command
 line prints it.
 """
 
@@ -33,7 +33,7 @@ class RunSummary:
     seconds: float = 0.0  # the whole flow
     units_seconds: float = 0.0  # from the first submission to the last result
     stage_seconds: float = 0.0  # sum of the stage functions' own times (inside the tasks)
-    orchestration: str = ""  # how Prefect ran it (set by the command line: flows.run)
+    orchestration: str = ""  # how Prefect ran it (set by the command line: oiflow.flows.run)
 
     @property
     def ok(self) -> bool:

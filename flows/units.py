@@ -8,21 +8,21 @@ transaction (:meth:`~oiflow.catalog.Catalog.record_run`), so a run killed midway
 finished and the next run redoes only the rest.
 
 Units run as Prefect task runs (the task's ``submit``) or, given a Dask client, as plain Dask
-tasks calling the stage's function (:func:`flows.stages.stage_functions`: the worker never
+tasks calling the stage's function (:func:`oiflow.flows.stages.stage_functions`: the worker never
 imports Prefect) under the stage tasks' retry policy (``cluster.unit_runs``,
 :func:`unit_runs_client`): the Prefect server then sees the flow run only, which on a small
 machine leaves the cores to the stages (tests/benchmarks/bench_flows.py, bench_scale.py).
 
 A :class:`Scheduler` takes units and, optionally, a follow-up (``then``) called with the
 unit's :class:`Settled` outcome — processed, up to date (skipped: its products are those of its
-last run), or failed. The task of a unit is its stage's (:func:`flows.stages.stage_tasks`).
+last run), or failed. The task of a unit is its stage's (:func:`oiflow.flows.stages.stage_tasks`).
 Follow-ups add the next stage's units (the flows build these chains), so stages overlap: a night
 can be calibrated while another night is still being reduced. The scheduler tells a
-:class:`~flows.progress.Progress` what happens to each unit.
+:class:`~oiflow.flows.progress.Progress` what happens to each unit.
 
 A :class:`PlanProbe` is a scheduler that runs nothing: it plans a run outside Prefect and stops
 (:class:`WorkToDo`) at the first unit that is not up to date, so that a rerun with nothing to do
-needs neither Prefect's server nor a Dask cluster (:mod:`flows.run`). This module imports
+needs neither Prefect's server nor a Dask cluster (:mod:`oiflow.flows.run`). This module imports
 neither Prefect nor Dask until a unit is submitted.
 """
 
@@ -39,10 +39,10 @@ from typing import Callable
 from oiflow.archive import WorkUnit
 from oiflow.catalog import COMPLETED, FAILED, Catalog
 from oiflow.config import RunConfig
-from tasks.policy import RETRY
+from oiflow.tasks.policy import RETRY
 
-from flows import progress as P
-from flows.summary import RunSummary
+from oiflow.flows import progress as P
+from oiflow.flows.summary import RunSummary
 
 PROCESSED, SKIPPED, FAILED_UNIT = "processed", "skipped", "failed"
 
@@ -86,8 +86,8 @@ def unit_runs_client(config: RunConfig, default: str):
 
 
 def _run_plain(fn, unit: WorkUnit):
-    """On a Dask worker: the stage's function on ``unit`` (:func:`flows.stages.stage_functions`),
-    with the stage tasks' retry policy (:data:`tasks.policy.RETRY`)."""
+    """On a Dask worker: the stage's function on ``unit`` (:func:`oiflow.flows.stages.stage_functions`),
+    with the stage tasks' retry policy (:data:`oiflow.tasks.policy.RETRY`)."""
     return RETRY.call(fn, unit=unit)
 
 
@@ -139,7 +139,7 @@ class Scheduler:
     """Submit units to their stage's task (at most ``max_parallel`` in flight; 0: all), register
     the results as they complete, fill ``summary``, tell ``progress`` and call the follow-ups.
 
-    ``tasks``: stage → task, or function for plain Dask tasks (default: :mod:`flows.stages`)."""
+    ``tasks``: stage → task, or function for plain Dask tasks (default: :mod:`oiflow.flows.stages`)."""
 
     def __init__(self, catalog: Catalog, summary: RunSummary, *, max_parallel: int = 0, force: bool = False,
                  dask_client=None, tasks: dict | None = None, progress: P.Progress | None = None):
@@ -194,7 +194,7 @@ class Scheduler:
     def _task(self, stage: str):
         """The stage's task (Prefect task runs), or its function (plain Dask tasks)."""
         if self.tasks is None:
-            from flows.stages import stage_functions, stage_tasks
+            from oiflow.flows.stages import stage_functions, stage_tasks
 
             self.tasks = stage_functions() if self.dask_client is not None else stage_tasks()
         return self.tasks[stage]

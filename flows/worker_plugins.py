@@ -1,11 +1,11 @@
-"""The Dask worker plugins of every oiflow cluster (:func:`flows.runners.start_cluster`).
+"""The Dask worker plugins of every oiflow cluster (:func:`oiflow.flows.runners.start_cluster`).
 
 * :class:`WarmUp` — a worker imports what running a unit needs (:data:`WARM_MODULES`) when it
-  starts, while the cluster starts (alongside Prefect's server: :func:`flows.runtime.prefect_api`),
+  starts, while the cluster starts (alongside Prefect's server: :func:`oiflow.flows.runtime.prefect_api`),
   instead of at its first unit: 32 workers importing them at once on 2 cores delayed the first
   units of a run by tens of seconds (tests/benchmarks/bench_scale.py).
 * :class:`PrefectDrainPlugin` — when a worker closes, it sends the Prefect logs and events it
-  still holds (:func:`flows.runtime.flush_logs`), so that it exits at once instead of being
+  still holds (:func:`oiflow.flows.runtime.flush_logs`), so that it exits at once instead of being
   killed by its nanny after a 4 s wait, without losing the last task logs.
 
 Prefect-free at import: a worker that runs only plain Dask tasks never imports Prefect.
@@ -17,11 +17,11 @@ import importlib
 
 from distributed import WorkerPlugin
 
-from flows.runtime import flush_logs
+from oiflow.flows.runtime import flush_logs
 
 #: what a worker imports when it starts: the unit runner of plain Dask tasks and the stage
 #: functions (their heavy dependencies — scipy, matplotlib — stay with the first unit that needs them)
-WARM_MODULES = ("flows.units", "tasks.plain")
+WARM_MODULES = ("oiflow.flows.units", "oiflow.tasks.plain")
 
 
 class WarmUp(WorkerPlugin):

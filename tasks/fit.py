@@ -7,9 +7,9 @@ from prefect import task
 
 from oiflow.archive import UnitResult, WorkUnit
 
-from tasks import plain
-from tasks.artifacts import report_unit
-from tasks.policy import task_options
+from oiflow.tasks import plain
+from oiflow.tasks.artifacts import report_unit
+from oiflow.tasks.policy import task_options
 
 
 @task(**task_options("fit"), task_run_name="fit {unit.unit}")

@@ -7,8 +7,8 @@ from prefect import task
 from oiflow.archive import UnitResult, WorkUnit
 from oiflow.ingest import ingest_unit
 
-from tasks.artifacts import report_unit
-from tasks.policy import task_options
+from oiflow.tasks.artifacts import report_unit
+from oiflow.tasks.policy import task_options
 
 
 @task(**task_options("ingest"), task_run_name="ingest {unit.unit}")

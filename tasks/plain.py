@@ -3,7 +3,7 @@ Prefect: a worker that runs only these never imports Prefect (importing it cost 
 seconds of CPU at its first unit and at its exit, tests/benchmarks/bench_scale.py).
 
 Each is what the stage's Prefect task (``tasks/<stage>.py``) does with a unit, less the
-reporting to the task run (:func:`tasks.artifacts.report_unit`), which a plain task has not.
+reporting to the task run (:func:`oiflow.tasks.artifacts.report_unit`), which a plain task has not.
 """
 
 from __future__ import annotations

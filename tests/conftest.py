@@ -43,7 +43,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory):
     """One temporary Prefect server (own PREFECT_HOME) for the in-process flow tests of a module."""
-    from flows import runtime
+    from oiflow.flows import runtime
 
     runtime.configure()
     from prefect.settings import PREFECT_HOME, temporary_settings

@@ -9,7 +9,7 @@ calibrators), headers only — no frames: no stage reads them, the real planning
 ``n_obs`` reduce units, one calibrate unit and the configured fits and images (:func:`config`:
 SCI_DISK and SCI_BINARY fitted, SCI_BINARY imaged): ``n_obs + 4`` units.
 
-**Stage tasks** (:func:`sim_tasks`): for :func:`flows.stages.replaced_stage_tasks`. Each unit
+**Stage tasks** (:func:`sim_tasks`): for :func:`oiflow.flows.stages.replaced_stage_tasks`. Each unit
 sleeps ``seconds`` — a worker that waits costs no core, so 2 cores host 32 workers — and then
 writes small products with the granules the next stage's planning needs: reduce one L1 file per
 observation (its target and category inside), calibrate one L2 file per science target of the
@@ -147,7 +147,7 @@ def sim_tasks(seconds: float) -> dict:
     :func:`simulated_unit` with ``seconds``."""
     from prefect import task
 
-    from tasks.policy import task_options
+    from oiflow.tasks.policy import task_options
 
     return {stage: task(**task_options(stage), task_run_name=f"{stage} {{unit.unit}}")(
         functools.partial(simulated_unit, seconds=seconds)) for stage in ("reduce", "calibrate", "fit", "image")}

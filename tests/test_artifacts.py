@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from flows.summary import RunSummary  # noqa: E402
+from oiflow.flows.summary import RunSummary  # noqa: E402
 
 
 def test_summary_markdown_lists_failures_and_products(tmp_path):
@@ -26,7 +26,7 @@ def test_summary_markdown_lists_failures_and_products(tmp_path):
 
 
 def test_png_is_embedded_as_a_data_uri(tmp_path):
-    from tasks.artifacts import artifact_key, png_data_uri
+    from oiflow.tasks.artifacts import artifact_key, png_data_uri
 
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.plot([0, 1], [0, 1])

@@ -89,7 +89,7 @@ def _model(path):
 
 
 def _deployments(path):
-    from flows.deployments import load_deployments
+    from oiflow.flows.deployments import load_deployments
 
     return load_deployments(path)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import runtime
+from oiflow.flows import runtime
 
 runtime.configure()
 
@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _reprocess(archive: Path, root: Path, workers: int = 2):
-    from flows.reprocess import reprocess_archive
-    from flows.runners import profile_of, task_runner
-    from flows.summary import RunSummary
+    from oiflow.flows.reprocess import reprocess_archive
+    from oiflow.flows.runners import profile_of, task_runner
+    from oiflow.flows.summary import RunSummary
 
     config = load_config(None, {"input": {"level": 2}, "output": {"root": str(root)},
                                 "cluster": {"n_workers": workers}})

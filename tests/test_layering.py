@@ -40,7 +40,7 @@ def test_importing_oiflow_and_its_cli_does_not_load_prefect():
 def test_task_cache_key_is_a_hex_digest():
     from types import SimpleNamespace
 
-    from tasks.policy import unit_cache_key
+    from oiflow.tasks.policy import unit_cache_key
 
     unit = SimpleNamespace(cache_key="/some/path/that/must/not/leak", out_dir="/products/2023-03-15/L1")
     ctx = SimpleNamespace(task=SimpleNamespace(name="ingest"))
@@ -50,3 +50,30 @@ def test_task_cache_key_is_a_hex_digest():
     # a result names product files: another product tree never reuses it
     elsewhere = SimpleNamespace(cache_key=unit.cache_key, out_dir="/other/2023-03-15/L1")
     assert key != unit_cache_key(ctx, {"unit": elsewhere})
+
+
+def test_flows_and_tasks_install_under_the_oiflow_namespace():
+    """pyproject.toml maps the repository's flows/ and tasks/ to oiflow.flows and oiflow.tasks and
+    lists every package: a new subpackage that the list forgets would be missing from the wheel."""
+    import tomllib
+
+    tool = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"] == {"oiflow": "oiflow", "oiflow.flows": "flows", "oiflow.tasks": "tasks"}
+    on_disk = {"oiflow" + ("." + ".".join(p.parent.relative_to(REPO / "oiflow").parts) if p.parent != REPO / "oiflow"
+                           else "") for p in (REPO / "oiflow").rglob("__init__.py")}
+    on_disk = {n.rstrip(".") for n in on_disk} | {"oiflow.flows", "oiflow.tasks"}
+    on_disk |= {f"oiflow.{top}.{p.parent.name}" for top in ("flows", "tasks") for p in (REPO / top).glob("*/__init__.py")}
+    assert set(tool["packages"]) == on_disk
+    out = subprocess.run([sys.executable, "-c", "import importlib.util as u, oiflow.flows.units, oiflow.tasks.policy\n"
+                          "print(u.find_spec('flows'), u.find_spec('tasks'), oiflow.flows.units.__name__)"],
+                         cwd="/", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "None", "oiflow.flows.units"]
+
+
+def test_example_models_ship_as_package_data_and_load_by_name():
+    from oiflow.fit.model import load_model_spec, shipped_models
+
+    assert shipped_models() == sorted(p.stem for p in (REPO / "configs" / "models").glob("*.yaml"))
+    spec, name, base = load_model_spec("ud")
+    assert name == "ud" and spec["star"]["type"] == "ud" and base.name == "models"

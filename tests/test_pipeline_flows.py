@@ -18,7 +18,7 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from flows import runtime
+from oiflow.flows import runtime
 
 runtime.configure()
 
@@ -39,8 +39,8 @@ def _tree_state(root: Path) -> dict[str, tuple[int, str]]:
 
 
 def _run(flow_obj, config, **params):
-    from flows.runners import profile_of, task_runner
-    from flows.summary import RunSummary
+    from oiflow.flows.runners import profile_of, task_runner
+    from oiflow.flows.summary import RunSummary
 
     state = flow_obj.with_options(task_runner=task_runner(profile_of(config.cluster)))(
         config=config, return_state=True, **params)
@@ -56,7 +56,7 @@ def _json(path: Path) -> dict:
 
 
 def test_demo_end_to_end_idempotent_and_a_new_calibrator_catalogue(prefect_api, tmp_path, monkeypatch):
-    from flows.pipeline import l0_to_l3
+    from oiflow.flows.pipeline import l0_to_l3
 
     monkeypatch.chdir(REPO)  # the demo's paths are relative to the repository
     root = tmp_path / "products"
@@ -191,7 +191,7 @@ def _small_night(path: Path, date: str, seed: int) -> Path:
 
 
 def test_archive_of_raw_nights_reprocesses_only_what_a_changed_raw_file_touches(prefect_api, tmp_path):
-    from flows.reprocess import reprocess_archive
+    from oiflow.flows.reprocess import reprocess_archive
 
     archive = tmp_path / "archive"
     _small_night(archive / "n1", "2023-03-15", 1)

@@ -1,6 +1,6 @@
 """Prefect is pinned to the minor version whose internals flows/runners.py (and flows/runtime.py)
 use: this fails when the installed Prefect or prefect-dask is another one, or when the pin in
-pyproject.toml and flows.runners.SUPPORTED disagree (README: "Prefect version")."""
+pyproject.toml and oiflow.flows.runners.SUPPORTED disagree (README: "Prefect version")."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from flows import runtime
+from oiflow.flows import runtime
 
 runtime.configure()
 
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
-from flows import runners  # noqa: E402
+from oiflow.flows import runners  # noqa: E402
 from oiflow.cluster import load_profile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Progress of a run (flows.progress): the counts, the line, the estimate of the time left, and
+"""Progress of a run (oiflow.flows.progress): the counts, the line, the estimate of the time left, and
 the two ways a person sees it — a live line on a terminal, log lines and a heartbeat without one.
 Fast: no Prefect server, no Dask (the flows tests check it in real runs)."""
 
@@ -10,7 +10,7 @@ import time
 
 from rich.console import Console
 
-from flows import progress as P
+from oiflow.flows import progress as P
 
 
 class Clock:

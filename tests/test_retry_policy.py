@@ -1,8 +1,8 @@
-"""One retry policy (tasks.policy.RETRY) for a unit run either way (``cluster.unit_runs``): a
+"""One retry policy (oiflow.tasks.policy.RETRY) for a unit run either way (``cluster.unit_runs``): a
 transient failure is retried after the policy's delay, a data error is not retried.
 
 The fast tests check the policy object and what it gives Prefect; the slow ones run units
-through the real :class:`flows.units.Scheduler` on a Dask cluster, as Prefect task runs and as
+through the real :class:`oiflow.flows.units.Scheduler` on a Dask cluster, as Prefect task runs and as
 plain Dask tasks, with a Prefect server (``-m slow``)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import runtime
+from oiflow.flows import runtime
 
 runtime.configure()
 
@@ -21,8 +21,8 @@ from prefect.states import Completed, Failed  # noqa: E402
 
 from oiflow.archive import UnitResult, WorkUnit  # noqa: E402
 from oiflow.errors import DataError, EngineError  # noqa: E402
-from tasks import policy  # noqa: E402
-from tasks.policy import RETRY, RetryPolicy, is_transient, task_options  # noqa: E402
+from oiflow.tasks import policy  # noqa: E402
+from oiflow.tasks.policy import RETRY, RetryPolicy, is_transient, task_options  # noqa: E402
 
 
 def test_only_transient_errors_are_retried():
@@ -101,8 +101,8 @@ def _probe_flow(units: list, root: str, unit_runs: str):
     from oiflow.catalog import Catalog
     from oiflow.config import RunConfig
 
-    from flows.summary import RunSummary
-    from flows.units import Scheduler, unit_runs_client
+    from oiflow.flows.summary import RunSummary
+    from oiflow.flows.units import Scheduler, unit_runs_client
 
     config = RunConfig.model_validate({"cluster": {"unit_runs": unit_runs}})
     summary = RunSummary(flow="retry-policy-probe", root=root)
@@ -118,7 +118,7 @@ def _probe_flow(units: list, root: str, unit_runs: str):
 @pytest.mark.slow
 @pytest.mark.parametrize("unit_runs", ["prefect", "dask"])
 def test_retries_in_both_unit_modes(prefect_api, tmp_path, unit_runs):
-    from flows.runners import task_runner
+    from oiflow.flows.runners import task_runner
     from oiflow.cluster import load_profile
 
     units = []

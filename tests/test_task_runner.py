@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from flows import runtime
+from oiflow.flows import runtime
 
 runtime.configure()
 
 from prefect import tags, task  # noqa: E402
 from prefect.context import serialize_context  # noqa: E402
 
-from flows.runners import _context_without_settings  # noqa: E402
+from oiflow.flows.runners import _context_without_settings  # noqa: E402
 
 
 @task

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from flows.summary import RunSummary
+from oiflow.flows.summary import RunSummary
 from oiflow.catalog import Catalog, ProductRecord
 from oiflow.cli.pipeline_cmds import _print_summary
 from oiflow.verdict import (MAXITER, NOT_AT_MINIMUM, OK, POOR_FIT, STATUSES, UNCONSTRAINED, Verdict, rank,

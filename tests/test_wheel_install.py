@@ -33,6 +33,13 @@ def test_the_installed_wheel_prints_slurm_and_oar_job_scripts_from_any_directory
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import oiflow.cluster as c; print(c.PROFILE_DIR)"],
                            cwd=elsewhere, capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(venv)) and where.endswith("oiflow/data/clusters")  # not the checkout's
+    # the Prefect layer installs as oiflow.flows / oiflow.tasks: no generic top-level names in the wheel
+    names = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import importlib.util as u, oiflow.flows.pipeline as p, oiflow.fit.model as m\n"
+                            "print(u.find_spec('flows'), u.find_spec('tasks'), p.__file__.startswith(m.__file__[:-12]),"
+                            " m.shipped_models())"],
+                           cwd=elsewhere, capture_output=True, text=True, check=True).stdout.split(maxsplit=3)
+    assert names == ["None", "None", "True", "['binary-demo', 'ud']"]
 
     slurm = _oiflow(venv, ["run", "run.yaml", "--cluster", "slurm", "--dry-run"], elsewhere)
     assert slurm.returncode == 0, slurm.stderr

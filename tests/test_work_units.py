@@ -57,7 +57,7 @@ def test_reduce_units_one_per_observation_with_its_calibrations(reduced):
 
 
 def test_reduce_task_bare_function_reduces_the_unit(reduced, tmp_path):
-    from tasks.reduce import reduce
+    from oiflow.tasks.reduce import reduce
 
     _, units, results = reduced
     unit = units[0]
@@ -100,7 +100,7 @@ def test_other_backends_or_runners_reduce_the_night_in_one_unit(tmp_path, monkey
 
 
 def test_calibrate_unit_and_task_and_what_its_key_depends_on(reduced, tmp_path):
-    from tasks.calibrate import calibrate
+    from oiflow.tasks.calibrate import calibrate
 
     root, _, results = reduced
     l1 = [p.path for r in results for p in r.products]
@@ -129,7 +129,7 @@ def test_calibrate_unit_and_task_and_what_its_key_depends_on(reduced, tmp_path):
 
 
 def test_fit_unit_and_task_on_real_data(tmp_path):
-    from tasks.fit import fit
+    from oiflow.tasks.fit import fit
 
     spec = FitTarget(model={"name": "ud", "star": {"type": "ud", "diameter": 8.0}})
     with Catalog.for_root(tmp_path) as cat:
@@ -159,7 +159,7 @@ def test_fit_model_file_content_is_part_of_the_key(tmp_path):
 
 
 def test_image_unit_and_task(tmp_path):
-    from tasks.image import image
+    from oiflow.tasks.image import image
 
     src = SAMPLES / "contest-2008-binary.oifits"
     spec = ImageTarget(npix=32, pixel_size_mas=0.5, maxiter=30, mu=1000.0)

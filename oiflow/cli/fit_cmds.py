@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 def fit(
     files: list[Path] = typer.Argument(..., help="Calibrated OIFITS files."),
     model: str = typer.Option(..., "--model", "-m",
-                              help="Model description: a YAML file, or YAML text such as "
+                              help="Model description: a YAML file, a model shipped with oiflow by name (ud, "
+                                   "binary-demo), or YAML text such as "
                                    "'{star: {type: ud, diameter: 1.0}}'."),
     observables: str = typer.Option("v2,t3phi", "--observables", "-o",
                                     help="Comma-separated: v2, visamp, visphi, t3amp, t3phi, flux."),

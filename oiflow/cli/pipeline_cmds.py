@@ -1,7 +1,7 @@
 """Pipeline commands: products, run, reprocess, server start, serve, deploy, submit.
 
 The flows live in the top-level ``flows`` package (Prefect); they are imported inside the
-commands that run them, after :func:`flows.runtime.configure` has set oiflow's quiet,
+commands that run them, after :func:`oiflow.flows.runtime.configure` has set oiflow's quiet,
 telemetry-free Prefect defaults. ``oiflow products`` and ``--dry-run`` never import Prefect.
 """
 
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _verbose(debug: bool = False) -> int:
-    """0 quiet, 1 ``oiflow -v``, 2 ``--debug`` (see :func:`flows.runtime.configure`)."""
+    """0 quiet, 1 ``oiflow -v``, 2 ``--debug`` (see :func:`oiflow.flows.runtime.configure`)."""
     import logging
 
     if debug:
@@ -47,7 +47,7 @@ def _verbose(debug: bool = False) -> int:
 
 def _flows(module: str, debug: bool = False):
     """Import ``flows.<module>`` after configuring Prefect's environment."""
-    from flows import runtime  # noqa: PLC0415  (no Prefect import here)
+    from oiflow.flows import runtime  # noqa: PLC0415  (no Prefect import here)
 
     runtime.configure(verbose=_verbose(debug))
     return importlib.import_module(f"flows.{module}")
@@ -55,12 +55,12 @@ def _flows(module: str, debug: bool = False):
 
 def _reporter(verbose: int):
     """The progress of a run on stderr: a live line on a terminal, else one log line per finished
-    unit and a heartbeat (:mod:`flows.progress`)."""
+    unit and a heartbeat (:mod:`oiflow.flows.progress`)."""
     import logging
 
     from rich.console import Console
 
-    from flows.progress import LogReporter, TerminalReporter
+    from oiflow.flows.progress import LogReporter, TerminalReporter
 
     console = Console(stderr=True)
     if console.is_terminal:
@@ -76,9 +76,9 @@ def _reporter(verbose: int):
 
 
 def _run_with_progress(flow: str, config, idle, debug: bool, **params):
-    """Run ``flows.<flow>`` (module.function) as the command line does (:func:`flows.run.run_flow`),
+    """Run ``flows.<flow>`` (module.function) as the command line does (:func:`oiflow.flows.run.run_flow`),
     its progress shown by :func:`_reporter`."""
-    from flows.progress import reporting
+    from oiflow.flows.progress import reporting
 
     load_profile(config.cluster.profile, {"n_workers": config.cluster.n_workers})  # a bad profile: exit 2 now
     run_mod = _flows("run", debug)
@@ -193,7 +193,7 @@ def _overrides(root: Path | None, url: str | None, cluster: str | None, workers:
 def _dry_run(config) -> None:
     profile = load_profile(config.cluster.profile, {"n_workers": config.cluster.n_workers,
                                                     "address": config.cluster.address})
-    from flows.runtime import QUIET_ENV
+    from oiflow.flows.runtime import QUIET_ENV
 
     env = {"PREFECT_API_URL": os.environ.get("PREFECT_API_URL", "<the flow's Prefect API URL>"), **QUIET_ENV}
     if profile.kind in ("slurm", "oar"):
@@ -286,7 +286,7 @@ def server_start(
     """Start a Prefect server (UI and API) on 127.0.0.1, in the foreground. Then, in other
     shells: export PREFECT_API_URL=http://127.0.0.1:PORT/api; oiflow serve ...; oiflow submit ...
     """
-    from flows import runtime
+    from oiflow.flows import runtime
 
     runtime.configure(verbose=_verbose())
     typer.echo(f"Prefect UI: http://127.0.0.1:{port}   API: export PREFECT_API_URL=http://127.0.0.1:{port}/api")

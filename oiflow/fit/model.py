@@ -281,6 +281,22 @@ def evaluate_expression(expr: str, values: dict[str, float], where: str = "") ->
 
 
 # -- parsing ---------------------------------------------------------------------------------
+#: example model descriptions shipped as package data (also configs/models/ in a checkout), usable by name
+MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+
+
+def shipped_models() -> list[str]:
+    """Names of the model descriptions shipped with oiflow (:data:`MODEL_DIR`)."""
+    return sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
+
+
+def shipped_model(name: str) -> Path | None:
+    """The shipped model description called ``name`` (``ud`` or ``ud.yaml``), or None."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    path = MODEL_DIR / f"{stem}.yaml"
+    return path if "/" not in name and path.is_file() else None
+
+
 def load_model_spec(model) -> tuple[dict, str | None, Path | None]:
     """``model`` as a dict, a YAML/JSON file path or YAML text → (dict, name hint, base dir)."""
     if isinstance(model, Model):
@@ -290,8 +306,11 @@ def load_model_spec(model) -> tuple[dict, str | None, Path | None]:
     if isinstance(model, Path) or (isinstance(model, str) and "\n" not in model and ":" not in model
                                    and not model.lstrip().startswith("{")):
         path = Path(model)
+        if not path.exists() and shipped_model(str(model)) is not None:
+            path = shipped_model(str(model))
         if not path.exists():
-            raise ConfigError(f"{path}: model description file not found")
+            shipped = ", ".join(shipped_models())
+            raise ConfigError(f"{path}: model description file not found (models shipped with oiflow, by name: {shipped})")
         return load_yaml(path), path.stem, path.parent
     if isinstance(model, str):
         return load_yaml("model description", text=model), None, None

@@ -2,7 +2,7 @@
 in the same run:
 
 1. per-task overhead of a Prefect task on a Dask worker (40 busy-wait tasks of 50 ms, one
-   worker): prefect-dask's DaskTaskRunner as it comes vs :class:`flows.runners.OiflowDaskTaskRunner`
+   worker): prefect-dask's DaskTaskRunner as it comes vs :class:`oiflow.flows.runners.OiflowDaskTaskRunner`
    with the one-certificate CA file (see flows/runners.py and flows/runtime.py for where the
    time went: re-validating the flow's settings per task, TLS contexts built per client);
 2. orchestration overhead on the demo (configs/demo.yaml): the ``l0_to_l3`` flow on one and
@@ -50,7 +50,7 @@ import pytest
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from flows import runtime  # noqa: E402
+from oiflow.flows import runtime  # noqa: E402
 
 runtime.configure()
 
@@ -77,7 +77,7 @@ def _busy(unit: WorkUnit) -> str:
 def _per_task_overhead(runner) -> float:
     from prefect import flow, task
 
-    from tasks.policy import task_options
+    from oiflow.tasks.policy import task_options
 
     busy = task(**task_options("busy"))(_busy)
     units = [WorkUnit("busy", f"u{i}-{time.time_ns()}", (), {}, "x", "/") for i in range(N_TASKS + 1)]
@@ -96,7 +96,7 @@ def _per_task_overhead(runner) -> float:
 def _runners():
     from prefect_dask import DaskTaskRunner
 
-    from flows import runners
+    from oiflow.flows import runners
     from oiflow.cluster import load_profile
 
     prof = load_profile("local", {"n_workers": 1})
@@ -189,8 +189,8 @@ def _direct_demo(config: RunConfig) -> float:
 
 
 def _flow(flow_obj, config: RunConfig, **params):
-    from flows.runners import profile_of, task_runner
-    from flows.summary import RunSummary
+    from oiflow.flows.runners import profile_of, task_runner
+    from oiflow.flows.summary import RunSummary
 
     t0 = time.perf_counter()
     state = flow_obj.with_options(task_runner=task_runner(profile_of(config.cluster)))(
@@ -293,8 +293,8 @@ def _direct_archive_speedup(archive: Path, root: Path) -> dict[str, float]:
 def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
     from prefect.settings import PREFECT_HOME, temporary_settings
 
-    from flows.pipeline import l0_to_l3
-    from flows.reprocess import reprocess_archive
+    from oiflow.flows.pipeline import l0_to_l3
+    from oiflow.flows.reprocess import reprocess_archive
 
     monkeypatch.chdir(REPO)
     archive = _archive(tmp_path)

@@ -1,13 +1,13 @@
 """Scale simulation toward archive size: simulated raw nights (tests/scale_sim.py: 16
 observations each, 20 units a night) through the real planning, Scheduler, catalogue and
 registration, their stage functions replaced by units of calibrated duration
-(:func:`flows.stages.replaced_stage_tasks`: each unit sleeps, then writes small products).
+(:func:`oiflow.flows.stages.replaced_stage_tasks`: each unit sleeps, then writes small products).
 
 1. **Full size** (``OIFLOW_SCALE_NIGHTS``, 1,000 nights: 20,000 units):
    a. the first run — ``reprocess_archive`` on 8 workers, units of 0 s as plain Dask tasks: the
       throughput ceiling of the flow at that size and its CPU per unit;
    b. the idempotent rescan of the unchanged archive: what ``oiflow reprocess`` does before
-      starting anything (:class:`flows.run.IdleCheck`: the plan walked, every unit checked in the
+      starting anything (:class:`oiflow.flows.run.IdleCheck`: the plan walked, every unit checked in the
       catalogue; goal ≤ 30 s), and the same as a flow run on a running server (its cluster's
       start included);
    c. the catalogue's size and ``oiflow products`` at that size: :meth:`Catalog.products` with
@@ -46,7 +46,7 @@ import pytest
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from flows import runtime  # noqa: E402
+from oiflow.flows import runtime  # noqa: E402
 
 runtime.configure()
 
@@ -89,11 +89,11 @@ def run_archive(archive: Path, root: Path, *, workers: int, unit_runs: str, unit
                 meter: CpuMeter) -> dict:
     """``reprocess_archive`` of ``archive`` into ``root`` with simulated units of ``unit_s``;
     the figures of the run (see the module docstring). A Prefect API must be up."""
-    from flows.progress import LogReporter, reporting
-    from flows.reprocess import reprocess_archive
-    from flows.runners import profile_of, task_runner
-    from flows.stages import replaced_stage_tasks
-    from flows.summary import RunSummary
+    from oiflow.flows.progress import LogReporter, reporting
+    from oiflow.flows.reprocess import reprocess_archive
+    from oiflow.flows.runners import profile_of, task_runner
+    from oiflow.flows.stages import replaced_stage_tasks
+    from oiflow.flows.summary import RunSummary
 
     config = scale_sim.config(root, n_workers=workers, unit_runs=unit_runs)
     load = os.getloadavg()[0]
@@ -126,8 +126,8 @@ def run_archive(archive: Path, root: Path, *, workers: int, unit_runs: str, unit
 
 def rescan_without_prefect(archive: Path, root: Path) -> dict:
     """What ``oiflow reprocess`` does with an unchanged archive before starting anything."""
-    from flows.plans import archive_build
-    from flows.run import IdleCheck
+    from oiflow.flows.plans import archive_build
+    from oiflow.flows.run import IdleCheck
 
     config = scale_sim.config(root, n_workers=FIRST_RUN_WORKERS)
     t0 = time.perf_counter()

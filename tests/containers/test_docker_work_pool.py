@@ -79,7 +79,7 @@ def test_a_deployment_runs_in_the_worker_image_on_a_docker_work_pool(docker_runn
 
         with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
             dep = client.read_deployment_by_name("pipeline-job/container-ingest")
-            assert dep.work_pool_name == "oiflow-docker" and dep.entrypoint == "flows.deployments.pipeline_job"
+            assert dep.work_pool_name == "oiflow-docker" and dep.entrypoint == "oiflow.flows.deployments.pipeline_job"
             assert dep.job_variables["image"] == worker_image
             runs = [r for r in client.read_flow_runs() if r.deployment_id == dep.id]
         (run,) = runs
