@@ -77,3 +77,16 @@ def test_example_models_ship_as_package_data_and_load_by_name():
     assert shipped_models() == sorted(p.stem for p in (REPO / "configs" / "models").glob("*.yaml"))
     spec, name, base = load_model_spec("ud")
     assert name == "ud" and spec["star"]["type"] == "ud" and base.name == "models"
+
+
+def test_the_flow_modules_the_command_line_imports_by_name_exist():
+    """oiflow/cli/pipeline_cmds.py imports the flow modules lazily, by name (``_flows("run")``):
+    each name it uses must import (a renamed package once left `oiflow run` with ModuleNotFoundError)."""
+    from oiflow.cli import pipeline_cmds
+
+    src = (REPO / "oiflow" / "cli" / "pipeline_cmds.py").read_text()
+    names = {node.args[0].value for node in ast.walk(ast.parse(src)) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", None) == "_flows" and node.args and isinstance(node.args[0], ast.Constant)}
+    assert names >= {"run", "plans", "deployments"}
+    for name in sorted(names):
+        assert pipeline_cmds._flows(name).__name__ == f"oiflow.flows.{name}"

@@ -46,11 +46,11 @@ def _verbose(debug: bool = False) -> int:
 
 
 def _flows(module: str, debug: bool = False):
-    """Import ``flows.<module>`` after configuring Prefect's environment."""
+    """Import ``oiflow.flows.<module>`` after configuring Prefect's environment."""
     from oiflow.flows import runtime  # noqa: PLC0415  (no Prefect import here)
 
     runtime.configure(verbose=_verbose(debug))
-    return importlib.import_module(f"flows.{module}")
+    return importlib.import_module(f"oiflow.flows.{module}")
 
 
 def _reporter(verbose: int):
