@@ -256,8 +256,8 @@ def _unreadable_header(out: FitsFile, data: bytes, start: int, index: int, exc: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             header = fits.Header.fromfile(io.BytesIO(data[start:]), padding=False)
-    except Exception:
-        pass
+    except Exception:  # noqa: BLE001 - the header does not even parse: the finding below names astropy's error
+        header = None
     problems = _card_problems(index, header) if header is not None else []
     label = hdu_label(index, header) if header is not None else f"HDU#{index}"
     if problems:
