@@ -53,16 +53,63 @@ def write_fit_products(result, out_dir, plot: bool = True) -> list[Path]:
 
 def plot_fit(result, out_dir, prefix: str) -> list[Path]:
     """Data and model against spatial frequency (wavelength for fluxes), with normalised
-    residuals below: one PNG per observable."""
+    residuals below: one PNG per observable (:func:`fit_figures`)."""
+    plt = _figure()
+    paths = []
+    for name, fig in fit_figures(result):
+        path = Path(out_dir) / f"{prefix}_{name}.png"
+        save_figure_atomic(fig, path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def fit_title(result, observable: str) -> str:
+    """The title of a fit plot: the target(s), the model and the observable; every fitted value
+    with its error and unit (:func:`oiflow.fit.headline.fit_values`), a binary's separation, PA
+    and flux ratio; χ²_red and the verdict."""
+    from .headline import fit_headline, fit_values
+
+    data = result.evaluator.data if result.evaluator is not None else None
+    targets = ", ".join(data.targets) if data is not None and data.targets else "?"
+    lines = [f"{targets} — model {result.model.name}: {observable}"]
+    lines += _pack(fit_values(result), 90)
+    if result.derived:
+        lines.append(fit_headline(result))
+    lines.append(f"χ²_red = {result.chi2_red:.3g} (all data), verdict {result.verdict.status}")
+    return "\n".join(lines)
+
+
+def _pack(items: list[str], width: int) -> list[str]:
+    """``items`` joined by ", " into lines of at most ``width`` characters, broken between items
+    only (a longer item has its own line)."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= width:
+            lines[-1] += ", " + item
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(item)
+    return lines
+
+
+def fit_figures(result) -> list[tuple[str, object]]:
+    """(observable, figure) per fitted observable: data (grey) and model (red) against spatial
+    frequency, normalised residuals below. Phases are drawn on the data's branch and V² on a
+    log axis when it spans more than a decade (:mod:`oiflow.plot_axes`)."""
     from ..backend import to_numpy
+    from ..plot_axes import on_data_branch, v2_axis
 
     plt = _figure()
     ev = result.evaluator
     models = [to_numpy(m) for m in ev.observables(result.values)]
-    paths = []
+    out = []
     for b, m in zip(ev.data.blocks, models):
         res = block_residual(b, m)
-        fig, (ax, axr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        title = fit_title(result, OBSERVABLES[b.name][3])
+        fig, (ax, axr) = plt.subplots(2, 1, figsize=(7, 6 + 0.18 * title.count("\n")), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
         angle = b.name in ("t3phi", "visphi")
         k = 180 / math.pi if angle else 1.0
         if b.name == "flux":
@@ -78,10 +125,16 @@ def plot_fit(result, out_dir, prefix: str) -> list[Path]:
         if b.name == "flux":
             w = 1.0 / b.error**2
             mod = m * np.sum(b.value * m * w) / np.sum(m * m * w)
-        ax.plot(x, mod * k, ".", ms=3, color="C3", label="model", zorder=2)
-        ax.set_ylabel(_LABEL.get(b.name, b.name))
+        if angle:
+            mod = on_data_branch(mod, shown)
+        ax.plot(x, mod * k, ".", ms=3, color="C3", label="model" + (" (on the data's ±180° branch)" if angle else ""),
+                zorder=2)
+        if b.name == "v2":
+            v2_axis(ax, shown, top=np.concatenate([shown + b.error, mod]), label=_LABEL["v2"])
+        else:
+            ax.set_ylabel(_LABEL.get(b.name, b.name))
         ax.legend(loc="best", fontsize=8)
-        ax.set_title(f"{result.model.name}: {OBSERVABLES[b.name][3]} — χ²_red = {result.chi2_red:.3g} (all data)")
+        ax.set_title(title, fontsize=9)
         axr.axhline(0, color="k", lw=0.6)
         axr.plot(x, res, ".", ms=3, color="C0")
         lim = max(3.0, float(np.nanpercentile(np.abs(res), 99.5)) * 1.1)
@@ -89,11 +142,8 @@ def plot_fit(result, out_dir, prefix: str) -> list[Path]:
         axr.set_ylabel("residual (σ)")
         axr.set_xlabel(xlabel)
         fig.tight_layout()
-        path = Path(out_dir) / f"{prefix}_{b.name}.png"
-        save_figure_atomic(fig, path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        out.append((b.name, fig))
+    return out
 
 
 # -- companion search ----------------------------------------------------------------------------
