@@ -199,17 +199,56 @@ def _extent(xs, ys):
     return [xs[0] + step / 2, xs[-1] - step / 2, ys[0] - step / 2, ys[-1] + step / 2]
 
 
-def plot_companion(result, out_dir) -> list[Path]:
+#: colours of the grid nodes that have no value in the χ² and nσ maps (companion_chi2.png)
+NODE_COLOURS = {"left": "0.6", "failed": "tab:red", "outside": "white"}
+
+
+def node_status(result) -> dict[str, np.ndarray]:
+    """Masks (the maps' shape) of the grid nodes without a value in the χ² and nσ maps and why:
+    ``outside`` — not searched (outside rmin..rmax); ``left`` — the fit started there ended
+    outside rmin..rmax (it belongs to another region of the sky: not counted); ``failed`` —
+    its χ² is not finite. Nodes are ``X[inside]`` in row order, as the search made them."""
+    X, Y = np.meshgrid(result.x_axis, result.y_axis)
+    R = np.hypot(X, Y)
+    inside = (R >= result.rmin_mas) & (R <= result.rmax_mas)
+    end = np.hypot(result.solutions[:, 0], result.solutions[:, 1])
+    finite = np.isfinite(result.solution_chi2r)
+    left, failed = np.zeros(X.shape, bool), np.zeros(X.shape, bool)
+    left[inside] = finite & ((end < result.rmin_mas) | (end > result.rmax_mas))
+    failed[inside] = ~finite
+    return {"outside": ~inside, "left": left, "failed": failed}
+
+
+def companion_figure(result):
+    """The χ² and nσ maps side by side. Nodes without a value are drawn in the colours of
+    :data:`NODE_COLOURS`, said in a legend with their number (:func:`node_status`); the
+    searched annulus is outlined."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Circle, Patch
+
     plt = _figure()
-    paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
     ext = _extent(result.x_axis, result.y_axis)
+    status = node_status(result)
+    codes = np.full(result.chi2_map.shape, np.nan)
+    for k, name in enumerate(NODE_COLOURS):
+        codes[status[name]] = k
     im = axes[0].imshow(result.chi2_map / result.chi2r_single, origin="lower", extent=ext, cmap="viridis_r")
     fig.colorbar(im, ax=axes[0], label="χ²_r(binary) / χ²_r(single star)")
     im = axes[1].imshow(result.nsigma_map, origin="lower", extent=ext, cmap="magma", vmin=0)
     fig.colorbar(im, ax=axes[1], label="nσ")
     b = result.best
+    n_nodes = int((~status["outside"]).sum())
+    labels = {"left": f"fit left {result.rmin_mas:g}–{result.rmax_mas:g} mas ({int(status['left'].sum())} of {n_nodes} nodes)",
+              "failed": f"fit failed: χ² not finite ({int(status['failed'].sum())} of {n_nodes} nodes)",
+              "outside": f"not searched (r < {result.rmin_mas:g} or > {result.rmax_mas:g} mas)"}
+    handles = [Patch(facecolor=c, edgecolor="0.3", label=labels[name]) for name, c in NODE_COLOURS.items()
+               if status[name].any()]
     for ax in axes:
+        ax.imshow(codes, origin="lower", extent=ext, cmap=ListedColormap(list(NODE_COLOURS.values())),
+                  vmin=-0.5, vmax=len(NODE_COLOURS) - 0.5, interpolation="nearest", zorder=0.5)
+        for r in (result.rmin_mas, result.rmax_mas):
+            ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.7, color="0.3"))
         ax.plot([b["x_mas"]], [b["y_mas"]], "+", color="r", ms=14, mew=2)
         ax.plot([0], [0], "*", color="w", ms=10, mec="k")
         ax.set_xlabel("Δα (mas, East ←)")
@@ -218,7 +257,15 @@ def plot_companion(result, out_dir) -> list[Path]:
     axes[0].set_title("χ² map (fit from each grid node)")
     axes[1].set_title(f"best: ({b['x_mas']:.3f}, {b['y_mas']:.3f}) mas, f = {b['flux_ratio']:.4g}, "
                       f"{result.nsigma:.1f}σ", fontsize=10)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_companion(result, out_dir) -> list[Path]:
+    plt = _figure()
+    paths = []
+    fig = companion_figure(result)
     path = Path(out_dir) / "companion_chi2.png"
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
