@@ -153,9 +153,8 @@ class Granule(_Base):
         "id", "dataproduct_type", "calib_level", "target_name", "obs_id", "s_ra", "s_dec", "t_min", "t_max",
         "t_exptime", "em_min", "em_max", "em_res_power", "facility_name", "instrument_name", "instrument_mode",
         "night", "nb_channels", "nb_vis", "nb_vis2", "nb_t3", "nb_vis_points", "nb_vis2_points", "nb_t3_points",
-        "access_url", "access_format", "access_estsize", "procsoft", "verdict", "verdict_detail", "result", "stage", "checksum", "size", "settings_hash", "input_checksums",
-        "flow_run_id", "run_id",
-        "created",
+        "access_url", "access_format", "access_estsize", "procsoft", "verdict", "verdict_detail", "result", "stage",
+        "checksum", "size", "settings_hash", "input_checksums", "flow_run_id", "run_id", "created",
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,7 +6,8 @@
 * **V²** is drawn on a logarithmic axis when its positive values span more than
   :data:`LOG_SPAN` (a resolved star's lobes), else on a linear one; the log axis is labelled at
   1, 2 and 5 × 10ⁿ up to :data:`DENSE_DECADES` decades, at 10ⁿ beyond (at least three
-  labelled ticks either way), with plain numbers ("0.02", not "2×10⁻²"). Points ≤ 0 cannot be drawn on it: the axis label says how many.
+  labelled ticks either way), with plain numbers ("0.02", not "2×10⁻²"). Points ≤ 0 cannot be
+  drawn on it: the axis label says how many.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 #: ratio of the largest to the smallest positive V² beyond which the V² axis is logarithmic
 LOG_SPAN = 10.0
 #: up to this many decades the log V² axis is labelled at 1, 2, 5 × 10ⁿ; beyond, at 10ⁿ only
-DENSE_DECADES = 2.5
+DENSE_DECADES = 3.0
 
 
 def wrap_angle(a, period: float = 2 * math.pi):

@@ -82,7 +82,8 @@ def rich_table(rows: list[dict[str, Any]], root: str | os.PathLike | None = None
     """A :class:`rich.table.Table` of the rows (the module's folding rule applied)."""
     from rich.table import Table
 
-    table = Table(title=title or f"{len(rows)} product granule(s)", caption=" · ".join(c for c in (POINTS_NOTE, caption) if c))
+    table = Table(title=title or f"{len(rows)} product granule(s)",
+                  caption=" · ".join(c for c in (POINTS_NOTE, caption) if c))
     folded = {"instrument mode": MODE_BREAKS, "product": PATH_BREAKS, "result": RESULT_BREAKS}
     for col in COLUMNS:
         table.add_column(col.replace("points ", "points\n"), no_wrap=True,

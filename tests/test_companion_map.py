@@ -7,7 +7,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 from matplotlib.colors import to_rgba
 
 from oiflow.fit import companion_search, load_data

@@ -94,7 +94,8 @@ def _run_with_progress(flow: str, config, idle, debug: bool, **params):
 def products(
     root: Path = typer.Option(Path("products"), "--root", help="Product tree (catalogue in <root>/catalog.sqlite)."),
     url: str | None = typer.Option(None, "--catalog", help="Catalogue database URL (e.g. postgresql://...)."),
-    target: str | None = typer.Option(None, "--target", help="Only this target (OI_TARGET name; case, spaces, _ and - ignored, as the run matches targets)."),
+    target: str | None = typer.Option(None, "--target", help="Only this target (OI_TARGET name; case, spaces, _ "
+                                      "and - ignored, as the run matches targets: 'AX Cir' finds AX_CIR)."),
     level: int | None = typer.Option(None, "--level", help="Only this calib_level (1, 2, 3)."),
     night: str | None = typer.Option(None, "--night", help="Only this night (YYYY-MM-DD, local date at the start of the night)."),
     verdict: str | None = typer.Option(None, "--verdict", help="Only L3 products with this verdict (ok, poor-fit, "

@@ -60,7 +60,8 @@ def fit_headline(result) -> str:
         if key and name in result.reported():
             parts.append(f"{label} {value_error(result.values[name], result.errors.get(name), result.unit(name))}")
     if not parts:
-        parts = [f"{n} {value_error(result.values[n], result.errors.get(n), result.unit(n))}" for n in result.reported()]
+        parts = [f"{n} {value_error(result.values[n], result.errors.get(n), result.unit(n))}"
+                 for n in result.reported()]
     return ", ".join(parts)
 
 

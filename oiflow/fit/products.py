@@ -239,7 +239,8 @@ def companion_figure(result):
     fig.colorbar(im, ax=axes[1], label="nσ")
     b = result.best
     n_nodes = int((~status["outside"]).sum())
-    labels = {"left": f"fit left {result.rmin_mas:g}–{result.rmax_mas:g} mas ({int(status['left'].sum())} of {n_nodes} nodes)",
+    span = f"{result.rmin_mas:g}–{result.rmax_mas:g} mas"
+    labels = {"left": f"fit left {span} ({int(status['left'].sum())} of {n_nodes} nodes)",
               "failed": f"fit failed: χ² not finite ({int(status['failed'].sum())} of {n_nodes} nodes)",
               "outside": f"not searched (r < {result.rmin_mas:g} or > {result.rmax_mas:g} mas)"}
     handles = [Patch(facecolor=c, edgecolor="0.3", label=labels[name]) for name, c in NODE_COLOURS.items()
