@@ -90,7 +90,7 @@ class RunSummary:
         return cls.from_dict(data) if isinstance(data, dict) and "flow" in data else None
 
     def markdown(self) -> str:
-        from oiflow.catalog import products_table_markdown
+        from oiflow.products_table import markdown as products_table_markdown
 
         shown = ", ".join(self.processed[:MARKDOWN_UNITS]) + (
             f" … (+{len(self.processed) - MARKDOWN_UNITS} more)" if len(self.processed) > MARKDOWN_UNITS else "")

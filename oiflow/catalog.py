@@ -4,7 +4,9 @@ A **granule** is (target, instrument mode, night) of one product file, as in OiD
 (``../shared/docs/LEVELS.md``): one OIFITS file can hold several granules. Columns follow
 ObsCore + the OiDB extensions (``target_name``, ``s_ra``/``s_dec`` in degrees, ``t_min``/``t_max``
 in MJD, ``em_min``/``em_max`` in metres, ``calib_level``, ``nb_vis``/``nb_vis2``/``nb_t3`` as ROW
-counts, ``nb_channels``…) plus what reprocessing needs (checksum, size, software, settings hash,
+counts, ``nb_channels``…), the POINT counts ``nb_vis_points``/``nb_vis2_points``/``nb_t3_points``
+(rows × channels, flagged points included: what ``oiflow inspect`` counts as points and the
+products tables show), plus what reprocessing needs (checksum, size, software, settings hash,
 input checksums, flow run id, time).
 
 **L3 products** (fit JSON, companion-search JSON and maps, IMAGE-OI images) get ``calib_level``
@@ -14,7 +16,8 @@ calibrated OIFITS" (which needs a bibcode): these rows are told apart by ``datap
 ("fit" or "image"; OIFITS granules are "visibility") and are not OIFITS. An L3 product is about
 one target and has ONE granule (:func:`l3_granule`) describing the data it was made from:
 ``target_name``/``s_ra``/``s_dec`` of the target; ``t_min``/``t_max`` and ``em_min``/``em_max``
-the span of the input granules; ``nb_vis``/``nb_vis2``/``nb_t3`` the input ROW counts (sums);
+the span of the input granules; ``nb_vis``/``nb_vis2``/``nb_t3`` the input ROW counts (sums), the
+``*_points`` columns the input POINT counts (sums);
 ``instrument_name``/``instrument_mode`` the inputs' values joined by "+"; ``night`` the night
 of the inputs when they all come from one night, else "" (the set is named in ``obs_id``:
 ``<target>/<night-or-set>``); ``nb_channels`` the image planes (images) or the most channels
@@ -22,7 +25,9 @@ of an input (fits).
 
 **Verdicts.** Every row of an L3 product carries the product's :class:`~oiflow.verdict.Verdict`:
 ``verdict`` its status (``ok``, ``poor-fit``, ``maxiter``, ``not-at-minimum``, ``unconstrained``…;
-filter with ``products(verdict=...)``) and ``verdict_detail`` its reasons and figures (JSON).
+filter with ``products(verdict=...)``) and ``verdict_detail`` its reasons and figures (JSON);
+``result`` what it found in a few words (:mod:`oiflow.fit.headline`: "UD 8.26 ± 0.02 mas",
+"sep 4.50 mas, PA 60.0°, f 0.300"; an image's χ²_red and μ).
 OIFITS granules (L1, L2) have none (NULL). Catalogues made before these columns existed get
 them added when opened (:meth:`Catalog._migrate`).
 
@@ -73,6 +78,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from . import PROCSOFT
 from .errors import ConfigError, DataError, OiflowError
+from .product_tree import target_key
 from .provenance import sha256_file
 from .site import longitude_of, nights_of
 
@@ -124,10 +130,15 @@ class Granule(_Base):
     nb_vis: Mapped[int] = mapped_column(Integer, default=0)
     nb_vis2: Mapped[int] = mapped_column(Integer, default=0)
     nb_t3: Mapped[int] = mapped_column(Integer, default=0)
+    # points (rows × channels), as `oiflow inspect` counts; NULL in catalogues made before them
+    nb_vis_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    nb_vis2_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    nb_t3_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
     procsoft: Mapped[str] = mapped_column(String(64), default=PROCSOFT)
     # what the product is worth (L3; NULL for OIFITS granules): oiflow.verdict
     verdict: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
     verdict_detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"reasons", "figures"}
+    result: Mapped[str | None] = mapped_column(String(256), nullable=True)  # L3: what was found, in words
     # reprocessing bookkeeping
     stage: Mapped[str] = mapped_column(String(32))
     checksum: Mapped[str] = mapped_column(String(64))  # sha256 of the file
@@ -141,10 +152,9 @@ class Granule(_Base):
     COLUMNS = (
         "id", "dataproduct_type", "calib_level", "target_name", "obs_id", "s_ra", "s_dec", "t_min", "t_max",
         "t_exptime", "em_min", "em_max", "em_res_power", "facility_name", "instrument_name", "instrument_mode",
-        "night", "nb_channels", "nb_vis", "nb_vis2", "nb_t3", "access_url", "access_format", "access_estsize",
-        "procsoft", "verdict", "verdict_detail", "stage", "checksum", "size", "settings_hash", "input_checksums",
-        "flow_run_id", "run_id",
-        "created",
+        "night", "nb_channels", "nb_vis", "nb_vis2", "nb_t3", "nb_vis_points", "nb_vis2_points", "nb_t3_points",
+        "access_url", "access_format", "access_estsize", "procsoft", "verdict", "verdict_detail", "result", "stage",
+        "checksum", "size", "settings_hash", "input_checksums", "flow_run_id", "run_id", "created",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +241,7 @@ def granules_of(oi, calib_level: int) -> list[dict[str, Any]]:
     (target, INSNAME, night) with the ObsCore/OiDB observational columns.
 
     ``nb_vis``/``nb_vis2``/``nb_t3`` count ROWS of OI_VIS/OI_VIS2/OI_T3 (as OiDB), flags ignored;
+    ``nb_*_points`` their POINTS (rows × channels, flags ignored: ``oiflow inspect``'s points).
     OI_FLUX rows define granules but are not counted.
     """
     from .oifits.model import FluxTable, T3Table, Vis2Table, VisTable
@@ -276,6 +287,7 @@ def granules_of(oi, calib_level: int) -> list[dict[str, Any]]:
                     "instrument_name": instrume or wave.insname, "instrument_mode": wave.insname,
                     "facility_name": table.arrname or (oi.arrays[0].arrname if oi.arrays else None),
                     "night": night, "nb_vis": 0, "nb_vis2": 0, "nb_t3": 0,
+                    "nb_vis_points": 0, "nb_vis2_points": 0, "nb_t3_points": 0,
                 }
             t = _finite(mjd[rows])
             if t.size:
@@ -286,6 +298,7 @@ def granules_of(oi, calib_level: int) -> list[dict[str, Any]]:
                 g["t_exptime"] = float(it.min()) if g["t_exptime"] is None else min(g["t_exptime"], float(it.min()))
             if counter:
                 g[counter] += int(rows.sum())
+                g[f"{counter}_points"] += int(rows.sum()) * int(wave.nwave)
     return [out[k] for k in sorted(out)]
 
 
@@ -316,7 +329,14 @@ def l3_granule(input_granules: Iterable[dict[str, Any]], target: str, *, datapro
         "nb_channels": nb_channels if nb_channels is not None else span("nb_channels", max),
         "nb_vis": sum(int(g.get("nb_vis", 0)) for g in rows), "nb_vis2": sum(int(g.get("nb_vis2", 0)) for g in rows),
         "nb_t3": sum(int(g.get("nb_t3", 0)) for g in rows),
+        **{f"{k}_points": _sum_known(rows, f"{k}_points") for k in ("nb_vis", "nb_vis2", "nb_t3")},
     }
+
+
+def _sum_known(rows, key: str) -> int | None:
+    """The sum of ``key`` over ``rows``, None when a row does not know it (an older catalogue)."""
+    vals = [g.get(key) for g in rows]
+    return None if any(v is None for v in vals) else sum(int(v) for v in vals)
 
 
 @dataclass
@@ -339,15 +359,17 @@ class ProductRecord:
     access_format: str = "application/fits"
     obs_id: str | None = None
     verdict: dict[str, Any] | None = None  # Verdict.to_dict() of an L3 product
+    result: str | None = None  # an L3 product's result in words (oiflow.fit.headline)
 
     @classmethod
     def for_file(cls, path, *, calib_level: int, stage: str, granules, settings_hash: str = "",
                  inputs: Iterable[dict[str, str]] = (), access_format: str = "application/fits",
-                 obs_id: str | None = None, verdict: dict[str, Any] | None = None) -> "ProductRecord":
+                 obs_id: str | None = None, verdict: dict[str, Any] | None = None,
+                 result: str | None = None) -> "ProductRecord":
         p = Path(path).resolve()
         return cls(path=str(p), calib_level=calib_level, stage=stage, sha256=sha256_file(p), size=p.stat().st_size,
                    granules=list(granules), settings_hash=settings_hash, inputs=list(inputs),
-                   access_format=access_format, obs_id=obs_id, verdict=verdict)
+                   access_format=access_format, obs_id=obs_id, verdict=verdict, result=result)
 
     def to_output(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "size": self.size}
@@ -521,11 +543,14 @@ class Catalog:
                     instrument_mode=_clip(g.get("instrument_mode", ""), 128),
                     night=g.get("night", ""), nb_channels=g.get("nb_channels"),
                     nb_vis=int(g.get("nb_vis", 0)), nb_vis2=int(g.get("nb_vis2", 0)), nb_t3=int(g.get("nb_t3", 0)),
+                    nb_vis_points=g.get("nb_vis_points"), nb_vis2_points=g.get("nb_vis2_points"),
+                    nb_t3_points=g.get("nb_t3_points"),
                     access_url=rec.path, access_format=rec.access_format,
                     access_estsize=int(math.ceil(rec.size / 1024)), procsoft=rec.procsoft, stage=rec.stage,
                     verdict=(rec.verdict or {}).get("status"),
                     verdict_detail=({k: rec.verdict[k] for k in ("reasons", "figures") if k in rec.verdict}
                                     if rec.verdict else None),
+                    result=_clip(rec.result, 256),
                     checksum=rec.sha256, size=rec.size, settings_hash=rec.settings_hash,
                     input_checksums=list(rec.inputs), flow_run_id=flow_run_id, run_id=run_id,
                 )
@@ -546,6 +571,8 @@ class Catalog:
                  path_prefix: str | None = None, paths: Iterable[str] | None = None,
                  flow_run_id: str | None = None, verdict: str | None = None) -> list[dict[str, Any]]:
         """Granule rows as dicts, filtered; ordered by night, target, instrument mode, path.
+        ``target``: the rows of every target name that :func:`~oiflow.product_tree.target_key`
+        makes equal to it (the run's matching rule: "AX Cir" finds "AX_CIR").
         ``verdict``: a status (``ok``, ``poor-fit``…), or ``not-ok`` for L3 rows whose verdict is
         anything but ok."""
         q = select(Granule)
@@ -564,7 +591,7 @@ class Catalog:
                 return sorted(rows, key=lambda r: (r["night"], r["target_name"], r["instrument_mode"], r["access_url"]))
             q = q.where(Granule.access_url.in_(paths))
         if target is not None:
-            q = q.where(Granule.target_name == target)
+            q = q.where(Granule.target_name.in_(self.target_names(target)))
         if level is not None:
             q = q.where(Granule.calib_level == int(level))
         if night is not None:
@@ -574,6 +601,15 @@ class Catalog:
         q = q.order_by(Granule.night, Granule.target_name, Granule.instrument_mode, Granule.access_url)
         with Session(self.engine) as s:
             return [g.to_dict() for g in s.scalars(q)]
+
+    def target_names(self, target: str) -> list[str]:
+        """The catalogued target names that designate ``target`` (same
+        :func:`~oiflow.product_tree.target_key`), read from the distinct names (one per target,
+        not per row)."""
+        key = target_key(target)
+        with self.engine.connect() as conn:
+            names = conn.execute(select(Granule.target_name).distinct()).scalars().all()
+        return sorted({n for n in names if n is not None and target_key(n) == key} | {target})
 
     # -- stage runs ----------------------------------------------------------------------
     def begin_run(self, stage: str, unit: str, *, cache_key: str, input_digest: str, settings_hash: str,
@@ -738,24 +774,6 @@ class Catalog:
     def remember_plan(self, stage: str, directory: str, fingerprint: str, units: list) -> None:
         with self._write() as s:
             s.merge(PlannedDirectory(stage=stage, directory=directory, fingerprint=fingerprint, units=list(units)))
-
-
-def products_table_markdown(rows: list[dict[str, Any]], root: str | os.PathLike | None = None) -> str:
-    """A Markdown table of granule rows (for run summaries and Prefect artifacts)."""
-    head = ("| night | target | instrument mode | level | VIS | VIS2 | T3 | λ (µm) | verdict | product |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in rows:
-        lam = f"{r['em_min'] * 1e6:.2f}–{r['em_max'] * 1e6:.2f}" if r.get("em_min") and r.get("em_max") else ""
-        path = r["access_url"]
-        if root is not None:
-            try:
-                path = str(Path(path).relative_to(Path(root).resolve()))
-            except ValueError:
-                pass
-        lines.append(f"| {r['night']} | {r['target_name']} | {r['instrument_mode']} | L{r['calib_level']} | "
-                     f"{r['nb_vis']} | {r['nb_vis2']} | {r['nb_t3']} | {lam} | {r.get('verdict') or ''} | {path} |")
-    return head + "\n".join(lines) + ("\n" if lines else "")
 
 
 def dumps(rows: list[dict[str, Any]]) -> str:

@@ -12,6 +12,11 @@ directories) are sanitised by :func:`safe_name`, oiflow's one sanitiser: only le
 ``.``, ``_``, ``+`` and ``-`` are kept, any run of other characters becomes one ``_``; a leading
 dot is removed so that no product can be hidden or climb out of the tree. Nights are named by
 :mod:`oiflow.site`.
+
+Target names are COMPARED by :func:`target_key` (the one rule, used by the run to match its
+configured targets, by ``oiflow products --target``, by merge and select): case, white space,
+``_`` and ``-`` are ignored, so "AX Cir", "AX_CIR" (the product directory's sanitised name) and
+"ax-cir" are one target.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import re
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_LOOSE = re.compile(r"[\s_\-]+")
 
 #: suffix of the temporary files written by oiflow.provenance.atomic_path
 TMP_SUFFIX = ".tmp"
@@ -31,6 +37,12 @@ def safe_name(name: str) -> str:
     out = _UNSAFE.sub("_", str(name).strip()).lstrip(".")
     out = out.replace("..", "_")
     return out or "_"
+
+
+def target_key(name: str) -> str:
+    """The key two target names are compared by: ``name`` without white space, ``_`` and ``-``,
+    upper case ("AX Cir", "AX_CIR", "ax-cir" → "AXCIR")."""
+    return _LOOSE.sub("", str(name)).upper()
 
 
 def level_dir(root: str | os.PathLike, night: str, level: int) -> Path:

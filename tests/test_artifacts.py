@@ -16,11 +16,12 @@ def test_summary_markdown_lists_failures_and_products(tmp_path):
     s = RunSummary(flow="reprocess-archive", root=str(tmp_path), processed=["n1", "n2"], skipped=["n0"],
                    failures=[{"unit": "n2", "item": "/a/n2/bad.fits", "error": "OIFitsError: truncated"}],
                    products=[{"night": "2024-01-01", "target_name": "HD_1", "instrument_mode": "SIM_K",
-                              "calib_level": 2, "nb_vis": 0, "nb_vis2": 6, "nb_t3": 4, "em_min": 2e-6,
+                              "calib_level": 2, "nb_vis": 0, "nb_vis2": 6, "nb_t3": 4, "nb_vis_points": 0,
+                              "nb_vis2_points": 18, "nb_t3_points": 12, "em_min": 2e-6,
                               "em_max": 2.4e-6, "access_url": str(tmp_path / "2024-01-01/L2/a.fits")}])
     md = s.markdown()
     assert "| n2 | bad.fits | OIFitsError: truncated |" in md
-    assert "| 2024-01-01 | HD_1 | SIM_K | L2 | 0 | 6 | 4 | 2.00–2.40 |  | 2024-01-01/L2/a.fits |" in md  # L2: no verdict
+    assert "| 2024-01-01 | HD_1 | SIM_K | L2 | 0/18/12 | 2.00–2.40 |  |  | 2024-01-01/L2/a.fits |" in md  # L2: no verdict
     assert not s.ok and s.state_message.startswith("partially failed: 1 item(s) of 3 unit(s) failed")
     assert RunSummary.from_dict(s.to_dict()) == s
 

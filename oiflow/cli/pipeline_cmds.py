@@ -94,7 +94,8 @@ def _run_with_progress(flow: str, config, idle, debug: bool, **params):
 def products(
     root: Path = typer.Option(Path("products"), "--root", help="Product tree (catalogue in <root>/catalog.sqlite)."),
     url: str | None = typer.Option(None, "--catalog", help="Catalogue database URL (e.g. postgresql://...)."),
-    target: str | None = typer.Option(None, "--target", help="Only this target (OI_TARGET name)."),
+    target: str | None = typer.Option(None, "--target", help="Only this target (OI_TARGET name; case, spaces, _ "
+                                      "and - ignored, as the run matches targets: 'AX Cir' finds AX_CIR)."),
     level: int | None = typer.Option(None, "--level", help="Only this calib_level (1, 2, 3)."),
     night: str | None = typer.Option(None, "--night", help="Only this night (YYYY-MM-DD, local date at the start of the night)."),
     verdict: str | None = typer.Option(None, "--verdict", help="Only L3 products with this verdict (ok, poor-fit, "
@@ -125,28 +126,14 @@ SUMMARY_ROWS = 60
 
 def print_products(rows: list[dict[str, Any]], root: Path | str | None = None, title: str | None = None,
                    limit: int | None = None) -> None:
-    """The rows as a table (the first ``limit`` of them, the number of the others below)."""
-    from rich.console import Console
-    from rich.table import Table
+    """The rows as the products table (:mod:`oiflow.products_table`): the first ``limit`` of
+    them, the number of the others below."""
+    from ..products_table import print_table, rich_table
 
     more = len(rows) - limit if limit is not None and len(rows) > limit else 0
     rows = rows[:limit] if more else rows
-    table = Table(title=title or f"{len(rows)} product granule(s)")
-    for col in ("night", "target", "instrument mode", "level", "type", "VIS", "VIS2", "T3", "λ (µm)", "verdict",
-                "product"):
-        table.add_column(col, overflow="fold")
-    base = Path(root).resolve() if root is not None else None
-    for r in rows:
-        lam = f"{r['em_min'] * 1e6:.2f}–{r['em_max'] * 1e6:.2f}" if r.get("em_min") and r.get("em_max") else ""
-        path = Path(r["access_url"])
-        if base is not None and path.is_relative_to(base):
-            path = path.relative_to(base)
-        table.add_row(r["night"], r["target_name"], r["instrument_mode"], f"L{r['calib_level']}",
-                      r.get("dataproduct_type") or "", str(r["nb_vis"]),
-                      str(r["nb_vis2"]), str(r["nb_t3"]), lam, r.get("verdict") or "", str(path))
-    if more:
-        table.caption = f"… and {more} more: oiflow products --root {root}"
-    Console(width=max(140, Console().width)).print(table)
+    caption = f"… and {more} more: oiflow products --root {root}" if more else None
+    print_table(rich_table(rows, root, title=title, caption=caption))
 
 
 def _print_summary(summary, state) -> int:

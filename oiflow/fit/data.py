@@ -107,6 +107,7 @@ class FitData:
     freq_band: np.ndarray  # their bandwidth (m)
     files: list[str]
     corr: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (positions in residual, whitening W)
+    targets: tuple[str, ...] = ()  # OI_TARGET names of the points used (sorted)
 
     @property
     def n_data(self) -> int:
@@ -190,6 +191,7 @@ def load_data(files, observables=("v2", "t3phi")) -> FitData:
     freqs = _FreqTable()
     parts: dict[str, list[dict]] = {o: [] for o in observables}
     contributed = np.zeros(len(ois), dtype=bool)
+    targets: set[str] = set()
     for fi, (oi, path) in enumerate(ois):
         views = {}
         for obs in observables:
@@ -217,6 +219,7 @@ def load_data(files, observables=("v2", "t3phi")) -> FitData:
                 continue
             v = view.select(usable)
             contributed[fi] = True
+            targets.update(str(t) for t in np.unique(v.target) if t)
             value, error = value[usable], error[usable]
             if kind == "t3":
                 uvs = [(v.u, v.v), (v.u2, v.v2), (v.u + v.u2, v.v + v.v2)]  # ij, jk, ik
@@ -259,7 +262,7 @@ def load_data(files, observables=("v2", "t3phi")) -> FitData:
         merged = {k: np.concatenate([p[k] for p in parts[obs]]) for k in parts[obs][0]}
         merged["freq"] = mapping[merged["freq"]]
         blocks.append(Block(name=obs, **merged))
-    data = FitData(blocks, fu, fv, fw, fb, names)
+    data = FitData(blocks, fu, fv, fw, fb, names, targets=tuple(sorted(targets)))
     data.corr = _whitening(data, [oi for oi, _ in ois])
     return data
 

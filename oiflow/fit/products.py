@@ -53,16 +53,63 @@ def write_fit_products(result, out_dir, plot: bool = True) -> list[Path]:
 
 def plot_fit(result, out_dir, prefix: str) -> list[Path]:
     """Data and model against spatial frequency (wavelength for fluxes), with normalised
-    residuals below: one PNG per observable."""
+    residuals below: one PNG per observable (:func:`fit_figures`)."""
+    plt = _figure()
+    paths = []
+    for name, fig in fit_figures(result):
+        path = Path(out_dir) / f"{prefix}_{name}.png"
+        save_figure_atomic(fig, path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def fit_title(result, observable: str) -> str:
+    """The title of a fit plot: the target(s), the model and the observable; every fitted value
+    with its error and unit (:func:`oiflow.fit.headline.fit_values`), a binary's separation, PA
+    and flux ratio; χ²_red and the verdict."""
+    from .headline import fit_headline, fit_values
+
+    data = result.evaluator.data if result.evaluator is not None else None
+    targets = ", ".join(data.targets) if data is not None and data.targets else "?"
+    lines = [f"{targets} — model {result.model.name}: {observable}"]
+    lines += _pack(fit_values(result), 90)
+    if result.derived:
+        lines.append(fit_headline(result))
+    lines.append(f"χ²_red = {result.chi2_red:.3g} (all data), verdict {result.verdict.status}")
+    return "\n".join(lines)
+
+
+def _pack(items: list[str], width: int) -> list[str]:
+    """``items`` joined by ", " into lines of at most ``width`` characters, broken between items
+    only (a longer item has its own line)."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= width:
+            lines[-1] += ", " + item
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(item)
+    return lines
+
+
+def fit_figures(result) -> list[tuple[str, object]]:
+    """(observable, figure) per fitted observable: data (grey) and model (red) against spatial
+    frequency, normalised residuals below. Phases are drawn on the data's branch and V² on a
+    log axis when it spans more than a decade (:mod:`oiflow.plot_axes`)."""
     from ..backend import to_numpy
+    from ..plot_axes import on_data_branch, v2_axis
 
     plt = _figure()
     ev = result.evaluator
     models = [to_numpy(m) for m in ev.observables(result.values)]
-    paths = []
+    out = []
     for b, m in zip(ev.data.blocks, models):
         res = block_residual(b, m)
-        fig, (ax, axr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        title = fit_title(result, OBSERVABLES[b.name][3])
+        fig, (ax, axr) = plt.subplots(2, 1, figsize=(7, 6 + 0.18 * title.count("\n")), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
         angle = b.name in ("t3phi", "visphi")
         k = 180 / math.pi if angle else 1.0
         if b.name == "flux":
@@ -78,10 +125,16 @@ def plot_fit(result, out_dir, prefix: str) -> list[Path]:
         if b.name == "flux":
             w = 1.0 / b.error**2
             mod = m * np.sum(b.value * m * w) / np.sum(m * m * w)
-        ax.plot(x, mod * k, ".", ms=3, color="C3", label="model", zorder=2)
-        ax.set_ylabel(_LABEL.get(b.name, b.name))
+        if angle:
+            mod = on_data_branch(mod, shown)
+        ax.plot(x, mod * k, ".", ms=3, color="C3", label="model" + (" (on the data's ±180° branch)" if angle else ""),
+                zorder=2)
+        if b.name == "v2":
+            v2_axis(ax, shown, top=np.concatenate([shown + b.error, mod]), label=_LABEL["v2"])
+        else:
+            ax.set_ylabel(_LABEL.get(b.name, b.name))
         ax.legend(loc="best", fontsize=8)
-        ax.set_title(f"{result.model.name}: {OBSERVABLES[b.name][3]} — χ²_red = {result.chi2_red:.3g} (all data)")
+        ax.set_title(title, fontsize=9)
         axr.axhline(0, color="k", lw=0.6)
         axr.plot(x, res, ".", ms=3, color="C0")
         lim = max(3.0, float(np.nanpercentile(np.abs(res), 99.5)) * 1.1)
@@ -89,11 +142,8 @@ def plot_fit(result, out_dir, prefix: str) -> list[Path]:
         axr.set_ylabel("residual (σ)")
         axr.set_xlabel(xlabel)
         fig.tight_layout()
-        path = Path(out_dir) / f"{prefix}_{b.name}.png"
-        save_figure_atomic(fig, path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        out.append((b.name, fig))
+    return out
 
 
 # -- companion search ----------------------------------------------------------------------------
@@ -149,17 +199,57 @@ def _extent(xs, ys):
     return [xs[0] + step / 2, xs[-1] - step / 2, ys[0] - step / 2, ys[-1] + step / 2]
 
 
-def plot_companion(result, out_dir) -> list[Path]:
+#: colours of the grid nodes that have no value in the χ² and nσ maps (companion_chi2.png)
+NODE_COLOURS = {"left": "0.6", "failed": "tab:red", "outside": "white"}
+
+
+def node_status(result) -> dict[str, np.ndarray]:
+    """Masks (the maps' shape) of the grid nodes without a value in the χ² and nσ maps and why:
+    ``outside`` — not searched (outside rmin..rmax); ``left`` — the fit started there ended
+    outside rmin..rmax (it belongs to another region of the sky: not counted); ``failed`` —
+    its χ² is not finite. Nodes are ``X[inside]`` in row order, as the search made them."""
+    X, Y = np.meshgrid(result.x_axis, result.y_axis)
+    R = np.hypot(X, Y)
+    inside = (R >= result.rmin_mas) & (R <= result.rmax_mas)
+    end = np.hypot(result.solutions[:, 0], result.solutions[:, 1])
+    finite = np.isfinite(result.solution_chi2r)
+    left, failed = np.zeros(X.shape, bool), np.zeros(X.shape, bool)
+    left[inside] = finite & ((end < result.rmin_mas) | (end > result.rmax_mas))
+    failed[inside] = ~finite
+    return {"outside": ~inside, "left": left, "failed": failed}
+
+
+def companion_figure(result):
+    """The χ² and nσ maps side by side. Nodes without a value are drawn in the colours of
+    :data:`NODE_COLOURS`, said in a legend with their number (:func:`node_status`); the
+    searched annulus is outlined."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Circle, Patch
+
     plt = _figure()
-    paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
     ext = _extent(result.x_axis, result.y_axis)
+    status = node_status(result)
+    codes = np.full(result.chi2_map.shape, np.nan)
+    for k, name in enumerate(NODE_COLOURS):
+        codes[status[name]] = k
     im = axes[0].imshow(result.chi2_map / result.chi2r_single, origin="lower", extent=ext, cmap="viridis_r")
     fig.colorbar(im, ax=axes[0], label="χ²_r(binary) / χ²_r(single star)")
     im = axes[1].imshow(result.nsigma_map, origin="lower", extent=ext, cmap="magma", vmin=0)
     fig.colorbar(im, ax=axes[1], label="nσ")
     b = result.best
+    n_nodes = int((~status["outside"]).sum())
+    span = f"{result.rmin_mas:g}–{result.rmax_mas:g} mas"
+    labels = {"left": f"fit left {span} ({int(status['left'].sum())} of {n_nodes} nodes)",
+              "failed": f"fit failed: χ² not finite ({int(status['failed'].sum())} of {n_nodes} nodes)",
+              "outside": f"not searched (r < {result.rmin_mas:g} or > {result.rmax_mas:g} mas)"}
+    handles = [Patch(facecolor=c, edgecolor="0.3", label=labels[name]) for name, c in NODE_COLOURS.items()
+               if status[name].any()]
     for ax in axes:
+        ax.imshow(codes, origin="lower", extent=ext, cmap=ListedColormap(list(NODE_COLOURS.values())),
+                  vmin=-0.5, vmax=len(NODE_COLOURS) - 0.5, interpolation="nearest", zorder=0.5)
+        for r in (result.rmin_mas, result.rmax_mas):
+            ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.7, color="0.3"))
         ax.plot([b["x_mas"]], [b["y_mas"]], "+", color="r", ms=14, mew=2)
         ax.plot([0], [0], "*", color="w", ms=10, mec="k")
         ax.set_xlabel("Δα (mas, East ←)")
@@ -168,7 +258,15 @@ def plot_companion(result, out_dir) -> list[Path]:
     axes[0].set_title("χ² map (fit from each grid node)")
     axes[1].set_title(f"best: ({b['x_mas']:.3f}, {b['y_mas']:.3f}) mas, f = {b['flux_ratio']:.4g}, "
                       f"{result.nsigma:.1f}σ", fontsize=10)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_companion(result, out_dir) -> list[Path]:
+    plt = _figure()
+    paths = []
+    fig = companion_figure(result)
     path = Path(out_dir) / "companion_chi2.png"
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)

@@ -201,7 +201,10 @@ def plot_image(payload: dict, path: str | os.PathLike) -> str:
 
 def plot_residuals(payload: dict, path: str | os.PathLike) -> str:
     """PNG with, for each fitted observable, data and model against spatial frequency and the
-    normalised residuals (phases wrapped to ±180°)."""
+    normalised residuals (phases wrapped to ±180°, the model's drawn on the data's branch; V² on
+    a labelled log axis when it spans decades: :mod:`oiflow.plot_axes`)."""
+    from ..plot_axes import on_data_branch, v2_axis
+
     obs = payload["observables"]
     ncol = max(len(obs), 1)
     w, h = ncol * _R_WIDTH, _R_BOTTOM + _R_LOW + _R_GAP + _R_HIGH + _R_TOP
@@ -225,13 +228,15 @@ def plot_residuals(payload: dict, path: str | os.PathLike) -> str:
         ax.plot(np.repeat(f[None], 3, axis=0).T.ravel(),
                 np.stack([(data - err) * scale, (data + err) * scale, bars[2]]).T.ravel(), color="0.65", lw=0.5)
         ax.plot(f, data * scale, ".", ms=2, color="0.35", label="data")
-        ax.plot(f, model * scale, ".", ms=2, color="C3", label="model")
+        drawn_model = on_data_branch(model, data) if kind in ("t3phi", "visphi") else model
+        ax.plot(f, drawn_model * scale, ".", ms=2, color="C3", label="model")
         axr.plot(f, res, ".", ms=2, color="C0")
         drawn = "" if f.size == o["total"] else f" ({f.size} of {o['total']} drawn)"
         _title(fig, ax.get_position().bounds, f"{label}: χ²_red = {o['chi2']:.2f}{drawn}")
         ax.set_ylabel(f"{label} ({unit})" if unit else label, fontsize=8)
         if kind == "vis2":
-            ax.set_yscale("symlog", linthresh=1e-3)
+            v2_axis(ax, data, top=np.concatenate([data + err, model]), label=label)
+            ax.yaxis.label.set_fontsize(8)
         ax.legend(loc="upper right", fontsize=7, markerscale=3)
         ax.tick_params(labelsize=7, labelbottom=False)
         axr.tick_params(labelsize=7)

@@ -11,13 +11,13 @@ converts µm to metres.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from ..errors import DataError, OIFitsError, OIFitsWarning
+from ..product_tree import target_key
 from .model import (
     ArrayTable,
     CorrTable,
@@ -38,10 +38,6 @@ _ARCSEC = 1.0 / 3600.0
 
 # ----------------------------------------------------------------------------------------------
 # merge
-def _norm_name(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", str(name)).upper()
-
-
 def _same_position(ra1, dec1, ra2, dec2) -> bool:
     vals = np.array([ra1, dec1, ra2, dec2], float)
     if not np.all(np.isfinite(vals)) or (ra1 == 0 and dec1 == 0) or (ra2 == 0 and dec2 == 0):
@@ -131,7 +127,7 @@ def merge(ois: Sequence[OIFits]) -> OIFits:
                 name, ra, dec = str(values.get("TARGET", "")).strip(), values.get("RAEP0", np.nan), values.get("DECEP0", np.nan)
                 match = None
                 for j, m in enumerate(merged_rows):
-                    if _norm_name(m.get("TARGET", "")) == _norm_name(name) or _same_position(
+                    if target_key(m.get("TARGET", "")) == target_key(name) or _same_position(
                             ra, dec, m.get("RAEP0", np.nan), m.get("DECEP0", np.nan)):
                         match = j
                         break
@@ -307,7 +303,7 @@ def select(oi: OIFits, *, target=None, insname=None, wave_min: float | None = No
                                                      and t not in names.values()):
                 keep_ids.add(int(t))
             else:
-                found = [i for i, n in names.items() if n == str(t) or _norm_name(n) == _norm_name(str(t))]
+                found = [i for i, n in names.items() if n == str(t) or target_key(n) == target_key(str(t))]
                 if not found:
                     raise DataError(f"no target {t!r} in {oi.path or 'the file'} (targets: {', '.join(names.values())})")
                 keep_ids.update(found)

@@ -58,6 +58,7 @@ def run_fit_unit(unit: WorkUnit, client=None) -> UnitResult:
     """Fit (and search for a companion, when asked) into ``unit.out_dir``; failures are
     returned, not raised. ``client``: a Dask client for the companion grid (None: threads)."""
     from ..fit import companion_search, fit_files
+    from ..fit.headline import companion_headline, fit_headline
     from ..fit.products import write_companion_products, write_fit_products
 
     t0 = time.perf_counter()
@@ -79,7 +80,7 @@ def run_fit_unit(unit: WorkUnit, client=None) -> UnitResult:
             if p.suffix == ".json":
                 result.products.append(l3_record(p, granules=granules, nb_channels=channels,
                                                  access_format="application/json", verdict=res.verdict.to_dict(),
-                                                 **common))
+                                                 result=fit_headline(res), **common))
             else:
                 result.plots.append(str(p))
     except OiflowError as exc:
@@ -90,14 +91,15 @@ def run_fit_unit(unit: WorkUnit, client=None) -> UnitResult:
             cs = companion_search(data, spec.companion_rmin_mas, spec.companion_rmax_mas, spec.companion_step_mas,
                                   observables=spec.observables, smearing=spec.smearing, client=client,
                                   threads=threads)
-            verdict = cs.verdict.to_dict()
+            verdict, found = cs.verdict.to_dict(), companion_headline(cs)
             for p in write_companion_products(cs, out_dir, plot=True):
                 if p.suffix == ".json":
                     result.products.append(l3_record(p, granules=granules, nb_channels=channels,
-                                                     access_format="application/json", verdict=verdict, **common))
+                                                     access_format="application/json", verdict=verdict,
+                                                     result=found, **common))
                 elif p.suffix == ".fits":
                     result.products.append(l3_record(p, granules=granules, nb_channels=channels, verdict=verdict,
-                                                     **common))
+                                                     result=found, **common))
                 else:
                     result.plots.append(str(p))
         except OiflowError as exc:

@@ -69,6 +69,12 @@ def image_unit(target: str, subset: str, l2_files, root: str | Path, spec: Image
                      params={"subset": subset, "target": target, "oifits": files, "images": images})
 
 
+def image_headline(res) -> str:
+    """An image's result in words for the products tables: χ²_red, the regularisation and its
+    weight μ ("χ²_red 1.02, tv μ 1000")."""
+    return f"χ²_red {res.chi2:.2f}, {res.regularization} μ {res.mu:.4g}"
+
+
 def run_image_unit(unit: WorkUnit) -> UnitResult:
     """Reconstruct the image of ``unit`` into ``unit.out_dir``; failures are returned, not raised."""
     from astropy.io import fits
@@ -93,7 +99,8 @@ def run_image_unit(unit: WorkUnit) -> UnitResult:
         result.products.append(l3_record(out_dir / "image.fits", stage=STAGE, target=target, subset=subset,
                                          granules=granules, dataproduct_type="image", settings_hash=unit.settings_hash,
                                          inputs=inputs, nb_channels=planes,
-                                         verdict=res.verdict.to_dict() if res.verdict is not None else None))
+                                         verdict=res.verdict.to_dict() if res.verdict is not None else None,
+                                         result=image_headline(res)))
         result.plots += [str(p) for p in (res.png_paths or [])]
     except OiflowError as exc:
         result.fail(f"image {unit.unit}", exc)

@@ -2,12 +2,12 @@
 night-or-set of an L3 product, reading a target's data and describing the product's granule.
 
 Targets of ``fit.targets`` / ``image.targets`` are matched to the OI_TARGET names of the L2
-granules exactly, else ignoring case, spaces, ``_`` and ``-`` ("AX Cir" finds "AX_CIR").
+granules exactly, else by :func:`oiflow.product_tree.target_key` (case, spaces, ``_`` and ``-``
+ignored: "AX Cir" finds "AX_CIR"), the rule ``oiflow products --target`` uses too.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,20 +16,14 @@ from ..catalog import ProductRecord, granules_of, l3_granule
 from ..errors import OIFitsWarning
 from ..oifits import read_oifits
 from ..oifits.model import OIFits
-
-_LOOSE = re.compile(r"[\s_\-]+")
-
-
-def _loose(name: str) -> str:
-    return _LOOSE.sub("", str(name)).upper()
-
+from ..product_tree import target_key
 
 def match_target(wanted: str, available: Iterable[str]) -> str | None:
     """The OI_TARGET name in ``available`` that the configured name ``wanted`` designates."""
     names = sorted({a for a in available if a})
     if wanted in names:
         return wanted
-    loose = [a for a in names if _loose(a) == _loose(wanted)]
+    loose = [a for a in names if target_key(a) == target_key(wanted)]
     return loose[0] if len(loose) == 1 else None
 
 
@@ -65,9 +59,12 @@ def input_granules(oifits: Iterable[OIFits]) -> list[dict[str, Any]]:
 
 def l3_record(path: str | Path, *, stage: str, target: str, subset: str, granules, dataproduct_type: str,
               settings_hash: str, inputs, nb_channels: int | None = None,
-              access_format: str = "application/fits", verdict: dict[str, Any] | None = None) -> ProductRecord:
-    """The catalogue record of one L3 product; ``verdict``: the result's ``Verdict.to_dict()``."""
+              access_format: str = "application/fits", verdict: dict[str, Any] | None = None,
+              result: str | None = None) -> ProductRecord:
+    """The catalogue record of one L3 product; ``verdict``: the result's ``Verdict.to_dict()``;
+    ``result``: what it found in a few words (:mod:`oiflow.fit.headline`)."""
     obs_id = f"{target}/{subset}"
     g = l3_granule(granules, target, dataproduct_type=dataproduct_type, obs_id=obs_id, nb_channels=nb_channels)
     return ProductRecord.for_file(path, calib_level=3, stage=stage, granules=[g], settings_hash=settings_hash,
-                                  inputs=list(inputs), access_format=access_format, obs_id=obs_id, verdict=verdict)
+                                  inputs=list(inputs), access_format=access_format, obs_id=obs_id, verdict=verdict,
+                                  result=result)
