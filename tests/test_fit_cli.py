@@ -15,8 +15,8 @@ def test_fit_command_writes_the_json_of_the_issue(shared_data, tmp_path, capsys)
     model.write_text("star: {type: ud, diameter: 0.8}\ncomp: {type: point, x: 6.2, y: -28.5, flux: 0.01}\n")
     out = tmp_path / "res.json"
     plots = tmp_path / "plots"
-    rc = main(["fit", str(f), "--model", str(model), "--observables", "v2,t3phi", "--json", str(out),
-               "--plot", str(plots)])
+    rc = main(["fit", str(f), "--model", str(model), "--observables", "v2,t3phi", "--json-out", str(out),
+               "--out", str(plots)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "chi2_red" in text and "star.diameter" in text
@@ -52,7 +52,7 @@ def test_companion_command_writes_maps(shared_data, tmp_path, capsys):
     f = shared_data / "imaging" / "contests_oifitsjl" / "contest-2008-binary.oifits"
     out = tmp_path / "cs"
     rc = main(["companion", str(f), "--rmin", "2", "--rmax", "8", "--step", "1.5", "--out", str(out),
-               "--json", str(tmp_path / "c.json")])
+               "--json-out", str(tmp_path / "c.json")])
     assert rc == 0
     doc = json.loads((tmp_path / "c.json").read_text())
     assert doc["position_angle_deg"] == pytest.approx(30.0, abs=0.2)

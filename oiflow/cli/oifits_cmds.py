@@ -2,7 +2,9 @@
 
 Machine-readable output (``--json``) goes to stdout, progress and diagnostics to stderr.
 Exit codes: 0 success; 1 some file has validation errors (or a command's own failure);
-2 some input is unreadable or the usage is wrong.
+2 some input is unreadable or the usage is wrong. validate, inspect and quicklook report on
+every file they are given (a file that cannot be opened: one line on stderr, exit 2); the
+others check their paths first (:mod:`.paths`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import DataError, OIFitsError, OIFitsWarning
+from ..errors import ConfigError, OIFitsError, OIFitsWarning
 from ..oifits import read_oifits, write_oifits
 from ..oifits.findings import Severity
 from ..provenance import Provenance, write_json_atomic
+from . import paths
 
 _err = Console(stderr=True)
 _SUFFIXES = (".fits", ".oifits", ".fit", ".fits.gz", ".oifits.gz")
@@ -61,6 +64,11 @@ def _emit_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
+def _say_unreadable(file, error: str) -> None:
+    """The one line of a file that could not be read, on stderr."""
+    typer.echo(f"{file}: UNREADABLE — {error}", err=True)
+
+
 # ----------------------------------------------------------------------------------------------
 def validate_cmd(
     files: list[Path] = typer.Argument(..., help="OIFITS files to check."),
@@ -83,6 +91,7 @@ def validate_cmd(
                 rep = validate(f)  # every rule that applies, also to a file the reader refuses
             except OIFitsError as exc:  # cannot be opened at all (missing, a directory)
                 reports.append({"file": str(f), "verdict": "unreadable", "error": str(exc), "findings": []})
+                _say_unreadable(f, str(exc))
                 status = 2
             else:
                 reports.append(rep.to_dict())
@@ -107,9 +116,9 @@ def validate_cmd(
 
 def _print_report(rep: dict, show_all: bool, max_findings: int) -> None:
     if rep["verdict"] == "unreadable":
-        typer.echo(f"{rep['file']}: UNREADABLE — {rep['error']}")
-        if not rep["findings"]:
+        if not rep["findings"]:  # said on stderr already
             return
+        typer.echo(f"{rep['file']}: UNREADABLE — {rep['error']}")
     else:
         typer.echo(f"{rep['file']}: {rep['verdict']} (OIFITS{rep['version']}; {rep['errors']} errors, "
                    f"{rep['warnings']} warnings, {rep['infos']} infos)")
@@ -145,6 +154,7 @@ def inspect(
                 out.append(info)
             except OIFitsError as exc:
                 out.append({"file": str(f), "error": str(exc)})
+                _say_unreadable(f, str(exc))
                 status = 2
             advance(f.name)
     if as_json:
@@ -156,8 +166,7 @@ def inspect(
 
 
 def _print_summary(info: dict) -> None:
-    if "error" in info:
-        typer.echo(f"{info['file']}: UNREADABLE — {info['error']}")
+    if "error" in info:  # said on stderr already
         return
     typer.echo(f"{info['file']}  (OIFITS{info['version']}; {info.get('instrument') or '?'}"
                f"{' / ' + info['insmode'] if info.get('insmode') else ''})")
@@ -180,7 +189,8 @@ def _print_summary(info: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 def plot(
     file: Path = typer.Argument(..., help="OIFITS file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the PNG files (created)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for the PNG files (created; files of the "
+                             "same names in it are replaced)."),
     dpi: int = typer.Option(120, help="Resolution of the PNGs."),
 ):
     """Quicklook plots: uv coverage, V² vs spatial frequency, closure phases, VISAMP/VISPHI, OI_FLUX.
@@ -189,10 +199,12 @@ def plot(
     """
     from ..oifits.plot import quicklook as make_plots
 
-    paths = make_plots(_read(file), out, dpi=dpi)
-    for name, p in paths.items():
+    paths.input_file(file)
+    paths.output_dir(out)
+    pngs = make_plots(_read(file), out, dpi=dpi)
+    for name, p in pngs.items():
         typer.echo(f"{name}: {p}")
-    if not paths:
+    if not pngs:
         _err.print(f"{file}: nothing to plot")
         raise typer.Exit(1)
 
@@ -204,16 +216,20 @@ def _level_of(ois) -> int:
 
 
 def merge(
-    out: Path = typer.Argument(..., help="Output OIFITS file."),
     files: list[Path] = typer.Argument(..., help="Input OIFITS files (two or more)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output OIFITS file (an existing one is replaced only with "
+                             "--force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     version: int = typer.Option(2, "--version", help="OIFITS version to write (1 or 2)."),
 ):
     """Merge OIFITS files: targets re-indexed by name/position; clashing ARRNAME/INSNAME/CORRNAME renamed.
 
-    Example: oiflow merge night.fits obs1.fits obs2.fits obs3.fits
+    Example: oiflow merge obs1.fits obs2.fits obs3.fits --out night.fits
     """
     from ..oifits.ops import merge as merge_ois
 
+    paths.input_files(files)
+    paths.output_file(out, force=force, inputs=files)
     ois = []
     with _progress(len(files), "read") as advance:
         for f in files:
@@ -228,7 +244,9 @@ def merge(
 
 def select(
     src: Path = typer.Argument(..., metavar="IN", help="Input OIFITS file."),
-    out: Path = typer.Argument(..., help="Output OIFITS file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output OIFITS file (an existing one is replaced only with "
+                             "--force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     target: list[str] = typer.Option(None, "--target", help="Target name or TARGET_ID (repeatable)."),
     insname: list[str] = typer.Option(None, "--insname", help="INSNAME to keep (repeatable)."),
     wave_min: float = typer.Option(None, "--wave-min", help="Shortest wavelength kept (µm)."),
@@ -244,23 +262,21 @@ def select(
     """Write a subset of a file: targets, instruments, wavelength range (new OI_WAVELENGTH), MJD range,
     baseline range, flags, minimum SNR.
 
-    Example: oiflow select in.fits out.fits --target HD_45677 --wave-min 1.6 --wave-max 1.7 --min-snr 3
+    Example: oiflow select in.fits --out out.fits --target HD_45677 --wave-min 1.6 --wave-max 1.7 --min-snr 3
     """
     from ..oifits.ops import select as select_oi
 
+    paths.input_file(src)
+    paths.output_file(out, force=force, inputs=[src])
     oi = _read(src)
     settings = {"target": target or None, "insname": insname or None, "wave_min_um": wave_min, "wave_max_um": wave_max,
                 "mjd_min": mjd_min, "mjd_max": mjd_max, "baseline_min_m": baseline_min, "baseline_max_m": baseline_max,
                 "drop_flagged": drop_flagged, "min_snr": min_snr}
-    try:
-        sub = select_oi(oi, target=target or None, insname=insname or None,
-                        wave_min=None if wave_min is None else wave_min * 1e-6,
-                        wave_max=None if wave_max is None else wave_max * 1e-6,
-                        mjd_min=mjd_min, mjd_max=mjd_max, baseline_min=baseline_min, baseline_max=baseline_max,
-                        drop_flagged=drop_flagged, min_snr=min_snr)
-    except DataError as exc:
-        _err.print(f"error: {exc}")
-        raise typer.Exit(1) from None
+    sub = select_oi(oi, target=target or None, insname=insname or None,  # a DataError (nothing left): exit 1
+                    wave_min=None if wave_min is None else wave_min * 1e-6,
+                    wave_max=None if wave_max is None else wave_max * 1e-6,
+                    mjd_min=mjd_min, mjd_max=mjd_max, baseline_min=baseline_min, baseline_max=baseline_max,
+                    drop_flagged=drop_flagged, min_snr=min_snr)
     prov = Provenance.for_inputs(_level_of([oi]), "select", [src], settings={k: v for k, v in settings.items() if v})
     write_oifits(sub, out, version=version, provenance=prov)
     counts = {k: len(sub.view(k)) for k in ("vis2", "t3", "vis", "flux")}
@@ -287,8 +303,10 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def quicklook(
-    paths: list[Path] = typer.Argument(..., help="OIFITS files or directories (searched recursively)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: <stem>/ plots + validation.json, summary.json."),
+    inputs: list[Path] = typer.Argument(..., metavar="PATHS", help="OIFITS files or directories (searched "
+                                        "recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: <stem>/ plots + validation.json, "
+                             "summary.json (created; files of the same names in it are replaced)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout."),
 ):
     """Validate, inspect and plot every OIFITS file found: the quicklook products of a data set.
@@ -302,10 +320,12 @@ def quicklook(
     from ..oifits.summary import summarize
     from ..oifits.validate import validate
 
-    files = _expand(paths)
+    for p in inputs:
+        paths.input_path(p)
+    paths.output_dir(out)
+    files = _expand(inputs)
     if not files:
-        _err.print(f"no OIFITS files under {', '.join(str(p) for p in paths)}")
-        raise typer.Exit(2)
+        raise ConfigError(f"no OIFITS files (*{', *'.join(_SUFFIXES)}) under {', '.join(str(p) for p in inputs)}")
     rows, status = [], 0
     with _progress(len(files), "quicklook") as advance:
         for f in files:
@@ -334,7 +354,7 @@ def quicklook(
     else:
         for r in rows:
             if r["verdict"] == "unreadable":
-                typer.echo(f"{r['file']}: UNREADABLE — {r['error']}")
+                _say_unreadable(r["file"], r["error"])
                 continue
             typer.echo(f"{r['file']}: {r['verdict']} ({r['errors']} errors, {r['warnings']} warnings); "
                        f"{', '.join(r['targets'])}; {len(r['plots'])} plots")
