@@ -21,11 +21,11 @@ flow level). Relative paths in parameters are made absolute when served or submi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from pydantic import BaseModel, ConfigDict, Field
 
 from oiflow.catalog import Catalog
 from oiflow.config import RunConfig, _deep_update, load_yaml, validate
@@ -53,15 +53,17 @@ def pipeline_job(config: RunConfig, force: bool = False):
 ENTRY_FLOWS = {"reprocess_archive": reprocess_archive_job, "run_pipeline": pipeline_job}
 
 
-@dataclass
-class DeploymentSpec:
+class DeploymentSpec(BaseModel):
+    """One entry of a deployments file (checked by :func:`oiflow.config.validate`)."""
+
+    model_config = ConfigDict(extra="forbid")
     name: str
     flow: str
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
     cron: str | None = None
     timezone: str = "UTC"
     description: str = ""
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
 
     @property
     def flow_name(self) -> str:
@@ -103,10 +105,7 @@ def load_deployments(path: str | os.PathLike) -> list[DeploymentSpec]:
     for i, d in enumerate(entries):
         if not isinstance(d, dict):
             raise ConfigError(f"{p}: deployments.{i}: should be a mapping (name, flow, parameters, …)")
-        try:
-            spec = DeploymentSpec(**d)
-        except TypeError as exc:
-            raise ConfigError(f"{p}: deployments.{i}: {exc}") from None
+        spec = validate(DeploymentSpec, d, p, prefix=f"deployments.{i}")
         if spec.flow not in ENTRY_FLOWS:
             raise ConfigError(f"{p}: deployments.{i}.flow: unknown flow {spec.flow!r} "
                               f"(one of {', '.join(ENTRY_FLOWS)})")

@@ -67,3 +67,19 @@ def test_companion_command_writes_maps(shared_data, tmp_path, capsys):
         x, y = -(ix - n // 2) * 1.5, (iy - n // 2) * 1.5
         assert 0 < x and 0 < y
     assert (out / "companion_chi2.png").is_file() and (out / "companion_detection_limit.png").is_file()
+
+
+def test_the_readme_bootstrap_example_runs(capsys):
+    """The README's `--bootstrap 100 --mcmc` line, as written, on the file it names (a bootstrap by
+    observation needs ≥ 3 observations: the α Cen A files of data-samples have 1 and 2)."""
+    import shlex
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    line = next(t.strip() for t in (repo / "README.md").read_text().splitlines()
+                if t.strip().startswith("oiflow fit") and "--bootstrap" in t)
+    words = shlex.split(line)[1:]
+    words = [str(repo / w) if w.startswith("data-samples/") else w for w in words]
+    assert main(words) == 0
+    out = capsys.readouterr().out
+    assert "columns: raw covariance, bootstrap, mcmc" in out and out.strip().splitlines()[-1].startswith("verdict: ok")

@@ -111,6 +111,8 @@ def products(
 
     if verdict is not None and verdict not in (*STATUSES, "not-ok"):
         raise ConfigError(f"--verdict: unknown verdict {verdict!r} (one of {', '.join(STATUSES)}, not-ok)")
+    if url is None:
+        paths.input_dir(root, "--root")
     if url is None and not (root / "catalog.sqlite").is_file():
         raise ConfigError(f"no catalogue at {root / 'catalog.sqlite'} (run a flow first, or give --catalog URL)")
     with Catalog.for_root(root, url) as cat:
