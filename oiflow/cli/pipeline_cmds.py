@@ -219,11 +219,11 @@ ROOT_HELP = ("Output directory: the product tree root (output.root; created, its
              "--root is the same option, the name `oiflow products` reads the tree with.")
 
 
-def _load_run_config(config_path: Path | None, overrides: dict, debug: bool):
+def _load_run_config(config_path: Path | None, overrides: dict, debug: bool, run_config_argument: bool = False):
     """The run configuration (``--debug`` noted for the error report)."""
     DEBUG[0] = DEBUG[0] or debug
     if config_path is not None:
-        paths.input_file(config_path)
+        paths.input_file(config_path, "" if run_config_argument else "--config")
     return load_config(config_path, overrides)
 
 
@@ -257,7 +257,7 @@ def run(
 
     Example: oiflow run configs/demo.yaml --cluster oar --dry-run
     """
-    config = _load_run_config(config_path, _overrides(out, url, cluster, workers, None, unit_runs), debug)
+    config = _load_run_config(config_path, _overrides(out, url, cluster, workers, None, unit_runs), debug, True)
     if dry_run:
         _dry_run(config)
         return
