@@ -143,7 +143,10 @@ def image(
     for m in result.messages:
         typer.secho(m, fg="yellow", err=True)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())
-    typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} ({result.regularization}); "
+    from ..image.regularizers import describe
+
+    typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} "
+               f"({describe(result.settings.regularization, result.settings.tau)}); "
                f"{result.niter} iterations, {'converged' if result.converged else result.message}; "
                f"{result.elapsed:.1f} s on {result.backend}/{result.transform}")
     for p in result.png_paths:
