@@ -75,6 +75,19 @@ def test_json_prints_and_json_out_writes(path, cmd):
                 assert "force" in {q.name for q in cmd.params}, f"{path}: --json-out needs --force"
 
 
+#: commands with --json but no --json-out, and why
+JSON_FILE_ELSEWHERE = {"oiflow quicklook": "its JSON is written as OUT/summary.json"}
+
+
+@pytest.mark.parametrize("path, cmd", COMMANDS, ids=IDS)
+def test_a_command_with_json_has_both_switches(path, cmd):
+    names = {n for p in options(cmd) for n in (*p.opts, *p.secondary_opts)}
+    if "--json" in names and path not in JSON_FILE_ELSEWHERE:
+        assert "--json-out" in names, path
+    if "--json-out" in names:
+        assert "--json" in names, path
+
+
 @pytest.mark.parametrize("path, cmd", COMMANDS, ids=IDS)
 def test_no_output_is_a_positional_argument(path, cmd):
     for p in cmd.params:

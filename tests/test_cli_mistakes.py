@@ -108,11 +108,13 @@ DIR_OUT = "its output is a directory: files of the same names in it are replaced
 #: command → mistake → the arguments that make it (a function of the World), or why it cannot apply
 TABLE = {
     "oiflow validate": {"missing": lambda w: [w.missing], "dir-for-file": lambda w: [w.d],
-                        "file-for-dir": "no directory argument", "existing-output": "no output",
-                        "unwritable-output": "no output", **NO_CONFIG},
+                        "file-for-dir": "no directory argument",
+                        "existing-output": lambda w: [w.f, "--json-out", w.existing],
+                        "unwritable-output": lambda w: [w.f, "--json-out", w.locked / "v.json"], **NO_CONFIG},
     "oiflow inspect": {"missing": lambda w: [w.missing], "dir-for-file": lambda w: [w.d],
-                       "file-for-dir": "no directory argument", "existing-output": "no output",
-                       "unwritable-output": "no output", **NO_CONFIG},
+                       "file-for-dir": "no directory argument",
+                       "existing-output": lambda w: [w.f, "--json-out", w.existing],
+                       "unwritable-output": lambda w: [w.f, "--json-out", w.locked / "i.json"], **NO_CONFIG},
     "oiflow plot": {"missing": lambda w: [w.missing, "-o", w.out()], "dir-for-file": lambda w: [w.d, "-o", w.out()],
                     "file-for-dir": lambda w: [w.f, "-o", w.txt], "existing-output": DIR_OUT,
                     "unwritable-output": lambda w: [w.f, "-o", w.locked / "plots"], **NO_CONFIG},
@@ -163,8 +165,10 @@ TABLE = {
                               **configs("night", lambda w, c: [c, "-o", w.out()])},
     "oiflow products": {"missing": lambda w: ["--root", w.missing],
                         "dir-for-file": "--root is a directory (the catalogue is found in it)",
-                        "file-for-dir": lambda w: ["--root", w.txt], "existing-output": "no output",
-                        "unwritable-output": "no output", **NO_CONFIG},
+                        "file-for-dir": lambda w: ["--root", w.txt],
+                        "existing-output": lambda w: ["--root", w.d, "--json-out", w.existing],
+                        "unwritable-output": lambda w: ["--root", w.d, "--json-out", w.locked / "p.json"],
+                        **NO_CONFIG},
     "oiflow run": {"missing": lambda w: [w.missing], "dir-for-file": lambda w: [w.d],
                    "file-for-dir": lambda w: [w.config("run", "good"), "-o", w.txt], "existing-output": DIR_OUT,
                    "unwritable-output": lambda w: [w.config("run", "good"), "-o", w.locked / "products"],
@@ -198,7 +202,7 @@ def test_every_command_has_a_row():
     assert set(TABLE) == set(IDS)
     for cmd, row in TABLE.items():
         assert set(row) == set(KINDS), cmd
-    assert len(CASES) >= 80
+    assert len(CASES) >= 90
 
 
 def _named(w: World, kind: str, args: list) -> Path:

@@ -122,3 +122,15 @@ def test_quicklook(capsys, tmp_path, corpus):
     assert len(summary["files"]) == 2 and all(f["errors"] == 0 for f in summary["files"])
     assert (out / "contest-2008-binary" / "validation.json").exists()
     assert len(list((out / "contest-2008-binary").glob("*.png"))) == 3  # uv, V², closure phase
+
+
+@pytest.mark.parametrize("command", ["validate", "inspect"])
+def test_json_out_writes_what_json_prints(capsys, tmp_path, corpus, command):
+    f = corpus / "real/pionier/AXCir.oifits"
+    out = tmp_path / "r.json"
+    code, printed, _ = run(capsys, command, f, "--json", "--json-out", out)
+    assert code == 0 and json.loads(out.read_text()) == json.loads(printed)
+    assert json.loads(printed)[0]["file"] == str(f)
+    code, _, err = run(capsys, command, f, "--json-out", out)
+    assert code == 2 and err.strip() == f"error: --json-out {out}: exists (add --force to replace it)"
+    assert run(capsys, command, f, "--json-out", out, "--force")[0] == 0

@@ -60,8 +60,21 @@ def _read(path: Path):
         return read_oifits(path, warn=False)
 
 
-def _emit_json(obj) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+def _emit_json(obj, as_json: bool, json_out: Path | None) -> None:
+    """``--json``: the JSON on stdout; ``--json-out``: in that file."""
+    if as_json:
+        typer.echo(json.dumps(obj, indent=2, default=str))
+    if json_out is not None:
+        write_json_atomic(obj, json_out)
+
+
+def _json_out_option(what: str):
+    return typer.Option(None, "--json-out", help=f"Write {what} to this file (an existing one is replaced only "
+                                                 "with --force).")
+
+
+def _force_option():
+    return typer.Option(False, "--force", help="Replace an existing --json-out file.")
 
 
 def _say_unreadable(file, error: str) -> None:
@@ -73,6 +86,8 @@ def _say_unreadable(file, error: str) -> None:
 def validate_cmd(
     files: list[Path] = typer.Argument(..., help="OIFITS files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON report per file (a list) on stdout."),
+    json_out: Path | None = _json_out_option("the JSON reports"),
+    force: bool = _force_option(),
     show_all: bool = typer.Option(False, "--all", help="Also list info-level findings."),
     max_findings: int = typer.Option(30, "--max", help="Findings listed per file and severity (text output)."),
 ):
@@ -84,6 +99,8 @@ def validate_cmd(
     """
     from ..oifits.validate import validate
 
+    if json_out is not None:
+        paths.output_file(json_out, force=force, inputs=files, label="--json-out")
     reports, status = [], 0
     with _progress(len(files), "validate") as advance:
         for f in files:
@@ -101,9 +118,8 @@ def validate_cmd(
                 elif rep.errors:
                     status = max(status, 1)
             advance(f.name)
-    if as_json:
-        _emit_json(reports)
-    else:
+    _emit_json(reports, as_json, json_out)
+    if not as_json:
         for rep in reports:
             _print_report(rep, show_all, max_findings)
         n_bad = sum(1 for r in reports if r["verdict"] == "non-conformant")
@@ -137,6 +153,8 @@ def _print_report(rep: dict, show_all: bool, max_findings: int) -> None:
 def inspect(
     files: list[Path] = typer.Argument(..., help="OIFITS files."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (a list, one object per file) on stdout."),
+    json_out: Path | None = _json_out_option("the JSON list"),
+    force: bool = _force_option(),
 ):
     """Summarise OIFITS files: targets, instruments and modes (INSNAME, channels, λ range), nights,
     counts per observable (points = rows × channels; ok = unflagged and finite), baselines.
@@ -145,6 +163,8 @@ def inspect(
     """
     from ..oifits.summary import summarize
 
+    if json_out is not None:
+        paths.output_file(json_out, force=force, inputs=files, label="--json-out")
     out, status = [], 0
     with _progress(len(files), "inspect") as advance:
         for f in files:
@@ -157,9 +177,8 @@ def inspect(
                 _say_unreadable(f, str(exc))
                 status = 2
             advance(f.name)
-    if as_json:
-        _emit_json(out)
-    else:
+    _emit_json(out, as_json, json_out)
+    if not as_json:
         for info in out:
             _print_summary(info)
     raise typer.Exit(status)
@@ -349,9 +368,8 @@ def quicklook(
             rows.append(item)
             advance(f.name)
     write_json_atomic({"files": rows}, out / "summary.json")
-    if as_json:
-        _emit_json(rows)
-    else:
+    _emit_json(rows, as_json, None)
+    if not as_json:
         for r in rows:
             if r["verdict"] == "unreadable":
                 _say_unreadable(r["file"], r["error"])

@@ -101,6 +101,9 @@ def products(
     verdict: str | None = typer.Option(None, "--verdict", help="Only L3 products with this verdict (ok, poor-fit, "
                                        "maxiter, not-at-minimum, unconstrained, at-bound, failed), or not-ok."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows (all catalogue columns)."),
+    json_out: Path | None = typer.Option(None, "--json-out", help="Write the JSON rows to this file (an existing one "
+                                         "is replaced only with --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --json-out file."),
 ):
     """List catalogued product granules (one row per product file, target, instrument mode, night).
 
@@ -113,14 +116,20 @@ def products(
         raise ConfigError(f"--verdict: unknown verdict {verdict!r} (one of {', '.join(STATUSES)}, not-ok)")
     if url is None:
         paths.input_dir(root, "--root")
+    if json_out is not None:
+        paths.output_file(json_out, force=force, label="--json-out")
     if url is None and not (root / "catalog.sqlite").is_file():
         raise ConfigError(f"no catalogue at {root / 'catalog.sqlite'} (run a flow first, or give --catalog URL)")
     with Catalog.for_root(root, url) as cat:
         rows = cat.products(target=target, level=level, night=night, verdict=verdict)
+    if json_out is not None:
+        from ..provenance import write_text_atomic
+
+        write_text_atomic(dumps(rows) + "\n", json_out)
     if as_json:
         typer.echo(dumps(rows))
-        return
-    print_products(rows, root)
+    else:
+        print_products(rows, root)
 
 
 #: rows of the products table at the end of a run (an archive's run lists the others with `oiflow products`)
