@@ -275,7 +275,7 @@ def submit(deployment: str, params: dict[str, Any], *, watch: bool = False, time
             except Exception:
                 raise ConfigError(f"no deployment named {deployment!r} on {os.environ['PREFECT_API_URL']}") from None
     merged = _deep_update(dict(dep.parameters or {}), _absolute(_nest(params), Path.cwd()))
-    config = RunConfig.model_validate(merged.get("config", {}))
+    config = validate(RunConfig, merged.get("config", {}), f"deployment {deployment} with --param", prefix="config")
     fr = run_deployment(dep.id, parameters=merged, timeout=timeout if watch else 0, as_subflow=False)
     root = Path(config.output.root)
     info: dict[str, Any] = {

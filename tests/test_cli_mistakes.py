@@ -33,6 +33,7 @@ SAYS = {"missing": "no such", "dir-for-file": "is a directory", "file-for-dir": 
         "existing-output": "exists (add --force to replace it)", "unwritable-output": "cannot write in",
         "bad-yaml": "line 2, column", "unknown-key": "unknown", "wrong-type": ""}
 MODEL = "{star: {type: ud, diameter: 1}}"
+RAW = REPO / "data-samples/night-sim"  # a night of raw files (only read)
 
 
 @dataclass
@@ -148,10 +149,10 @@ TABLE = {
                      "unwritable-output": lambda w: [w.f, "-o", w.locked / "i.fits"],
                      **configs("image", lambda w, c: [w.f, "-o", w.out("i.fits"), "--config", c])},
     "oiflow reduce": {"missing": lambda w: [w.missing, "-o", w.out()],
-                      "dir-for-file": lambda w: [w.d, "-o", w.out(), "--config", w.d],
+                      "dir-for-file": lambda w: [RAW, "-o", w.out(), "--config", w.d],
                       "file-for-dir": lambda w: [w.txt, "-o", w.out()], "existing-output": DIR_OUT,
-                      "unwritable-output": lambda w: [w.d, "-o", w.locked / "L1"],
-                      **configs("run", lambda w, c: [w.d, "-o", w.out(), "--config", c])},
+                      "unwritable-output": lambda w: [RAW, "-o", w.locked / "L1"],
+                      **configs("run", lambda w, c: [RAW, "-o", w.out(), "--config", c])},
     "oiflow calibrate": {"missing": lambda w: [w.missing, "-o", w.out()],
                          "dir-for-file": lambda w: [w.f, "-o", w.out(), "--diameters", w.d],
                          "file-for-dir": lambda w: [w.f, "-o", w.txt], "existing-output": DIR_OUT,

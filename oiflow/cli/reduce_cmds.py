@@ -91,6 +91,8 @@ def reduce(
     Example: oiflow reduce data-samples/night-sim --out products/2023-03-15/L1
     """
     paths.input_dir(raw_dir)
+    if not any(p.is_file() and p.name.endswith((".fits", ".fits.gz")) for p in raw_dir.iterdir()):
+        raise ConfigError(f"{raw_dir}: no raw FITS files (*.fits, *.fits.gz) in it")
     if config is not None:
         paths.input_file(config, "--config")
     if out is None and not plan_only:
