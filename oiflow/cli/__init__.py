@@ -118,7 +118,9 @@ _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Permis
 
 def exit_code(exc: BaseException) -> int | None:
     """The exit code of an exception that ends a command (None: a bug, shown with its traceback)."""
-    if isinstance(exc, (OIFitsError, ConfigError, *_PATH_ERRORS)) or _is_usage_error(exc):
+    if _is_click_error(exc):  # a usage error (2), or another error of the parser (its code)
+        return int(exc.exit_code)
+    if isinstance(exc, (OIFitsError, ConfigError, *_PATH_ERRORS)):
         return 2
     if isinstance(exc, (OiflowError, OSError)):
         return 1
@@ -127,14 +129,15 @@ def exit_code(exc: BaseException) -> int | None:
     return None
 
 
-def _is_usage_error(exc: BaseException) -> bool:
-    """click's UsageError and its subclasses (typer vendors its own click)."""
-    return hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2
+def _is_click_error(exc: BaseException) -> bool:
+    """click's ClickException and its subclasses, UsageError among them (typer vendors its own
+    click, so they are known by their interface)."""
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
 
 
 def error_line(exc: BaseException) -> str:
     """The one line that says what went wrong (and where)."""
-    if _is_usage_error(exc):
+    if _is_click_error(exc):
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         return f"error: {exc.format_message()}{where}"
