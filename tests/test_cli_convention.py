@@ -159,7 +159,7 @@ def test_an_unknown_option_fails_the_parse():
 
 
 def test_the_submit_example_names_a_deployment_of_the_shipped_file():
-    from flows.deployments import load_deployments
+    from flows.deployment_specs import load_deployments
 
     cmd = dict(COMMANDS)["oiflow submit"]
     name = re.search(r"Example: oiflow submit (\S+)", cmd.help).group(1)

@@ -341,9 +341,10 @@ def serve(
 
     Example: oiflow serve configs/deployments.yaml
     """
+    from flows.deployment_specs import load_deployments  # no Prefect: a bad file is refused at once
+
     paths.input_file(deployments)
-    dep = _flows("deployments")
-    specs = dep.load_deployments(deployments)
+    specs = load_deployments(deployments)
     if check:
         for s in specs:
             sched = f"cron {s.cron!r}" if s.cron else "on demand"
@@ -352,7 +353,7 @@ def serve(
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError("oiflow serve needs a Prefect server: start one with `oiflow server start` and "
                           "export PREFECT_API_URL=http://127.0.0.1:4200/api")
-    dep.serve_deployments(specs)
+    _flows("deployments").serve_deployments(specs)
 
 
 def deploy(
@@ -371,13 +372,14 @@ def deploy(
 
     Then `oiflow submit NAME --watch`. Needs PREFECT_API_URL (see containers/README.md).
     """
+    from flows.deployment_specs import load_deployments  # no Prefect: a bad file is refused at once
+
     paths.input_file(deployments)
-    dep = _flows("deployments")
-    specs = dep.load_deployments(deployments)
+    specs = load_deployments(deployments)
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError("oiflow deploy needs a Prefect server: start one with `oiflow server start` and "
                           "export PREFECT_API_URL=http://127.0.0.1:4200/api")
-    ids = dep.deploy_to_docker_pool(specs, work_pool, image, volume, user=user, mem_limit=mem_limit)
+    ids = _flows("deployments").deploy_to_docker_pool(specs, work_pool, image, volume, user=user, mem_limit=mem_limit)
     for s, dep_id in zip(specs, ids):
         typer.echo(f"{s.flow_name}/{s.name} ({dep_id}): work pool {work_pool}, image {image}")
 
