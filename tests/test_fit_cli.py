@@ -83,3 +83,13 @@ def test_the_readme_bootstrap_example_runs(capsys):
     assert main(words) == 0
     out = capsys.readouterr().out
     assert "columns: raw covariance, bootstrap, mcmc" in out and out.strip().splitlines()[-1].startswith("verdict: ok")
+
+
+def test_json_prints_the_result_and_the_text_goes_to_stderr(shared_data, capsys):
+    f = shared_data / "oifits" / "real" / "pionier" / "AXCir.oifits"
+    assert main(["fit", str(f), "--model", "{star: {type: ud, diameter: 1}}", "--observables", "v2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["verdict"]["status"] == "ok" and doc["n_data"] == 900
+    assert 0.9 < doc["parameters"]["star.diameter"]["value"] < 0.96
+    assert err.strip().splitlines()[-1] == "verdict: ok"

@@ -59,6 +59,7 @@ def fit(
 
 
 def _check_paths(files, out, json_out, force) -> None:
+    """The inputs, the output directory and the JSON file of fit and companion (:mod:`.paths`)."""
     paths.input_files(files)
     if out is not None:
         paths.output_dir(out)
