@@ -21,102 +21,37 @@ flow level). Relative paths in parameters are made absolute when served or submi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
 from oiflow.catalog import Catalog
-from oiflow.config import RunConfig, _deep_update, load_yaml, validate
+from oiflow.config import RunConfig, _deep_update, validate
 from oiflow.errors import ConfigError
 
+from oiflow.flows.deployment_specs import ENTRY_FLOW_NAMES, DeploymentSpec, _absolute, load_deployments  # noqa: F401
 from oiflow.flows.pipeline import run_pipeline
 from oiflow.flows.reprocess import reprocess_archive
 from oiflow.flows.runners import profile_of, task_runner
 
 
-@flow(name="reprocess-archive-job")
+@flow(name=ENTRY_FLOW_NAMES["reprocess_archive"])
 def reprocess_archive_job(root: Path, config: RunConfig, force: bool = False):
     """Deployment entry: :func:`oiflow.flows.reprocess.reprocess_archive` on the config's cluster."""
     runner = task_runner(profile_of(config.cluster))
     return reprocess_archive.with_options(task_runner=runner)(root=root, config=config, force=force, return_state=True)
 
 
-@flow(name="pipeline-job")
+@flow(name=ENTRY_FLOW_NAMES["run_pipeline"])
 def pipeline_job(config: RunConfig, force: bool = False):
     """Deployment entry: :func:`oiflow.flows.pipeline.run_pipeline` on the config's cluster."""
     runner = task_runner(profile_of(config.cluster))
     return run_pipeline.with_options(task_runner=runner)(config=config, force=force, return_state=True)
 
 
+#: the entry flow of each ``flow:`` name of a deployments file (their names: ENTRY_FLOW_NAMES)
 ENTRY_FLOWS = {"reprocess_archive": reprocess_archive_job, "run_pipeline": pipeline_job}
-
-
-@dataclass
-class DeploymentSpec:
-    name: str
-    flow: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    cron: str | None = None
-    timezone: str = "UTC"
-    description: str = ""
-    tags: list[str] = field(default_factory=list)
-
-    @property
-    def flow_name(self) -> str:
-        return ENTRY_FLOWS[self.flow].name
-
-
-def _absolute(params: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Make ``root``, ``config.output.root``, ``config.input.*`` paths absolute against ``base``."""
-    out = dict(params)
-
-    def fix(p):
-        return str(p) if p is None or Path(str(p)).is_absolute() else str((base / str(p)).resolve())
-
-    if out.get("root") is not None:
-        out["root"] = fix(out["root"])
-    cfg = out.get("config")
-    if isinstance(cfg, dict):
-        cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
-        if isinstance(cfg.get("output"), dict) and cfg["output"].get("root") is not None:
-            cfg["output"]["root"] = fix(cfg["output"]["root"])
-        inp = cfg.get("input")
-        if isinstance(inp, dict):
-            if inp.get("night"):
-                inp["night"] = fix(inp["night"])
-            for key in ("nights", "files"):
-                if inp.get(key):
-                    inp[key] = [fix(p) for p in inp[key]]
-        out["config"] = cfg
-    return out
-
-
-def load_deployments(path: str | os.PathLike) -> list[DeploymentSpec]:
-    p = Path(path)
-    data = load_yaml(p)
-    entries = data.get("deployments") or []
-    if not isinstance(entries, list):
-        raise ConfigError(f"{p}: deployments: should be a list of deployments")
-    specs = []
-    for i, d in enumerate(entries):
-        if not isinstance(d, dict):
-            raise ConfigError(f"{p}: deployments.{i}: should be a mapping (name, flow, parameters, …)")
-        try:
-            spec = DeploymentSpec(**d)
-        except TypeError as exc:
-            raise ConfigError(f"{p}: deployments.{i}: {exc}") from None
-        if spec.flow not in ENTRY_FLOWS:
-            raise ConfigError(f"{p}: deployments.{i}.flow: unknown flow {spec.flow!r} "
-                              f"(one of {', '.join(ENTRY_FLOWS)})")
-        spec.parameters = _absolute(spec.parameters, Path.cwd())
-        if "config" in spec.parameters:  # validate now, not at 3 a.m.
-            validate(RunConfig, spec.parameters["config"], p, prefix=f"deployments.{i}.parameters.config")
-        specs.append(spec)
-    if not specs:
-        raise ConfigError(f"{p}: no deployments")
-    return specs
 
 
 def to_deployments(specs: list[DeploymentSpec]):
@@ -276,7 +211,7 @@ def submit(deployment: str, params: dict[str, Any], *, watch: bool = False, time
             except Exception:
                 raise ConfigError(f"no deployment named {deployment!r} on {os.environ['PREFECT_API_URL']}") from None
     merged = _deep_update(dict(dep.parameters or {}), _absolute(_nest(params), Path.cwd()))
-    config = RunConfig.model_validate(merged.get("config", {}))
+    config = validate(RunConfig, merged.get("config", {}), f"deployment {deployment} with --param", prefix="config")
     fr = run_deployment(dep.id, parameters=merged, timeout=timeout if watch else 0, as_subflow=False)
     root = Path(config.output.root)
     info: dict[str, Any] = {

@@ -10,7 +10,7 @@ products tables show), plus what reprocessing needs (checksum, size, software, s
 input checksums, flow run id, time).
 
 **L3 products** (fit JSON, companion-search JSON and maps, IMAGE-OI images) get ``calib_level``
-3, as the CALIB_LV of their headers (ARCHITECTURE.md): ObsCore level 3, "enhanced data
+3, as the CALIB_LV of their headers (README: "Pipeline runs, the product catalogue…"): ObsCore level 3, "enhanced data
 products, possibly combining several observations". This is NOT OiDB's "L3 — published
 calibrated OIFITS" (which needs a bibcode): these rows are told apart by ``dataproduct_type``
 ("fit" or "image"; OIFITS granules are "visibility") and are not OIFITS. An L3 product is about

@@ -1,6 +1,6 @@
 """The run configuration: one typed (pydantic) model per stage, composed in :class:`RunConfig`.
 
-YAML layout (ARCHITECTURE.md)::
+YAML layout (configs/demo.yaml is a complete example)::
 
     input:     {night: data-samples/night-sim, level: 0}      # or files: [...] with level 1 or 2
     output:    {root: products}
@@ -144,14 +144,20 @@ def _key_path(model: type[BaseModel], loc) -> tuple[list[str], type[BaseModel] |
     return keys, holder
 
 
+def unknown_key(key: str, known, what: str = "key") -> str:
+    """``unknown key (did you mean 'x'?)`` — the closest of ``known`` (difflib), or the list of
+    them when none is close: the one wording of an unknown key in every configuration file."""
+    known = sorted(str(k) for k in known)
+    near = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else (f" (known: {', '.join(known)})" if known else "")
+    return f"unknown {what}{hint}"
+
+
 def _problem(errors: list[dict], holder: type[BaseModel] | None, key: str) -> str:
     """One sentence for the errors pydantic gives at one key (several for a union)."""
     types_ = {e["type"] for e in errors}
     if "extra_forbidden" in types_:
-        known = sorted(holder.model_fields) if holder is not None else []
-        near = difflib.get_close_matches(key, known, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else (f" (known: {', '.join(known)})" if known else "")
-        return f"unknown key{hint}"
+        return unknown_key(key, holder.model_fields if holder is not None else ())
     if "missing" in types_:
         return "required, missing"
     msgs = [re.sub(r" for <class '[\w.]+'>", "", m) for m in dict.fromkeys(e["msg"] for e in errors)]

@@ -1,6 +1,6 @@
 """Ingest existing L1/L2 OIFITS into the product tree: read, describe, copy atomically.
 
-This is how real reduced or calibrated data enter the pipeline (ARCHITECTURE.md: "real L1/L2
+This is how real reduced or calibrated data enter the pipeline (README, pipeline section: "real L1/L2
 OIFITS from any instrument can enter at their level"). Each file is read (so an unreadable
 file fails here, naming itself), its granules are computed for the catalogue, and its bytes
 are copied unchanged to ``<root>/<night>/L<level>/<name>`` (temporary name, then rename).

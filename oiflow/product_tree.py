@@ -1,4 +1,4 @@
-"""Paths of the product tree (ARCHITECTURE.md) and safe names.
+"""Paths of the product tree (README: "Pipeline runs, the product catalogue…") and safe names.
 
 ::
 

@@ -46,3 +46,12 @@ def test_commands_report_failures_with_exit_code_1(tmp_path, capsys):
     assert "FAILED" in err and "missing calibration files" in err and "DARK" in err
     assert main(["calibrate", str(tmp_path / "empty"), "--out", str(tmp_path / "L2")]) == 2  # no input: usage error
     assert main(["simulate", "night", str(tmp_path / "nope.yaml"), "--out", str(raw)]) == 2
+
+
+def test_reduce_an_empty_directory_is_a_usage_error(tmp_path, capsys):
+    """A directory without raw FITS files is refused at once (exit 2), as every wrong input path."""
+    (tmp_path / "night").mkdir()
+    (tmp_path / "night" / "notes.txt").write_text("no raw files here")
+    assert main(["reduce", str(tmp_path / "night"), "--out", str(tmp_path / "L1")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'night'}: no raw FITS files (*.fits, *.fits.gz) in it"
+    assert not (tmp_path / "L1").exists()

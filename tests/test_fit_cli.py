@@ -15,8 +15,8 @@ def test_fit_command_writes_the_json_of_the_issue(shared_data, tmp_path, capsys)
     model.write_text("star: {type: ud, diameter: 0.8}\ncomp: {type: point, x: 6.2, y: -28.5, flux: 0.01}\n")
     out = tmp_path / "res.json"
     plots = tmp_path / "plots"
-    rc = main(["fit", str(f), "--model", str(model), "--observables", "v2,t3phi", "--json", str(out),
-               "--plot", str(plots)])
+    rc = main(["fit", str(f), "--model", str(model), "--observables", "v2,t3phi", "--json-out", str(out),
+               "--out", str(plots)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "chi2_red" in text and "star.diameter" in text
@@ -52,7 +52,7 @@ def test_companion_command_writes_maps(shared_data, tmp_path, capsys):
     f = shared_data / "imaging" / "contests_oifitsjl" / "contest-2008-binary.oifits"
     out = tmp_path / "cs"
     rc = main(["companion", str(f), "--rmin", "2", "--rmax", "8", "--step", "1.5", "--out", str(out),
-               "--json", str(tmp_path / "c.json")])
+               "--json-out", str(tmp_path / "c.json")])
     assert rc == 0
     doc = json.loads((tmp_path / "c.json").read_text())
     assert doc["position_angle_deg"] == pytest.approx(30.0, abs=0.2)
@@ -67,3 +67,29 @@ def test_companion_command_writes_maps(shared_data, tmp_path, capsys):
         x, y = -(ix - n // 2) * 1.5, (iy - n // 2) * 1.5
         assert 0 < x and 0 < y
     assert (out / "companion_chi2.png").is_file() and (out / "companion_detection_limit.png").is_file()
+
+
+def test_the_readme_bootstrap_example_runs(capsys):
+    """The README's `--bootstrap 100 --mcmc` line, as written, on the file it names (a bootstrap by
+    observation needs ≥ 3 observations: the α Cen A files of data-samples have 1 and 2)."""
+    import shlex
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    line = next(t.strip() for t in (repo / "README.md").read_text().splitlines()
+                if t.strip().startswith("oiflow fit") and "--bootstrap" in t)
+    words = shlex.split(line)[1:]
+    words = [str(repo / w) if w.startswith("data-samples/") else w for w in words]
+    assert main(words) == 0
+    out = capsys.readouterr().out
+    assert "columns: raw covariance, bootstrap, mcmc" in out and out.strip().splitlines()[-1].startswith("verdict: ok")
+
+
+def test_json_prints_the_result_and_the_text_goes_to_stderr(shared_data, capsys):
+    f = shared_data / "oifits" / "real" / "pionier" / "AXCir.oifits"
+    assert main(["fit", str(f), "--model", "{star: {type: ud, diameter: 1}}", "--observables", "v2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["verdict"]["status"] == "ok" and doc["n_data"] == 900
+    assert 0.9 < doc["parameters"]["star.diameter"]["value"] < 0.96
+    assert err.strip().splitlines()[-1] == "verdict: ok"

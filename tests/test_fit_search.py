@@ -69,7 +69,7 @@ def arcturus_file(tmp_path_factory):
 @pytest.mark.parametrize("start", [5.0, 25.0])
 def test_arcturus_case_from_5_and_25_mas_returns_the_global_minimum(arcturus_file, tmp_path, capsys, start):
     out = tmp_path / "fit.json"
-    rc = main(["fit", str(arcturus_file), "--model", f"{{star: {{type: ud, diameter: {start}}}}}", "--json", str(out)])
+    rc = main(["fit", str(arcturus_file), "--model", f"{{star: {{type: ud, diameter: {start}}}}}", "--json-out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert text.strip().splitlines()[-1].startswith("verdict: ok")
@@ -89,7 +89,7 @@ def test_arcturus_case_without_the_search_is_refused_with_exit_code_1(arcturus_f
     for start in (5.0, 25.0):
         out = tmp_path / f"fit{start}.json"
         rc = main(["fit", str(arcturus_file), "--model",
-                   f"{{star: {{type: ud, diameter: {start}}}, options: {{search: false}}}}", "--json", str(out)])
+                   f"{{star: {{type: ud, diameter: {start}}}, options: {{search: false}}}}", "--json-out", str(out)])
         assert rc == 1
         assert capsys.readouterr().out.strip().splitlines()[-1].startswith("verdict: not-at-minimum")
         docs[start] = json.loads(out.read_text())  # written all the same

@@ -38,7 +38,7 @@ def test_a_parameter_the_data_do_not_see_is_unconstrained_not_zero(shared_data, 
     f = shared_data / "oifits" / "real" / "matisse" / "94Aqr_2018-07-17_Part1.fits"
     out = tmp_path / "fit.json"
     rc = main(["fit", str(f), "--model", "{star: {type: ud, diameter: 3}}", "--observables", "t3phi",
-               "--json", str(out)])
+               "--json-out", str(out)])
     assert rc == 1
     line = last_line(capsys)
     assert line.startswith("verdict: unconstrained") and "star.diameter" in line
@@ -150,10 +150,10 @@ def test_fit_and_companion_decide_the_smearing_alike(shared_data, tmp_path, caps
     """The issue: 0.00833 from `fit` (smearing off), 0.00873 from `companion` (on)."""
     f = shared_data.joinpath(*PIONIER, "AXCir.oifits")
     assert main(["fit", str(f), "--model", "{star: {type: ud, diameter: 0.8}, c: {type: point, flux: 0.01, "
-                 "x: 6.2, y: -28.5}}", "--json", str(tmp_path / "fit.json")]) == 0
+                 "x: 6.2, y: -28.5}}", "--json-out", str(tmp_path / "fit.json")]) == 0
     fit_text = capsys.readouterr().out
     assert main(["companion", str(f), "--rmin", "2", "--rmax", "35", "--step", "3.78", "--no-detection-limit",
-                 "--json", str(tmp_path / "cs.json")]) == 0
+                 "--json-out", str(tmp_path / "cs.json")]) == 0
     cs_text = capsys.readouterr().out
     for text in (fit_text, cs_text):
         assert "bandwidth smearing: on (auto: R = λ/Δλ = 18.1" in text

@@ -179,18 +179,26 @@ def test_image_help_shows_its_defaults():
     assert "x.png and x.residuals.png" in text and "verdict" in text
 
 
-@pytest.mark.parametrize("name, note", [("tv", "regularization 'tv' → hyperbolic: total variation"),
-                                        ("totvar", "regularization 'totvar' → hyperbolic"),
-                                        ("l1l2", "regularization 'l1l2' → hyperbolic: WISARD's L1L2")])
-def test_a_regularisation_alias_is_said_by_name(shared_data, tmp_path, capsys, name, note):
+@pytest.mark.parametrize("name, note, runs", [
+    ("tv", "regularization 'tv' → hyperbolic: total variation", "tv (smoothed: hyperbolic, τ = 0.001 × object mean pixel)"),
+    ("totvar", "regularization 'totvar' → hyperbolic", "totvar (smoothed: hyperbolic, τ = 0.001 × object mean pixel)"),
+    ("l1l2", "regularization 'l1l2' → hyperbolic: WISARD's L1L2", "l1l2 (hyperbolic, τ = 0.001 × object mean pixel)"),
+    ("hyperbolic", None, "(hyperbolic, τ = 0.001 × object mean pixel)")])
+def test_a_regularisation_alias_is_said_by_name(shared_data, tmp_path, capsys, name, note, runs):
+    """The result line and the product (OUTPUT PARAM RGL_DESC) say what ran for the name asked,
+    with its threshold τ; RGL_NAME stays the name OImaging knows."""
     from oiflow.cli import main
 
     main(["image", str(shared_data / "imaging/contests_oifitsjl/contest-2008-binary.oifits"), "--out",
           str(tmp_path / "x.fits"), "--npix", "32", "--pixel-size", "0.45", "--mu", "1e3", "--maxiter", "5",
           "-r", name, "-q"])
-    err = " ".join(capsys.readouterr().err.split())
-    assert note in err
-    assert fits.getheader(tmp_path / "x.fits", "IMAGE-OI OUTPUT PARAM")["RGL_NAME"] == "hyperbolic"
+    out, err = capsys.readouterr()
+    assert note is None or note in " ".join(err.split())
+    assert f"μ = 1e+03 {runs if runs.startswith('(') else '(' + runs + ')'};" in out.splitlines()[0]
+    params = fits.getheader(tmp_path / "x.fits", "IMAGE-OI OUTPUT PARAM")
+    assert params["RGL_NAME"] == "hyperbolic"
+    desc = runs[1:-1] if runs.startswith("(") else runs
+    assert params["RGL_DESC"] == desc.replace("τ", "tau").replace("×", "x")
 
 
 def test_oimaging_input_copied_untouched(shared_data, tmp_path):

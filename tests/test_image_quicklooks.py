@@ -241,3 +241,30 @@ def test_the_program_leaves_at_once_with_its_output_and_status(companion_snapsho
     assert lines[-3:-1] == [f"  {tmp_path / 'x.png'}", f"  {tmp_path / 'x.residuals.png'}"]
     assert "first iteration at" in proc.stderr  # the log is flushed too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.fits", "x.png", "x.residuals.png"]
+
+
+def test_the_leftovers_of_a_killed_atomic_write_are_found(tmp_path):
+    """What a SIGKILL leaves of :func:`oiflow.provenance.atomic_path` (its temporary file) is
+    found for that file only: the quicklook child killed mid-drawing leaves nothing behind."""
+    import multiprocessing
+    import os
+    import signal
+
+    from oiflow.provenance import atomic_leftovers, atomic_path
+
+    def write_then_hang(path):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"half a PNG")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    for name in ("x.residuals.png", "x.png"):
+        child = multiprocessing.get_context("fork").Process(target=write_then_hang, args=(tmp_path / name,))
+        child.start()
+        child.join()
+        assert child.exitcode == -signal.SIGKILL
+    (tmp_path / "x.png.other.tmp").write_text("not ours")
+    left = atomic_leftovers(tmp_path / "x.png")
+    assert len(left) == 1 and left[0].name.startswith(".x.") and left[0].name.endswith(".png.tmp")
+    assert left[0].read_bytes() == b"half a PNG" and not (tmp_path / "x.png").exists()
+    (other,) = atomic_leftovers(tmp_path / "x.residuals.png")
+    assert other.name.startswith(".x.residuals.") and other != left[0]

@@ -91,12 +91,12 @@ def test_merge_and_select_end_to_end(capsys, tmp_path, corpus):
     a = corpus / "real/pionier/FSCMa_PIONI.2017-10-21.fits"
     b = corpus / "real/matisse/FSCMa_2018-12-07_LM_LOW_Chop.fits"
     merged = tmp_path / "merged.fits"
-    code, out, _ = run(capsys, "merge", merged, a, b)
+    code, out, _ = run(capsys, "merge", a, b, "--out", merged)
     assert code == 0 and "1 targets" in out  # HD_45677 and HD45677 are the same star
     code, out, _ = run(capsys, "validate", "--json", merged)
     assert code == 0 and json.loads(out)[0]["errors"] == 0
     sub = tmp_path / "sub.fits"
-    code, out, _ = run(capsys, "select", merged, sub, "--wave-min", "1.6", "--wave-max", "1.7", "--drop-flagged")
+    code, out, _ = run(capsys, "select", merged, "--out", sub, "--wave-min", "1.6", "--wave-max", "1.7", "--drop-flagged")
     assert code == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -106,7 +106,7 @@ def test_merge_and_select_end_to_end(capsys, tmp_path, corpus):
     assert {t.insname for t in oi.data_tables} == {"PIONIER_Pnat(1.5208180/1.7653541)"}  # MATISSE L band is gone
     hist = " ".join(str(h) for h in oi.primary_header.get("HISTORY", []))
     assert "oiflow select" in hist and oi.primary_header["HIERARCH OIFLOW STAGE"] == "select"
-    code, _, err = run(capsys, "select", merged, tmp_path / "none.fits", "--target", "Vega")
+    code, _, err = run(capsys, "select", merged, "-o", tmp_path / "none.fits", "--target", "Vega")
     assert code == 1 and "no target" in err and not (tmp_path / "none.fits").exists()
 
 
@@ -122,3 +122,15 @@ def test_quicklook(capsys, tmp_path, corpus):
     assert len(summary["files"]) == 2 and all(f["errors"] == 0 for f in summary["files"])
     assert (out / "contest-2008-binary" / "validation.json").exists()
     assert len(list((out / "contest-2008-binary").glob("*.png"))) == 3  # uv, V², closure phase
+
+
+@pytest.mark.parametrize("command", ["validate", "inspect"])
+def test_json_out_writes_what_json_prints(capsys, tmp_path, corpus, command):
+    f = corpus / "real/pionier/AXCir.oifits"
+    out = tmp_path / "r.json"
+    code, printed, _ = run(capsys, command, f, "--json", "--json-out", out)
+    assert code == 0 and json.loads(out.read_text()) == json.loads(printed)
+    assert json.loads(printed)[0]["file"] == str(f)
+    code, _, err = run(capsys, command, f, "--json-out", out)
+    assert code == 2 and err.strip() == f"error: --json-out {out}: exists (add --force to replace it)"
+    assert run(capsys, command, f, "--json-out", out, "--force")[0] == 0

@@ -1,6 +1,14 @@
 """The ``oiflow`` command: one typer app; each stage registers its subcommands from its own
-module here (``register(app)``). Exit codes: 0 success, 1 the command's own failure verdict
-(e.g. validation errors, a failed item in a batch), 2 unreadable input or bad usage.
+module here (``register(app)``). The conventions every command follows (README "Command-line
+conventions", checked by tests/test_cli_convention.py and tests/test_cli_mistakes.py):
+
+- ``-o/--out`` is the output path: a file where one product results, a directory otherwise;
+  no other option is ``-o``. Paths are checked when the command starts (:mod:`.paths`).
+- ``--json`` prints JSON on stdout; ``--json-out PATH`` writes it to a file.
+- Exit codes: 0 ok; 1 a processing or data problem (including a verdict the command says it
+  exits 1 on); 2 bad usage or unreadable input. :func:`exit_code` is the one place that maps
+  an exception to a code; a user's mistake is one line on stderr, its traceback only with
+  ``oiflow --debug``.
 
 Start-up: :func:`main` imports only the module of the command it runs (:data:`COMMANDS`);
 ``oiflow.cli.app`` (attribute access) registers every module."""
@@ -36,6 +44,8 @@ COMMANDS = {
     **dict.fromkeys(("products", "run", "reprocess", "serve", "deploy", "submit", "server"), "pipeline_cmds"),
 }
 _registered: set[str] = set()
+#: ``oiflow --debug`` (or a command's own ``--debug``) was given: errors show their traceback
+DEBUG = [False]
 
 
 def _version(value: bool):
@@ -48,7 +58,10 @@ def _version(value: bool):
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error (and, for run and "
+                               "reprocess, the libraries' logs)."),
 ):
+    DEBUG[0] = DEBUG[0] or debug
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -99,6 +112,42 @@ def main(argv: list[str] | None = None) -> int:
     return rc
 
 
+#: OS errors that mean a path given by the user is wrong (exit 2); other OS errors exit 1
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code of an exception that ends a command (None: a bug, shown with its traceback)."""
+    if _is_click_error(exc):  # a usage error (2), or another error of the parser (its code)
+        return int(exc.exit_code)
+    if isinstance(exc, (OIFitsError, ConfigError, *_PATH_ERRORS)):
+        return 2
+    if isinstance(exc, (OiflowError, OSError)):
+        return 1
+    if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Abort":
+        return 130
+    return None
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    """click's ClickException and its subclasses, UsageError among them (typer vendors its own
+    click, so they are known by their interface)."""
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line that says what went wrong (and where)."""
+    if _is_click_error(exc):
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        return f"error: {exc.format_message()}{where}"
+    if isinstance(exc, OSError) and not isinstance(exc, OiflowError) and exc.filename is not None:
+        return f"error: {exc.filename}: {exc.strerror or exc}"
+    if type(exc).__name__ == "Abort" or isinstance(exc, KeyboardInterrupt):
+        return "error: interrupted"
+    return f"error: {exc}"
+
+
 def _run(args: list[str]) -> int:
     # oiflow uses no pydantic plugin: skip their discovery (a scan of every installed package's
     # entry points at the first validation, 15-30 ms of each command's start-up); a user's own
@@ -110,27 +159,26 @@ def _run(args: list[str]) -> int:
         _register([module])
     elif command is not None or "--version" not in args:  # a listing (--help) or a usage error: all
         _register(COMMAND_MODULES)
+    DEBUG[0] = False
     try:
-        rv = _app(args=args, standalone_mode=False)
+        rv = _app(args=args, prog_name="oiflow", standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):  # a command's typer.Exit(code), returned by click
             return rv
     except typer.Exit as exc:
         return exc.exit_code
-    except SystemExit as exc:  # click usage errors
+    except SystemExit as exc:
         return int(exc.code or 0)
-    except (OIFitsError, ConfigError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 2
-    except OiflowError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 1
-    except Exception as exc:  # click's UsageError and friends (typer may vendor its own click)
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
-            return 2
-        if type(exc).__name__ == "Abort":
-            return 130
-        raise
+    except BaseException as exc:  # noqa: BLE001 (mapped to an exit code here, re-raised if unknown)
+        code = exit_code(exc)
+        if code is None:
+            raise
+        if DEBUG[0]:
+            import traceback
+
+            traceback.print_exception(exc)
+        if type(exc).__name__ != "NoArgsIsHelpError":  # the help is shown instead
+            typer.echo(error_line(exc), err=True)
+        return code
     return 0
 
 

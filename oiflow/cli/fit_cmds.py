@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from . import paths
+
 
 def register(app: typer.Typer) -> None:
     app.command("fit")(fit)
@@ -19,10 +21,14 @@ def fit(
                               help="Model description: a YAML file, a model shipped with oiflow by name (ud, "
                                    "binary-demo), or YAML text such as "
                                    "'{star: {type: ud, diameter: 1.0}}'."),
-    observables: str = typer.Option("v2,t3phi", "--observables", "-o",
+    observables: str = typer.Option("v2,t3phi", "--observables",
                                     help="Comma-separated: v2, visamp, visphi, t3amp, t3phi, flux."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the JSON result to this file."),
-    plot: Path | None = typer.Option(None, "--plot", help="Directory for fit_<model>.json and the PNG plots."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output directory for fit_<model>.json and the PNG "
+                                    "plots (created; files of the same names in it are replaced)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout (the text summary goes "
+                                 "to stderr)."),
+    json_out: Path | None = typer.Option(None, "--json-out", help="Write the JSON result to this file."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --json-out file."),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamplings by observation (0: none)."),
     mcmc: bool = typer.Option(False, "--mcmc", help="Also sample the posterior with emcee."),
     smearing: bool | None = typer.Option(None, "--smearing/--no-smearing",
@@ -36,18 +42,30 @@ def fit(
     Exit code 1 when the verdict is not-at-minimum or unconstrained (the JSON is still written);
     poor-fit and at-bound are printed, exit 0.
 
-    Example: oiflow fit AXCir.oifits --model binary.yaml --observables v2,t3phi --json out.json --plot out/
+    Example: oiflow fit AXCir.oifits --model binary.yaml --observables v2,t3phi --json-out fit.json --out fit/
     """
+    _check_paths(files, out, json_out, force)
     from ..fit import fit_files
     from ..provenance import write_json_atomic
 
-    result = fit_files([str(f) for f in files], model, observables, out_dir=plot, plot=plot is not None,
+    result = fit_files([str(f) for f in files], model, observables, out_dir=out, plot=out is not None,
                        bootstrap=bootstrap, mcmc=mcmc or None, smearing=smearing, seed=seed)
     if json_out is not None:
         write_json_atomic(result.to_dict(), json_out)
-    typer.echo(result.summary())
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    typer.echo(result.summary(), err=as_json)
     if not result.success:
         raise typer.Exit(1)
+
+
+def _check_paths(files, out, json_out, force) -> None:
+    """The inputs, the output directory and the JSON file of fit and companion (:mod:`.paths`)."""
+    paths.input_files(files)
+    if out is not None:
+        paths.output_dir(out)
+    if json_out is not None:
+        paths.output_file(json_out, force=force, inputs=files, label="--json-out")
 
 
 def companion(
@@ -55,9 +73,13 @@ def companion(
     rmin: float | None = typer.Option(None, "--rmin", help="Inner radius of the search (mas); default λ/B_max."),
     rmax: float | None = typer.Option(None, "--rmax", help="Outer radius (mas); default: bandwidth-smearing field."),
     step: float | None = typer.Option(None, "--step", help="Grid step (mas); default √2·λ/B_max."),
-    observables: str = typer.Option("v2,t3phi", "--observables", "-o", help="v2, t3phi and/or t3amp."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the JSON result to this file."),
-    out: Path | None = typer.Option(None, "--out", help="Directory for the maps (FITS, PNG) and companion.json."),
+    observables: str = typer.Option("v2,t3phi", "--observables", help="v2, t3phi and/or t3amp."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output directory for the maps (FITS, PNG) and "
+                                    "companion.json (created; files of the same names in it are replaced)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout (the text summary goes "
+                                 "to stderr)."),
+    json_out: Path | None = typer.Option(None, "--json-out", help="Write the JSON result to this file."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --json-out file."),
     detection_limit: bool = typer.Option(True, "--detection-limit/--no-detection-limit",
                                          help="Compute the 3σ detection-limit map by injection."),
     smearing: bool | None = typer.Option(None, "--smearing/--no-smearing",
@@ -71,6 +93,7 @@ def companion(
 
     Example: oiflow companion AXCir.oifits --rmin 2 --rmax 35 --step 3.5 --out companion/
     """
+    _check_paths(files, out, json_out, force)
     from ..backend import resolve_device
     from ..fit import companion_search
     from ..fit.fitter import EXIT_1
@@ -82,20 +105,20 @@ def companion(
     res = companion_search([str(f) for f in files], rmin, rmax, step, observables=observables.split(","),
                            smearing=smearing, detection_limit=detection_limit, xp=backend, out_dir=out)
     b = res.best
-    typer.echo(f"best companion: x = {b['x_mas']:.3f} ± {b['x_mas_error']:.3f} mas, "
-               f"y = {b['y_mas']:.3f} ± {b['y_mas_error']:.3f} mas, "
-               f"flux ratio = {b['flux_ratio']:.4g} ± {b['flux_ratio_error']:.2g}")
-    typer.echo(f"separation = {res.separation_mas:.3f} mas, PA = {res.position_angle_deg:.2f} deg, "
-               f"{res.nsigma:.1f} sigma (chi2_r single {res.chi2r_single:.4g}, binary {res.chi2r_binary:.4g}, "
-               f"{res.n_data} data)")
+    text = [f"best companion: x = {b['x_mas']:.3f} ± {b['x_mas_error']:.3f} mas, "
+            f"y = {b['y_mas']:.3f} ± {b['y_mas_error']:.3f} mas, "
+            f"flux ratio = {b['flux_ratio']:.4g} ± {b['flux_ratio_error']:.2g}",
+            f"separation = {res.separation_mas:.3f} mas, PA = {res.position_angle_deg:.2f} deg, "
+            f"{res.nsigma:.1f} sigma (chi2_r single {res.chi2r_single:.4g}, binary {res.chi2r_binary:.4g}, "
+            f"{res.n_data} data)"]
     if res.detection is not None and len(res.detection["radius_mas"]):
         med = res.detection["flux_ratio_median"]
-        typer.echo(f"3-sigma detection limit (median over positions): flux ratio {min(med):.3g} – {max(med):.3g}")
+        text.append(f"3-sigma detection limit (median over positions): flux ratio {min(med):.3g} – {max(med):.3g}")
     if json_out is not None:
         write_json_atomic(res.to_dict(), json_out)
-    else:
-        typer.echo(json.dumps({"nsigma": res.nsigma, "best": b}, default=float))
-    typer.echo(res.smearing_choice.line())
-    typer.echo(res.verdict.line())
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
+    for line in (*text, res.smearing_choice.line(), res.verdict.line()):
+        typer.echo(line, err=as_json)
     if res.verdict.status in EXIT_1:
         raise typer.Exit(1)

@@ -46,11 +46,14 @@ def _first_iteration_logger():
 
 
 def _load_fields(config: Path | None) -> dict:
+    """The ImageTarget fields of the ``--config`` file, checked now (``file: key: problem``)."""
     if config is None:
         return {}
-    from ..config import load_yaml
+    from ..config import ImageTarget, load_yaml, validate
 
-    return load_yaml(config)
+    fields = load_yaml(config)
+    validate(ImageTarget, fields, config)
+    return fields
 
 
 def _parse_mu(text: str | None):
@@ -66,8 +69,9 @@ def _parse_mu(text: str | None):
 
 def image(
     files: list[Path] = typer.Argument(..., help="OIFITS files of one target (or one IMAGE-OI input file)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output IMAGE-OI FITS file x.fits; the quicklooks x.png and "
-                             "x.residuals.png go next to it."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output IMAGE-OI FITS file x.fits (an existing one is "
+                             "replaced only with --force); the quicklooks x.png and x.residuals.png go next to it."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file (and its quicklooks)."),
     npix: int = typer.Option(None, "--npix", help="Image size in pixels (default 128)."),
     pixel_size: float = typer.Option(None, "--pixel-size", help="Pixel size in mas (default 0.2)."),
     regularization: str = typer.Option(None, "--regularization", "-r", help="hyperbolic (alias tv: smoothed total "
@@ -94,11 +98,18 @@ def image(
 
     Example: oiflow image data.oifits --out img.fits --npix 128 --pixel-size 0.15 -r tv --mu 1e4
     """
+    from . import paths
+
+    mu = _parse_mu(mu)
+    paths.input_files(files)
+    paths.output_file(out, force=force, inputs=files)
+    if config is not None:
+        paths.input_file(config, "--config")
+    fields = _load_fields(config)
     from ..image import reconstruct_files
     from ..image.quicklook_process import QuicklookProcess
 
-    fields = _load_fields(config)
-    opts = dict(npix=npix, pixel_size_mas=pixel_size, regularization=regularization, mu=_parse_mu(mu), device=device,
+    opts = dict(npix=npix, pixel_size_mas=pixel_size, regularization=regularization, mu=mu, device=device,
                 maxiter=maxiter, initial=initial, restarts=restarts, target=target, use_t3=use_t3, use_vis=use_vis,
                 polychromatic=polychromatic)
     fields.update({k: v for k, v in opts.items() if v is not None})
@@ -132,7 +143,10 @@ def image(
     for m in result.messages:
         typer.secho(m, fg="yellow", err=True)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.chi2_terms.items())
-    typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} ({result.regularization}); "
+    from ..image.regularizers import describe
+
+    typer.echo(f"{out}: χ²_red {result.chi2:.3f} ({terms}); μ = {result.mu:.3g} "
+               f"({describe(result.settings.regularization, result.settings.tau)}); "
                f"{result.niter} iterations, {'converged' if result.converged else result.message}; "
                f"{result.elapsed:.1f} s on {result.backend}/{result.transform}")
     for p in result.png_paths:

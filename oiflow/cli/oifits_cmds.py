@@ -2,7 +2,9 @@
 
 Machine-readable output (``--json``) goes to stdout, progress and diagnostics to stderr.
 Exit codes: 0 success; 1 some file has validation errors (or a command's own failure);
-2 some input is unreadable or the usage is wrong.
+2 some input is unreadable or the usage is wrong. validate, inspect and quicklook report on
+every file they are given (a file that cannot be opened: one line on stderr, exit 2); the
+others check their paths first (:mod:`.paths`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import DataError, OIFitsError, OIFitsWarning
+from ..errors import ConfigError, OIFitsError, OIFitsWarning
 from ..oifits import read_oifits, write_oifits
 from ..oifits.findings import Severity
 from ..provenance import Provenance, write_json_atomic
+from . import paths
 
 _err = Console(stderr=True)
 _SUFFIXES = (".fits", ".oifits", ".fit", ".fits.gz", ".oifits.gz")
@@ -57,14 +60,34 @@ def _read(path: Path):
         return read_oifits(path, warn=False)
 
 
-def _emit_json(obj) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+def _emit_json(obj, as_json: bool, json_out: Path | None) -> None:
+    """``--json``: the JSON on stdout; ``--json-out``: in that file."""
+    if as_json:
+        typer.echo(json.dumps(obj, indent=2, default=str))
+    if json_out is not None:
+        write_json_atomic(obj, json_out)
+
+
+def _json_out_option(what: str):
+    return typer.Option(None, "--json-out", help=f"Write {what} to this file (an existing one is replaced only "
+                                                 "with --force).")
+
+
+def _force_option():
+    return typer.Option(False, "--force", help="Replace an existing --json-out file.")
+
+
+def _say_unreadable(file, error: str) -> None:
+    """The one line of a file that could not be read, on stderr."""
+    typer.echo(f"{file}: UNREADABLE — {error}", err=True)
 
 
 # ----------------------------------------------------------------------------------------------
 def validate_cmd(
     files: list[Path] = typer.Argument(..., help="OIFITS files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON report per file (a list) on stdout."),
+    json_out: Path | None = _json_out_option("the JSON reports"),
+    force: bool = _force_option(),
     show_all: bool = typer.Option(False, "--all", help="Also list info-level findings."),
     max_findings: int = typer.Option(30, "--max", help="Findings listed per file and severity (text output)."),
 ):
@@ -76,6 +99,8 @@ def validate_cmd(
     """
     from ..oifits.validate import validate
 
+    if json_out is not None:
+        paths.output_file(json_out, force=force, inputs=files, label="--json-out")
     reports, status = [], 0
     with _progress(len(files), "validate") as advance:
         for f in files:
@@ -83,6 +108,7 @@ def validate_cmd(
                 rep = validate(f)  # every rule that applies, also to a file the reader refuses
             except OIFitsError as exc:  # cannot be opened at all (missing, a directory)
                 reports.append({"file": str(f), "verdict": "unreadable", "error": str(exc), "findings": []})
+                _say_unreadable(f, str(exc))
                 status = 2
             else:
                 reports.append(rep.to_dict())
@@ -92,9 +118,8 @@ def validate_cmd(
                 elif rep.errors:
                     status = max(status, 1)
             advance(f.name)
-    if as_json:
-        _emit_json(reports)
-    else:
+    _emit_json(reports, as_json, json_out)
+    if not as_json:
         for rep in reports:
             _print_report(rep, show_all, max_findings)
         n_bad = sum(1 for r in reports if r["verdict"] == "non-conformant")
@@ -107,9 +132,9 @@ def validate_cmd(
 
 def _print_report(rep: dict, show_all: bool, max_findings: int) -> None:
     if rep["verdict"] == "unreadable":
-        typer.echo(f"{rep['file']}: UNREADABLE — {rep['error']}")
-        if not rep["findings"]:
+        if not rep["findings"]:  # said on stderr already
             return
+        typer.echo(f"{rep['file']}: UNREADABLE — {rep['error']}")
     else:
         typer.echo(f"{rep['file']}: {rep['verdict']} (OIFITS{rep['version']}; {rep['errors']} errors, "
                    f"{rep['warnings']} warnings, {rep['infos']} infos)")
@@ -128,6 +153,8 @@ def _print_report(rep: dict, show_all: bool, max_findings: int) -> None:
 def inspect(
     files: list[Path] = typer.Argument(..., help="OIFITS files."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (a list, one object per file) on stdout."),
+    json_out: Path | None = _json_out_option("the JSON list"),
+    force: bool = _force_option(),
 ):
     """Summarise OIFITS files: targets, instruments and modes (INSNAME, channels, λ range), nights,
     counts per observable (points = rows × channels; ok = unflagged and finite), baselines.
@@ -136,6 +163,8 @@ def inspect(
     """
     from ..oifits.summary import summarize
 
+    if json_out is not None:
+        paths.output_file(json_out, force=force, inputs=files, label="--json-out")
     out, status = [], 0
     with _progress(len(files), "inspect") as advance:
         for f in files:
@@ -145,19 +174,18 @@ def inspect(
                 out.append(info)
             except OIFitsError as exc:
                 out.append({"file": str(f), "error": str(exc)})
+                _say_unreadable(f, str(exc))
                 status = 2
             advance(f.name)
-    if as_json:
-        _emit_json(out)
-    else:
+    _emit_json(out, as_json, json_out)
+    if not as_json:
         for info in out:
             _print_summary(info)
     raise typer.Exit(status)
 
 
 def _print_summary(info: dict) -> None:
-    if "error" in info:
-        typer.echo(f"{info['file']}: UNREADABLE — {info['error']}")
+    if "error" in info:  # said on stderr already
         return
     typer.echo(f"{info['file']}  (OIFITS{info['version']}; {info.get('instrument') or '?'}"
                f"{' / ' + info['insmode'] if info.get('insmode') else ''})")
@@ -180,7 +208,8 @@ def _print_summary(info: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 def plot(
     file: Path = typer.Argument(..., help="OIFITS file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the PNG files (created)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for the PNG files (created; files of the "
+                             "same names in it are replaced)."),
     dpi: int = typer.Option(120, help="Resolution of the PNGs."),
 ):
     """Quicklook plots: uv coverage, V² vs spatial frequency, closure phases, VISAMP/VISPHI, OI_FLUX.
@@ -189,10 +218,12 @@ def plot(
     """
     from ..oifits.plot import quicklook as make_plots
 
-    paths = make_plots(_read(file), out, dpi=dpi)
-    for name, p in paths.items():
+    paths.input_file(file)
+    paths.output_dir(out)
+    pngs = make_plots(_read(file), out, dpi=dpi)
+    for name, p in pngs.items():
         typer.echo(f"{name}: {p}")
-    if not paths:
+    if not pngs:
         _err.print(f"{file}: nothing to plot")
         raise typer.Exit(1)
 
@@ -204,16 +235,20 @@ def _level_of(ois) -> int:
 
 
 def merge(
-    out: Path = typer.Argument(..., help="Output OIFITS file."),
     files: list[Path] = typer.Argument(..., help="Input OIFITS files (two or more)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output OIFITS file (an existing one is replaced only with "
+                             "--force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     version: int = typer.Option(2, "--version", help="OIFITS version to write (1 or 2)."),
 ):
     """Merge OIFITS files: targets re-indexed by name/position; clashing ARRNAME/INSNAME/CORRNAME renamed.
 
-    Example: oiflow merge night.fits obs1.fits obs2.fits obs3.fits
+    Example: oiflow merge obs1.fits obs2.fits obs3.fits --out night.fits
     """
     from ..oifits.ops import merge as merge_ois
 
+    paths.input_files(files)
+    paths.output_file(out, force=force, inputs=files)
     ois = []
     with _progress(len(files), "read") as advance:
         for f in files:
@@ -228,7 +263,9 @@ def merge(
 
 def select(
     src: Path = typer.Argument(..., metavar="IN", help="Input OIFITS file."),
-    out: Path = typer.Argument(..., help="Output OIFITS file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output OIFITS file (an existing one is replaced only with "
+                             "--force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     target: list[str] = typer.Option(None, "--target", help="Target name or TARGET_ID (repeatable)."),
     insname: list[str] = typer.Option(None, "--insname", help="INSNAME to keep (repeatable)."),
     wave_min: float = typer.Option(None, "--wave-min", help="Shortest wavelength kept (µm)."),
@@ -244,23 +281,21 @@ def select(
     """Write a subset of a file: targets, instruments, wavelength range (new OI_WAVELENGTH), MJD range,
     baseline range, flags, minimum SNR.
 
-    Example: oiflow select in.fits out.fits --target HD_45677 --wave-min 1.6 --wave-max 1.7 --min-snr 3
+    Example: oiflow select in.fits --out out.fits --target HD_45677 --wave-min 1.6 --wave-max 1.7 --min-snr 3
     """
     from ..oifits.ops import select as select_oi
 
+    paths.input_file(src)
+    paths.output_file(out, force=force, inputs=[src])
     oi = _read(src)
     settings = {"target": target or None, "insname": insname or None, "wave_min_um": wave_min, "wave_max_um": wave_max,
                 "mjd_min": mjd_min, "mjd_max": mjd_max, "baseline_min_m": baseline_min, "baseline_max_m": baseline_max,
                 "drop_flagged": drop_flagged, "min_snr": min_snr}
-    try:
-        sub = select_oi(oi, target=target or None, insname=insname or None,
-                        wave_min=None if wave_min is None else wave_min * 1e-6,
-                        wave_max=None if wave_max is None else wave_max * 1e-6,
-                        mjd_min=mjd_min, mjd_max=mjd_max, baseline_min=baseline_min, baseline_max=baseline_max,
-                        drop_flagged=drop_flagged, min_snr=min_snr)
-    except DataError as exc:
-        _err.print(f"error: {exc}")
-        raise typer.Exit(1) from None
+    sub = select_oi(oi, target=target or None, insname=insname or None,  # a DataError (nothing left): exit 1
+                    wave_min=None if wave_min is None else wave_min * 1e-6,
+                    wave_max=None if wave_max is None else wave_max * 1e-6,
+                    mjd_min=mjd_min, mjd_max=mjd_max, baseline_min=baseline_min, baseline_max=baseline_max,
+                    drop_flagged=drop_flagged, min_snr=min_snr)
     prov = Provenance.for_inputs(_level_of([oi]), "select", [src], settings={k: v for k, v in settings.items() if v})
     write_oifits(sub, out, version=version, provenance=prov)
     counts = {k: len(sub.view(k)) for k in ("vis2", "t3", "vis", "flux")}
@@ -287,8 +322,10 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def quicklook(
-    paths: list[Path] = typer.Argument(..., help="OIFITS files or directories (searched recursively)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: <stem>/ plots + validation.json, summary.json."),
+    inputs: list[Path] = typer.Argument(..., metavar="PATHS", help="OIFITS files or directories (searched "
+                                        "recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: <stem>/ plots + validation.json, "
+                             "summary.json (created; files of the same names in it are replaced)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout."),
 ):
     """Validate, inspect and plot every OIFITS file found: the quicklook products of a data set.
@@ -302,10 +339,12 @@ def quicklook(
     from ..oifits.summary import summarize
     from ..oifits.validate import validate
 
-    files = _expand(paths)
+    for p in inputs:
+        paths.input_path(p)
+    paths.output_dir(out)
+    files = _expand(inputs)
     if not files:
-        _err.print(f"no OIFITS files under {', '.join(str(p) for p in paths)}")
-        raise typer.Exit(2)
+        raise ConfigError(f"no OIFITS files (*{', *'.join(_SUFFIXES)}) under {', '.join(str(p) for p in inputs)}")
     rows, status = [], 0
     with _progress(len(files), "quicklook") as advance:
         for f in files:
@@ -329,12 +368,11 @@ def quicklook(
             rows.append(item)
             advance(f.name)
     write_json_atomic({"files": rows}, out / "summary.json")
-    if as_json:
-        _emit_json(rows)
-    else:
+    _emit_json(rows, as_json, None)
+    if not as_json:
         for r in rows:
             if r["verdict"] == "unreadable":
-                typer.echo(f"{r['file']}: UNREADABLE — {r['error']}")
+                _say_unreadable(r["file"], r["error"])
                 continue
             typer.echo(f"{r['file']}: {r['verdict']} ({r['errors']} errors, {r['warnings']} warnings); "
                        f"{', '.join(r['targets'])}; {len(r['plots'])} plots")

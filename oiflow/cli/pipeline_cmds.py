@@ -17,10 +17,9 @@ from typing import Any
 
 import typer
 
-from ..catalog import Catalog, dumps
-from ..cluster import job_script, load_profile
 from ..config import load_config
 from ..errors import ConfigError, OiflowError
+from . import DEBUG, paths
 
 server_app = typer.Typer(help="The Prefect server (UI and API) for scheduled and submitted jobs.", no_args_is_help=True)
 
@@ -40,7 +39,7 @@ def _verbose(debug: bool = False) -> int:
     """0 quiet, 1 ``oiflow -v``, 2 ``--debug`` (see :func:`oiflow.flows.runtime.configure`)."""
     import logging
 
-    if debug:
+    if debug or DEBUG[0]:
         return 2
     return 1 if logging.getLogger().getEffectiveLevel() <= logging.INFO else 0
 
@@ -80,6 +79,8 @@ def _run_with_progress(flow: str, config, idle, debug: bool, **params):
     its progress shown by :func:`_reporter`."""
     from oiflow.flows.progress import reporting
 
+    from ..cluster import load_profile
+
     load_profile(config.cluster.profile, {"n_workers": config.cluster.n_workers})  # a bad profile: exit 2 now
     run_mod = _flows("run", debug)
     module, name = flow.split(".")
@@ -101,23 +102,35 @@ def products(
     verdict: str | None = typer.Option(None, "--verdict", help="Only L3 products with this verdict (ok, poor-fit, "
                                        "maxiter, not-at-minimum, unconstrained, at-bound, failed), or not-ok."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows (all catalogue columns)."),
+    json_out: Path | None = typer.Option(None, "--json-out", help="Write the JSON rows to this file (an existing one "
+                                         "is replaced only with --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --json-out file."),
 ):
     """List catalogued product granules (one row per product file, target, instrument mode, night).
 
     Example: oiflow products --root products --target AX_CIR --level 2 --json
     """
+    from ..catalog import Catalog, dumps
     from ..verdict import STATUSES
 
     if verdict is not None and verdict not in (*STATUSES, "not-ok"):
         raise ConfigError(f"--verdict: unknown verdict {verdict!r} (one of {', '.join(STATUSES)}, not-ok)")
+    if url is None:
+        paths.input_dir(root, "--root")
+    if json_out is not None:
+        paths.output_file(json_out, force=force, label="--json-out")
     if url is None and not (root / "catalog.sqlite").is_file():
         raise ConfigError(f"no catalogue at {root / 'catalog.sqlite'} (run a flow first, or give --catalog URL)")
     with Catalog.for_root(root, url) as cat:
         rows = cat.products(target=target, level=level, night=night, verdict=verdict)
+    if json_out is not None:
+        from ..provenance import write_text_atomic
+
+        write_text_atomic(dumps(rows) + "\n", json_out)
     if as_json:
         typer.echo(dumps(rows))
-        return
-    print_products(rows, root)
+    else:
+        print_products(rows, root)
 
 
 #: rows of the products table at the end of a run (an archive's run lists the others with `oiflow products`)
@@ -178,6 +191,8 @@ def _overrides(root: Path | None, url: str | None, cluster: str | None, workers:
 
 
 def _dry_run(config) -> None:
+    from ..cluster import job_script, load_profile
+
     profile = load_profile(config.cluster.profile, {"n_workers": config.cluster.n_workers,
                                                     "address": config.cluster.address})
     from oiflow.flows.runtime import QUIET_ENV
@@ -196,19 +211,36 @@ def _dry_run(config) -> None:
 
 # -- run / reprocess -----------------------------------------------------------------------
 
+ROOT_HELP = ("Output directory: the product tree root (output.root; created, its products are updated). "
+             "--root is the same option, the name `oiflow products` reads the tree with.")
+
+
+def _load_run_config(config_path: Path | None, overrides: dict, debug: bool, run_config_argument: bool = False):
+    """The run configuration (``--debug`` noted for the error report)."""
+    DEBUG[0] = DEBUG[0] or debug
+    if config_path is not None:
+        paths.input_file(config_path, "" if run_config_argument else "--config")
+    return load_config(config_path, overrides)
+
+
+def _check_root(config, config_path: Path | None, out: Path | None) -> None:
+    """The product root must be writable: said now, not after Prefect's start-up."""
+    paths.output_dir(config.output.root, "--out" if out is not None else f"{config_path or 'configuration'}: output.root")
+
 
 def run(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="Run configuration (YAML)."),
     cluster: str | None = typer.Option(None, "--cluster", help="Cluster profile: local, slurm, oar, address, or a YAML path."),
     workers: int | None = typer.Option(None, "--workers", help="Dask workers (local) or jobs (slurm/oar)."),
-    root: Path | None = typer.Option(None, "--root", help="Product tree root (output.root)."),
+    out: Path | None = typer.Option(None, "--out", "-o", "--root", help=ROOT_HELP),
     url: str | None = typer.Option(None, "--catalog", help="Catalogue URL (catalog.url)."),
     force: bool = typer.Option(False, "--force", help="Redo units even when up to date."),
     unit_runs: str | None = typer.Option(None, "--unit-runs", help="Each unit as a Prefect task run ('prefect': listed in "
                                          "the UI) or a plain Dask task ('dask': less CPU per unit). Default: prefect."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cluster setup (the job script for slurm/oar) and stop."),
     debug: bool = typer.Option(False, "--debug", help="Also show the libraries' logs (Prefect's task runs, HTTP "
-                               "requests, Dask); -v shows oiflow's details only."),
+                               "requests, Dask) and an error's traceback, as `oiflow --debug`; -v shows "
+                               "oiflow's details only."),
 ):
     """Run the pipeline of CONFIG (raw nights → L1 → L2 → fits and images of the configured
     targets; or from L1/L2 OIFITS) and print a summary table of the products.
@@ -221,10 +253,11 @@ def run(
 
     Example: oiflow run configs/demo.yaml --cluster oar --dry-run
     """
-    config = load_config(config_path, _overrides(root, url, cluster, workers, None, unit_runs))
+    config = _load_run_config(config_path, _overrides(out, url, cluster, workers, None, unit_runs), debug, True)
     if dry_run:
         _dry_run(config)
         return
+    _check_root(config, config_path, out)
     plans = _flows("plans", debug)
     plans.check_config(config)
     idle = _flows("run", debug).IdleCheck("l0-to-l3", config, plans.pipeline_build(config))
@@ -239,25 +272,28 @@ def reprocess(
     cluster: str | None = typer.Option(None, "--cluster", help="Cluster profile."),
     workers: int | None = typer.Option(None, "--workers", help="Dask workers (local) or jobs (slurm/oar)."),
     max_parallel: int | None = typer.Option(None, "--max-parallel", help="Nights in flight at once (0: all)."),
-    root: Path | None = typer.Option(None, "--root", help="Product tree root (output.root)."),
+    out: Path | None = typer.Option(None, "--out", "-o", "--root", help=ROOT_HELP),
     url: str | None = typer.Option(None, "--catalog", help="Catalogue URL (catalog.url)."),
     force: bool = typer.Option(False, "--force", help="Redo nights even when up to date."),
     unit_runs: str | None = typer.Option(None, "--unit-runs", help="Each unit as a Prefect task run ('prefect': listed in "
                                          "the UI) or a plain Dask task ('dask': less CPU per unit). Default: dask."),
     debug: bool = typer.Option(False, "--debug", help="Also show the libraries' logs (Prefect's task runs, HTTP "
-                               "requests, Dask); -v shows oiflow's details only."),
+                               "requests, Dask) and an error's traceback, as `oiflow --debug`; -v shows "
+                               "oiflow's details only."),
 ):
     """Reprocess the nights of ARCHIVE: only the units (observations, nights, targets) whose
     inputs, settings or code changed since their last successful run (from the catalogue) are
     redone; an unchanged archive costs a scan and no writes. Raw nights (level 0) go through
     reduce, calibrate, fit and image (the targets of the config); OIFITS nights start later.
 
-    Example: oiflow reprocess /data/archive --config configs/demo.yaml --root products --max-parallel 4
+    Example: oiflow reprocess /data/archive --config configs/demo.yaml --out products --max-parallel 4
     """
-    ov = _overrides(root, url, cluster, workers, max_parallel, unit_runs)
+    paths.input_dir(archive)
+    ov = _overrides(out, url, cluster, workers, max_parallel, unit_runs)
     if level is not None:
         ov.setdefault("input", {})["level"] = level
-    config = load_config(config_path, ov)
+    config = _load_run_config(config_path, ov, debug)
+    _check_root(config, config_path, out)
     nights, build = _flows("plans", debug).archive_build(archive, config)
     idle = _flows("run", debug).IdleCheck("reprocess-archive", config, build, {"report_unmatched": bool(nights)})
     summary, state = _run_with_progress("reprocess.reprocess_archive", config, idle, debug, root=archive, force=force)
@@ -292,8 +328,10 @@ def serve(
 
     Example: oiflow serve configs/deployments.yaml
     """
-    dep = _flows("deployments")
-    specs = dep.load_deployments(deployments)
+    from oiflow.flows.deployment_specs import load_deployments  # no Prefect: a bad file is refused at once
+
+    paths.input_file(deployments)
+    specs = load_deployments(deployments)
     if check:
         for s in specs:
             sched = f"cron {s.cron!r}" if s.cron else "on demand"
@@ -302,7 +340,7 @@ def serve(
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError("oiflow serve needs a Prefect server: start one with `oiflow server start` and "
                           "export PREFECT_API_URL=http://127.0.0.1:4200/api")
-    dep.serve_deployments(specs)
+    _flows("deployments").serve_deployments(specs)
 
 
 def deploy(
@@ -321,12 +359,14 @@ def deploy(
 
     Then `oiflow submit NAME --watch`. Needs PREFECT_API_URL (see containers/README.md).
     """
-    dep = _flows("deployments")
-    specs = dep.load_deployments(deployments)
+    from oiflow.flows.deployment_specs import load_deployments  # no Prefect: a bad file is refused at once
+
+    paths.input_file(deployments)
+    specs = load_deployments(deployments)
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError("oiflow deploy needs a Prefect server: start one with `oiflow server start` and "
                           "export PREFECT_API_URL=http://127.0.0.1:4200/api")
-    ids = dep.deploy_to_docker_pool(specs, work_pool, image, volume, user=user, mem_limit=mem_limit)
+    ids = _flows("deployments").deploy_to_docker_pool(specs, work_pool, image, volume, user=user, mem_limit=mem_limit)
     for s, dep_id in zip(specs, ids):
         typer.echo(f"{s.flow_name}/{s.name} ({dep_id}): work pool {work_pool}, image {image}")
 
@@ -351,7 +391,7 @@ def submit(
 ):
     """Submit a run of a served deployment and say where its products will be.
 
-    Example: oiflow submit reprocess-archive/adhoc --param root=/data/archive --param config.output.root=products --watch
+    Example: oiflow submit reprocess-archive-job/adhoc --param root=/data/archive --param config.output.root=products --watch
     """
     dep = _flows("deployments")
     params = dict(_parse_param(p) for p in param)

@@ -19,6 +19,7 @@ import typer
 
 from ..config import load_config
 from ..errors import ConfigError
+from . import paths
 
 simulate_app = typer.Typer(help="Simulate instrument data with known truth.", no_args_is_help=True)
 
@@ -32,9 +33,12 @@ def register(app: typer.Typer) -> None:
 @simulate_app.command("night")
 def simulate_night_cmd(
     config: Path = typer.Argument(..., help="Night configuration (YAML), e.g. configs/night-demo.yaml."),
-    out: Path = typer.Option(..., "--out", "-o", help="Night directory to write (raw FITS + truth.json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output night directory (raw FITS + truth.json; created, "
+                             "files of the same names in it are replaced)."),
     seed: int | None = typer.Option(None, "--seed", help="Override the configuration's random seed."),
-    catalogue: Path | None = typer.Option(None, "--catalogue", help="Also write the calibrators' diameters (CSV)."),
+    catalogue: Path | None = typer.Option(None, "--catalogue", help="Also write the calibrators' diameters (a CSV "
+                                          "file; an existing one is replaced only with --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --catalogue file."),
     instrument: str = typer.Option("abcd", "--instrument",
                                    help="abcd (the native 4-telescope ABCD format) | amber (AMBER raw files for amdlib: "
                                         "the first 3 stations, K band, P2VM set and calibrator database)."),
@@ -44,6 +48,12 @@ def simulate_night_cmd(
     Examples: oiflow simulate night configs/night-demo.yaml --out data-samples/night-sim
               oiflow simulate night configs/amber-night.yaml --instrument amber --out amber-night
     """
+    paths.input_file(config)
+    paths.output_dir(out)
+    if catalogue is not None:
+        paths.output_file(catalogue, force=force, label="--catalogue")
+    if instrument.lower() not in ("abcd", "amber"):
+        raise ConfigError(f"oiflow simulate night: unknown --instrument {instrument!r} (abcd | amber)")
     from ..simulate.night import NightConfig, simulate_night, write_calibrator_catalogue
 
     cfg = NightConfig.from_yaml(config, {"seed": seed} if seed is not None else None)
@@ -51,10 +61,8 @@ def simulate_night_cmd(
         from ..simulate.amber_raw import simulate_amber_night
 
         truth = simulate_amber_night(cfg, out)
-    elif instrument.lower() == "abcd":
-        truth = simulate_night(cfg, out)
     else:
-        raise ConfigError(f"oiflow simulate night: unknown --instrument {instrument!r} (abcd | amber)")
+        truth = simulate_night(cfg, out)
     if catalogue is not None:
         write_calibrator_catalogue(cfg, catalogue)
     typer.echo(f"{out}: {len(truth['files'])} raw files ({len(truth['observations'])} observations) and truth.json")
@@ -68,7 +76,8 @@ def _stage_config(config: Path | None, section: str, overrides: dict):
 
 def reduce(
     raw_dir: Path = typer.Argument(..., help="Night directory of raw files (L0)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the L1 OIFITS files (required unless --plan)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output directory for the L1 OIFITS files (required "
+                                    "unless --plan; created, files of the same names in it are replaced)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Run configuration (YAML); its 'reduce' section."),
     nboot: int | None = typer.Option(None, "--nboot", help="Bootstrap realisations for the error bars."),
     min_snr: float | None = typer.Option(None, "--min-snr", help="Reject frames with a lower fringe SNR."),
@@ -81,13 +90,20 @@ def reduce(
 
     Example: oiflow reduce data-samples/night-sim --out products/2023-03-15/L1
     """
+    paths.input_dir(raw_dir)
+    if not any(p.is_file() and p.name.endswith((".fits", ".fits.gz")) for p in raw_dir.iterdir()):
+        raise ConfigError(f"{raw_dir}: no raw FITS files (*.fits, *.fits.gz) in it")
+    if config is not None:
+        paths.input_file(config, "--config")
+    if out is None and not plan_only:
+        raise ConfigError("oiflow reduce: give --out L1DIR (or --plan)")
+    if out is not None:
+        paths.output_dir(out)
     from ..reduce import plan_night, reduce_night
 
     if plan_only:
         typer.echo(json.dumps(plan_night(raw_dir).summary(), indent=2))
         return
-    if out is None:
-        raise ConfigError("oiflow reduce: give --out L1DIR (or --plan)")
     fs = {k: v for k, v in (("min_snr", min_snr), ("keep_fraction", keep_fraction)) if v is not None}
     cfg = _stage_config(config, "reduce", {"nboot": nboot, "frame_selection": fs or None, "backend": backend,
                                            "runner": runner})
@@ -121,7 +137,8 @@ def _instrument_of(raw_dir: Path) -> str | None:
 
 def calibrate(
     l1_dir: Path = typer.Argument(..., help="Directory of L1 OIFITS files (or one file)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the L2 files and TF plots."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for the L2 files and TF plots (created; "
+                             "files of the same names in it are replaced)."),
     diameters: Path | None = typer.Option(None, "--diameters", "-d", help="Calibrator catalogue (CSV or FITS)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Run configuration (YAML); its 'calibrate' section."),
     mode: str | None = typer.Option(None, "--mode", help="TF interpolation: nearest|linear|smooth|average|linfit."),
@@ -132,12 +149,16 @@ def calibrate(
 
     Example: oiflow calibrate products/2023-03-15/L1 --out products/2023-03-15/L2 --diameters data-samples/calibrators.csv
     """
+    paths.input_path(l1_dir)
+    paths.output_dir(out)
+    if diameters is not None:
+        paths.input_file(diameters, "--diameters")
+    if config is not None:
+        paths.input_file(config, "--config")
     from ..calibrate import calibrate_night
 
     cfg = _stage_config(config, "calibrate", {"diameters": str(diameters) if diameters else None,
                                                "interpolation": mode, "window_h": window_h, "jsdc_lookup": jsdc})
-    if not l1_dir.exists():
-        raise ConfigError(f"L1 input not found: {l1_dir}")
     files = sorted(l1_dir.glob("*.fits")) if l1_dir.is_dir() else [l1_dir]
     if not files:
         raise ConfigError(f"no L1 OIFITS file in {l1_dir}")

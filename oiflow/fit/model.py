@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import load_yaml
+from ..config import load_yaml, unknown_key
 from ..errors import ConfigError
 from ..product_tree import safe_name
 
@@ -379,10 +379,10 @@ def _parse_component(cname: str, spec: dict, primary: bool) -> Component:
         if "file" not in spec:
             raise ConfigError(f"component {cname!r}: an image component needs 'file' (a FITS image)")
         comp.file = str(spec["file"])
-    unknown = set(spec) - set(allowed) - _NON_PARAMETERS
+    unknown = sorted(set(spec) - set(allowed) - _NON_PARAMETERS)
     if unknown:
-        raise ConfigError(f"component {cname!r} ({ctype}): unknown parameters {sorted(unknown)}; "
-                          f"allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError("\n".join(f"{cname}.{k}: {unknown_key(k, allowed, f'parameter of a {ctype} component')}"
+                                     for k in unknown))
     if "spectral_index" in spec and "temperature" in spec:
         raise ConfigError(f"component {cname!r}: give spectral_index or temperature, not both")
     for key, (default, unit, lo, hi) in allowed.items():
@@ -407,16 +407,24 @@ def parse_model(model, name: str | None = None) -> Model:
     if isinstance(model, Model):
         return model
     data, hint, base = load_model_spec(model)
-    data = dict(data)
+    try:
+        return _model_from_spec(dict(data), name or data.get("name") or hint, base)
+    except ConfigError as exc:
+        if base is None:  # a dict or YAML text: no file to name
+            raise
+        # a file: each problem (one a line) named with it, as every configuration file's
+        raise ConfigError("\n".join(f"{model}: {line}" for line in str(exc).splitlines())) from None
+
+
+def _model_from_spec(data: dict, mname, base) -> Model:
     options = {**OPTIONS, **(data.pop("options", None) or {})}
-    unknown = set(options) - set(OPTIONS)
+    unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise ConfigError(f"unknown model options {sorted(unknown)}; known: {', '.join(OPTIONS)}")
+        raise ConfigError("\n".join(f"options.{k}: {unknown_key(k, OPTIONS, 'option')}" for k in unknown))
     if options["bandwidth_smearing"] not in (True, False, "auto"):
         raise ConfigError(f"options.bandwidth_smearing: true, false or auto, not {options['bandwidth_smearing']!r}")
     if not isinstance(options["search"], bool):
         raise ConfigError(f"options.search: true or false, not {options['search']!r}")
-    mname = name or data.pop("name", None) or hint
     data.pop("name", None)
     comps_spec = data.pop("components", None) or {}
     comps_spec = {**comps_spec, **data}

@@ -43,6 +43,7 @@ from ..errors import ImagingError, OIFitsError
 from ..oifits.model import OIFits, T3Table, Vis2Table, VisTable
 from ..provenance import Provenance, write_hdulist_atomic
 from ..units import DEG, MAS
+from .regularizers import describe
 from .transform import make_transform
 
 INPUT_EXTNAME = "IMAGE-OI INPUT PARAM"
@@ -608,6 +609,7 @@ def write_imageoi_output(result, oi: OIFits, out_path: str | os.PathLike, *, inp
         "NDATA": (int(result.ndata), "number of data points fitted"),
         "RGL_WGT": (float(result.mu), "regularization weight"),
         "RGL_NAME": (result.regularization, "regularization"),
+        "RGL_DESC": (describe(s.regularization, s.tau, ascii=True), "regularization asked and what ran"),
         "RGL_VAL": (float(result.regularization_value), "regularization value"),
     }
     out_cards.update(verdict_cards(result))

@@ -182,10 +182,12 @@ class QuicklookProcess:
             os.kill(self.pid, signal.SIGKILL)
             self.close()
         if self._product is not None:
+            from ..provenance import atomic_leftovers
             from .plots import quicklook_paths
 
-            for path in quicklook_paths(self._product):
-                path.unlink(missing_ok=True)
+            for path in quicklook_paths(self._product):  # and a drawing the kill cut short
+                for p in (path, *atomic_leftovers(path)):
+                    p.unlink(missing_ok=True)
 
     def __exit__(self, exc_type, *exc) -> None:
         if exc_type is not None and self._submitted:

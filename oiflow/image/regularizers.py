@@ -61,6 +61,19 @@ def announce(name: str) -> str | None:
     return f"regularization {name!r} → {canonical(name)}: {note}" if note else None
 
 
+def describe(name: str, tau: float, ascii: bool = False) -> str:
+    """What runs for ``name``, with its threshold, in a few words: the command's result line and
+    the product's RGL_DESC (``ascii``: for a FITS card), e.g. ``tv (smoothed: hyperbolic, τ =
+    0.001 × object mean pixel)``; τ (δ for l1) is ``tau`` × the object's mean pixel value."""
+    asked, key = str(name).strip().lower(), canonical(name)
+    t, x = ("tau", "x") if ascii else ("τ", "×")
+    what = {"hyperbolic": f"hyperbolic, {t} = {tau:g} {x} object mean pixel",
+            "l1": f"l1, {'delta' if ascii else 'δ'} = {tau:g} {x} object mean pixel"}.get(key, key)
+    if asked == key:
+        return what
+    return f"{asked} (smoothed: {what})" if asked in ("tv", "totvar") else f"{asked} ({what})"
+
+
 def _dx(y, xp):
     z = xp.zeros((y.shape[0], 1), dtype=y.dtype)
     return xp.concat([y[:, 1:] - y[:, :-1], z], axis=1)

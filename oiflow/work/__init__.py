@@ -1,7 +1,7 @@
 """Work units of the science stages: what ONE coarse pipeline task does, without Prefect.
 
 A stage applied to a unit (:class:`~oiflow.archive.WorkUnit`: inputs with checksums, effective
-settings, code version) writes its products into the product tree (ARCHITECTURE.md) and returns
+settings, code version) writes its products into the product tree (README: "Pipeline runs, the product catalogue…") and returns
 a :class:`~oiflow.archive.UnitResult` (product records with their catalogue granules, quicklook
 PNGs, failures). The Prefect tasks (``tasks/``) are thin wrappers over the ``run_*_unit``
 functions here; the flows (``flows/``) build the units and chain the stages.

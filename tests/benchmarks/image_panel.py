@@ -221,8 +221,8 @@ def _read_image(path: Path, case: Case) -> np.ndarray:
 def oiflow_command(case: Case, out: Path) -> list[str]:
     exe = Path(sys.executable).with_name("oiflow")
     prog = [str(exe)] if exe.exists() else [sys.executable, "-m", "oiflow.cli"]
-    return prog + ["image", str(case.oifits), "--out", str(out), "--npix", str(case.npix),
-                   "--pixel-size", f"{case.pixel_mas:g}"]
+    return prog + ["image", str(case.oifits), "--out", str(out), "--force", "--npix", str(case.npix),
+                   "--pixel-size", f"{case.pixel_mas:g}"]  # --force: as MiRA's -overwrite (repeated runs)
 
 
 def mira_command(case: Case, out: Path) -> list[str]:
