@@ -52,8 +52,8 @@ def test_inspect_fit_and_image_print_nothing_about_them(tmp_path):
         proc = _cli("inspect", str(path))
         assert proc.returncode == 0 and proc.stderr == "", (path.name, proc.stderr)
     src = REPO / "tests/data/oifits/real/pionier/HD142527_2013-06-03_oiDataCalib.fits"
-    fit = _cli("fit", str(src), "--model", "{star: {type: ud, diameter: 1.0}}", "-o", "v2", "--json",
-               str(tmp_path / "fit.json"))
+    fit = _cli("fit", str(src), "--model", "{star: {type: ud, diameter: 1.0}}", "--observables", "v2",
+               "--json-out", str(tmp_path / "fit.json"))
     assert fit.returncode == 0 and fit.stderr == "", fit.stderr
     assert json.loads((tmp_path / "fit.json").read_text())["parameters"]["star.diameter"]["value"] > 0
     image = _cli("image", str(src), "--out", str(tmp_path / "img.fits"), "--npix", "32", "--pixel-size", "0.5",
