@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
+from ..oifits.astropy_fits import fits
 
 from .. import PROCSOFT, __version__
 from ..errors import ImagingError, OIFitsError

@@ -1,7 +1,7 @@
 """A child process that draws the quicklooks of ``oiflow image`` off the solver's critical path.
 
-:meth:`QuicklookProcess.start` forks the command's process once its own imports are done: the
-child imports matplotlib and loads the font (:func:`oiflow.image.plots.warm_up`) on the other
+:meth:`QuicklookProcess.start` forks the command's process (``oiflow image``: at the first
+iteration of the solver, ``deferred=True``): the child imports matplotlib and loads the font (:func:`oiflow.image.plots.warm_up`) on the other
 core while the parent reads the data and runs the solver, then waits for the result. Once the
 image is made the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
 pickled through a pipe) and writes the product while the child draws both PNGs and answers
@@ -82,8 +82,9 @@ class QuicklookProcess:
     :meth:`start`, then :meth:`submit` once and :meth:`join`; :meth:`close` reaps the child in
     any case."""
 
-    def __init__(self, timeout: float = JOIN_TIMEOUT):
+    def __init__(self, timeout: float = JOIN_TIMEOUT, deferred: bool = False):
         self.timeout = timeout
+        self.deferred = deferred  # the context manager does not start it: the caller calls start()
         self.pid: int | None = None
         self._payload_fd: int | None = None
         self._answer_fd: int | None = None
@@ -96,10 +97,10 @@ class QuicklookProcess:
         return self.pid is not None
 
     def start(self) -> "QuicklookProcess":
-        """Fork the child; nothing where ``os.fork`` is missing or the process runs other Python
-        threads (a lock one of them holds would stay held in the child): :meth:`submit` then
-        returns False and the caller draws in-process."""
-        if not hasattr(os, "fork") or threading.active_count() > 1:
+        """Fork the child (once); nothing where ``os.fork`` is missing or the process runs other
+        Python threads (a lock one of them holds would stay held in the child): :meth:`submit`
+        then returns False and the caller draws in-process."""
+        if self.running or self._submitted or not hasattr(os, "fork") or threading.active_count() > 1:
             return self
         payload_r, payload_w = os.pipe()
         answer_r, answer_w = os.pipe()
@@ -173,7 +174,7 @@ class QuicklookProcess:
         return os.waitpid(pid, 0)[1]
 
     def __enter__(self) -> "QuicklookProcess":
-        return self.start()
+        return self if self.deferred else self.start()
 
     def discard(self) -> None:
         """Stop the child and remove the quicklooks it may have written (the product they belong
