@@ -32,7 +32,8 @@ from oiflow.backend import get_xp, gpu_available
 from oiflow.image.data import DataGroup, ImagingData, Selection, Term, imaging_data
 from oiflow.image.initial import dirac
 from oiflow.image.metric import nominal_resolution, quality
-from oiflow.image.reconstruct import NUFFT_OPTIONS, Objective, image_settings, reconstruct
+from oiflow.image.objective import NUFFT_OPTIONS, Objective
+from oiflow.image.reconstruct import image_settings, reconstruct
 from oiflow.image.transform import MatrixDFT, NufftTransform
 from oiflow.units import MAS
 
@@ -143,7 +144,7 @@ def test_bench_reconstruction_beauty_contest_grid(shared_data, monkeypatch):
     settings = dict(npix=n, pixel_size_mas=pixm, regularization="tv", mu=1e4)
     fast_settings = {**settings, "levels": 2, "maxiter": 400, "ftol": 1e-4}
     reconstruct(data, {**fast_settings, "maxiter": 2})  # imports and plans warm
-    rec = sys.modules["oiflow.image.reconstruct"]
+    rec = sys.modules["oiflow.image.objective"]
 
     rows = []
     for label, s, nufft in (("fast: levels 2, maxiter 400, ftol 1e-4", fast_settings, NUFFT_OPTIONS),
@@ -207,7 +208,7 @@ def test_bench_large_reconstruction(monkeypatch):
     iterations (target ≤ 60 s). Baselines in the same run: the previous NUFFT settings (eps
     1e-9, upsampfac 2; 15 iterations timed, scaled to the same number of evaluations) and one
     objective evaluation with the exact DFT (scaled from 4,000 points)."""
-    rec = sys.modules["oiflow.image.reconstruct"]
+    rec = sys.modules["oiflow.image.objective"]
 
     data, truth = _large_data()
     res, cpu, _ = _cpu_and_wall(lambda: reconstruct(data, dict(npix=256, pixel_size_mas=0.1, mu=1e4, maxiter=150)))
