@@ -86,9 +86,13 @@ def test_nothing_heavy_is_imported_before_the_first_iteration(tmp_path):
             "        cb(info)\n    return wrapped\n"
             "ic._first_iteration = probe\nfrom oiflow.cli import main\n"
             f"rc = main(['image', {str(SRC)!r}, '--out', {str(tmp_path / 'x.fits')!r}, '--npix', '32', '--pixel-size', "
-            "'0.6', '--mu', '1e4', '--maxiter', '5'])\nprint('rc', rc)")
+            "'0.6', '--mu', '1e4', '--maxiter', '5'])\n"
+            "print('rc', rc, sorted(m for m in sys.modules if m.startswith('astropy.table')))")
     lines = _run(code)
     at_first = [line for line in lines if line.startswith("AT-FIRST")]
     assert at_first == ["AT-FIRST []"], lines
-    assert lines[-1] == "rc 1"  # verdict maxiter after 5 iterations; the product and its quicklooks are written
+    # verdict maxiter after 5 iterations; the product and its quicklooks are written, the product
+    # without astropy.table (oiflow.image.imageoi._param_table; this OIFITS1 file has no DATE-OBS:
+    # the writer derives it with astropy.time, which imports astropy.units)
+    assert lines[-1] == "rc 1 []"
     assert (tmp_path / "x.fits").is_file() and (tmp_path / "x.png").is_file() and (tmp_path / "x.residuals.png").is_file()
