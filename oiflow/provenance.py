@@ -20,6 +20,7 @@ Provenance written into a FITS header::
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -83,6 +84,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def atomic_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Temporary files :func:`atomic_path` made for ``path`` and left behind (its writer was
+    killed before it could remove them): ``.<stem>.<8 random characters><suffix>.tmp`` beside it."""
+    final = Path(path)
+    return sorted(final.parent.glob(f".{glob.escape(final.stem)}.{'?' * 8}{glob.escape(final.suffix)}.tmp"))
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
