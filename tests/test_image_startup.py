@@ -3,7 +3,8 @@
 The time itself is measured by the panel benchmark (tests/benchmarks/bench_image.py, beside
 same-run floors); here the imports that made it slow are kept out: astropy.units (built by
 astropy.utils.data for two annotations, see oiflow/oifits/astropy_fits.py), astropy.time,
-astropy.table, fitsio (the writers), matplotlib (the quicklook child imports it), scipy, rich.
+astropy.table, fitsio (the writers), matplotlib (the quicklook child imports it), scipy, rich,
+numpy.ma (``np.median`` imports it: oiflow.image.data._median).
 """
 
 import ast
@@ -13,7 +14,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "tests/data/imaging/contests_oifitsjl/contest-2008-binary.oifits"
-HEAVY = ("astropy.units", "astropy.time", "astropy.table", "fitsio", "matplotlib", "scipy", "rich")
+HEAVY = ("astropy.units", "astropy.time", "astropy.table", "fitsio", "matplotlib", "scipy", "rich", "numpy.ma")
+#: a test of a module name against HEAVY (the packages and their submodules), for the child's code
+IS_HEAVY = f"(m in {HEAVY!r} or m.startswith({tuple(h + '.' for h in HEAVY)!r}))"
 
 
 def _run(code: str) -> list[str]:
@@ -26,7 +29,7 @@ def test_reading_an_oifits_file_imports_no_units_and_units_work_afterwards():
     lines = _run(
         "import sys\nfrom oiflow.oifits import read_oifits\n"
         f"oi = read_oifits({str(SRC)!r})\n"
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in ('astropy', 'fitsio') and m.startswith({HEAVY!r})))\n"
+        f"print(sorted(m for m in sys.modules if {IS_HEAVY}))\n"
         "print(len(oi.vis2), sum(t.nrows for t in oi.vis2) > 0)\n"
         "import astropy.units as u, astropy.utils.data as d, astropy\n"
         "print((3 * u.m).to(u.cm), astropy.units is u, isinstance(u.Quantity(1.0, u.s), u.Quantity))\n"
@@ -82,7 +85,7 @@ def test_nothing_heavy_is_imported_before_the_first_iteration(tmp_path):
     code = ("import sys\nimport oiflow.cli.image_cmds as ic\nfirst = ic._first_iteration\n"
             "def probe(drawer):\n    cb = first(drawer)\n    seen = []\n"
             "    def wrapped(info):\n"
-            f"        if not seen:\n            seen.append(1)\n            print('AT-FIRST', sorted(m for m in sys.modules if m.startswith({HEAVY!r})), flush=True)\n"
+            f"        if not seen:\n            seen.append(1)\n            print('AT-FIRST', sorted(m for m in sys.modules if {IS_HEAVY}), flush=True)\n"
             "        cb(info)\n    return wrapped\n"
             "ic._first_iteration = probe\nfrom oiflow.cli import main\n"
             f"rc = main(['image', {str(SRC)!r}, '--out', {str(tmp_path / 'x.fits')!r}, '--npix', '32', '--pixel-size', "
@@ -96,3 +99,16 @@ def test_nothing_heavy_is_imported_before_the_first_iteration(tmp_path):
     # the writer derives it with astropy.time, which imports astropy.units)
     assert lines[-1] == "rc 1 []"
     assert (tmp_path / "x.fits").is_file() and (tmp_path / "x.png").is_file() and (tmp_path / "x.residuals.png").is_file()
+
+
+def test_the_median_of_the_imaging_data_is_numpys():
+    import numpy as np
+
+    from oiflow.image.data import _median
+
+    rng = np.random.default_rng(1)
+    for n in [*range(1, 40), 101, 1000, 1001]:
+        for _ in range(20):
+            a = rng.standard_normal(n) * rng.uniform(0.1, 1e3)
+            assert _median(a) == float(np.median(a))
+    assert np.isnan(_median(np.array([1.0, np.nan, 2.0]))) and np.isnan(_median(np.array([])))
