@@ -331,8 +331,9 @@ def test_bench_panel_against_mira(tmp_path, shared_data):
     cases (scores compared at the printed precision, 3 decimals); the wall time of its whole
     command (file in → product and quicklooks out) ≤ 1/2 of MiRA's over the panel; beside it the
     time until the product is written, the CPU time of each program's process tree (user + sys,
-    the quicklook process included) and the start-up (command start → first iteration) with the
-    same-run floors of a bare interpreter, one importing numpy and astropy.io.fits, and one
+    the quicklook process included) and the start-up (command start → first iteration, below the
+    same-run time of an interpreter importing numpy and astropy.io.fits) with the same-run floors
+    of a bare interpreter, one importing numpy, one importing numpy and astropy.io.fits, and one
     importing the OIFITS reader package (oiflow.oifits)."""
     cases = panel.build_panel(tmp_path, shared_data / "imaging/oitoolsjl_spotdisk")
     rows, load = _run_panel(cases, tmp_path)
@@ -345,6 +346,11 @@ def test_bench_panel_against_mira(tmp_path, shared_data):
     assert all(r["oiflow_quicklooks"] and r["mira_exit"] == 0 for r in rows)
     assert summary["mean_score"]["oiflow"] >= summary["mean_score"]["mira"]
     assert int(summary["cases_oiflow_ge_mira"].split("/")[0]) >= math.ceil(0.75 * n), summary["cases_oiflow_ge_mira"]
+    # start-up (target < 0.5 s; the machine is shared, so guarded against its same-run floor): the
+    # command reaches its first iteration before a bare interpreter has imported numpy and
+    # astropy.io.fits the usual way (0.87 s against 0.49 s before astropy.units was kept out)
+    startup = summary["startup"]
+    assert startup["first_iteration_s"] < startup["python_numpy_astropy_s"], startup
     assert summary["ratio"]["command_wall"] <= 0.5, summary["ratio"]
 
 
