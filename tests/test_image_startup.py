@@ -81,6 +81,15 @@ def test_a_placeholder_kept_elsewhere_falls_back_to_the_normal_import():
     assert lines[-1] == "True astropy.io.fits"
 
 
+def test_with_other_threads_astropy_is_imported_as_usual():
+    """Another thread could import astropy.units while the placeholder stands: no placeholder then."""
+    lines = _run(
+        "import sys, threading\nstop = threading.Event()\nthreading.Thread(target=stop.wait).start()\n"
+        "from oiflow.oifits.astropy_fits import fits\nimport astropy.utils.data as d\n"
+        "print('astropy.units' in sys.modules, type(d).__name__, d.Quantity.__module__)\nstop.set()")
+    assert lines[-1] == "True module astropy.units.quantity"
+
+
 def test_nothing_heavy_is_imported_before_the_first_iteration(tmp_path):
     code = ("import sys\nimport oiflow.cli.image_cmds as ic\nfirst = ic._first_iteration\n"
             "def probe(drawer):\n    cb = first(drawer)\n    seen = []\n"

@@ -10,8 +10,10 @@ for them in the annotations), then removes the placeholder: a later ``import ast
 (``astropy.time``, ``astropy.table``, the catalogue's coordinates…) imports the real package,
 unchanged. Only ``astropy.utils.data``'s annotations keep the placeholders.
 
-The placeholder is used only where it is safe, else astropy is imported as usual: when neither
-``astropy.units`` nor ``astropy.utils.data`` is imported yet, and the import then succeeds and
+The placeholder is used only where it is safe, else astropy is imported as usual: in a process
+running one Python thread (another thread importing ``astropy.units`` meanwhile would get the
+placeholder: a Dask worker imports as usual), when neither ``astropy.units`` nor
+``astropy.utils.data`` is imported yet, and the import then succeeds and
 leaves the placeholder in no other module than ``astropy.utils.data`` (any failure: the modules
 the attempt imported are dropped and astropy is imported normally).
 ``tests/test_oifits_astropy_import.py`` checks that the installed astropy uses those names in
@@ -22,6 +24,7 @@ afterwards. Every oiflow module that needs ``astropy.io.fits`` at import time ta
 from __future__ import annotations
 
 import sys
+import threading
 import types
 
 #: the names astropy.utils.data imports from astropy.units (used in its annotations only)
@@ -55,7 +58,8 @@ def _remove_placeholder(placeholder: types.ModuleType) -> None:
 
 def import_fits() -> types.ModuleType:
     """``astropy.io.fits`` (module docstring: without ``astropy.units`` where that is safe)."""
-    if "astropy.io.fits" in sys.modules or "astropy.units" in sys.modules or _HOLDER in sys.modules:
+    if (threading.active_count() > 1 or "astropy.io.fits" in sys.modules or "astropy.units" in sys.modules
+            or _HOLDER in sys.modules):
         from astropy.io import fits
 
         return fits
