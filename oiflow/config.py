@@ -287,8 +287,8 @@ class ImageTarget(_Model):
     regularization: str = "tv"  # tv/hyperbolic | mem | smooth | compactness | l1 (RGL_NAME)
     mu: float | Literal["auto"] = "auto"  # regularization weight (RGL_WGT; "auto" = AUTO_WGT)
     device: Literal["cpu", "gpu"] = "cpu"
-    maxiter: int = Field(1000, ge=1)  # iterations of the whole reconstruction, μ search included (MAXITER; image.reconstruct.IterationBudget)
-    tau: float = Field(0.001, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value (image.reconstruct.object_brightness)
+    maxiter: int = Field(1000, ge=1)  # iterations of the whole reconstruction, μ search included (MAXITER; image.schedule.IterationBudget)
+    tau: float = Field(0.001, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value (image.objective.object_brightness)
     prior_fwhm_mas: float | None = None  # radial prior size (compactness, l1, MEM default prior)
     prior: str | None = None  # FITS image used as the MEM prior (RGL_PRIO)
     extra_regularizers: dict[str, float] = Field(default_factory=dict)  # name -> absolute weight, added

@@ -1,6 +1,6 @@
 """Atomic writing of products and the provenance every product carries.
 
-One helper for every stage (README: "Pipeline runs, the product catalogue…"): products are written to a temporary file in the
+One helper for every stage (ARCHITECTURE.md): products are written to a temporary file in the
 destination directory and renamed when complete, so a crash never leaves half a file; inputs
 are never opened for writing.
 
@@ -87,11 +87,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def atomic_leftovers(path: str | os.PathLike) -> list[Path]:
-    """The temporary files :func:`atomic_path` may have left next to ``path`` when the process
-    writing it was killed (a SIGKILL runs no cleanup)."""
+    """Temporary files :func:`atomic_path` made for ``path`` and left behind (its writer was
+    killed before it could remove them): ``.<stem>.<8 random characters><suffix>.tmp`` beside it."""
     final = Path(path)
-    random = "?" * 8  # tempfile's names: 8 random characters between the prefix and the suffix
-    return sorted(final.parent.glob(f".{glob.escape(final.stem)}.{random}{glob.escape(final.suffix)}.tmp"))
+    return sorted(final.parent.glob(f".{glob.escape(final.stem)}.{'?' * 8}{glob.escape(final.suffix)}.tmp"))
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:

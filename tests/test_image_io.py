@@ -217,3 +217,25 @@ def test_beam_of_an_elongated_coverage():
     b = beam_from_uv(u, v)
     assert isinstance(b, Beam) and b.major > 10 * b.minor
     assert np.rad2deg(b.pa) == pytest.approx(120.0, abs=0.5)
+
+
+def test_param_tables_are_the_bytes_astropy_writes_for_an_empty_table():
+    """IMAGE-OI INPUT/OUTPUT PARAM tables are built without data (no astropy.table import): the
+    same bytes as astropy's ``BinTableHDU.from_columns([], nrows=0)`` with the same cards."""
+    import io
+
+    from oiflow.image.imageoi import _param_table
+
+    cards = {"NITER": (12, "iterations"), "CHISQ": (1.25, "reduced chi2"), "RGL_NAME": ("hyperbolic", "regul"),
+             "CONVERGE": (True, "converged"), "SKIPPED": (float("nan"), "not finite: absent")}
+    ours = _param_table("IMAGE-OI OUTPUT PARAM", cards)
+    ref = fits.BinTableHDU.from_columns([], nrows=0)
+    ref.header["EXTNAME"] = "IMAGE-OI OUTPUT PARAM"
+    for key, value in cards.items():
+        if key != "SKIPPED":
+            ref.header[key] = value
+    a, b = io.BytesIO(), io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), ours]).writeto(a, checksum=True)
+    fits.HDUList([fits.PrimaryHDU(), ref]).writeto(b, checksum=True)
+    assert a.getvalue() == b.getvalue()
+    assert "SKIPPED" not in ours.header and ours.header["NITER"] == 12 and ours.header["CONVERGE"] is True

@@ -103,6 +103,26 @@ def test_a_drawing_process_that_hangs_is_stopped(tmp_path, monkeypatch):
     assert paths == [] and messages == ["quicklooks not written: the drawing process took more than 2 s and was stopped"]
 
 
+def test_stopping_the_drawing_process_stops_the_grandchild_drawing_the_residuals(tmp_path, monkeypatch):
+    """The residuals are drawn by a grandchild (at the same time as the image): when the parent
+    stops the drawing (timeout, or the product not written), no figure appears later."""
+    late = tmp_path / "late"
+
+    def slow_residuals(payload, path):
+        time.sleep(4)
+        late.write_text("drawn after the parent gave up")
+        return str(path)
+
+    monkeypatch.setattr(plots, "plot_residuals", slow_residuals)
+    monkeypatch.setattr("threading.active_count", lambda: 1)
+    proc = QuicklookProcess(timeout=1.0).start()
+    assert proc.submit(_payload(), tmp_path / "x.fits")
+    paths, messages = proc.join()
+    assert paths == [] and messages == ["quicklooks not written: the drawing process took more than 1 s and was stopped"]
+    time.sleep(6)
+    assert not late.exists()
+
+
 def test_a_process_that_is_never_sent_a_result_ends_with_its_parent(tmp_path, monkeypatch):
     monkeypatch.setattr("threading.active_count", lambda: 1)
     with QuicklookProcess() as proc:
@@ -268,3 +288,15 @@ def test_the_leftovers_of_a_killed_atomic_write_are_found(tmp_path):
     assert left[0].read_bytes() == b"half a PNG" and not (tmp_path / "x.png").exists()
     (other,) = atomic_leftovers(tmp_path / "x.residuals.png")
     assert other.name.startswith(".x.residuals.") and other != left[0]
+
+
+def test_atomic_leftovers_names_only_the_temporary_files_of_that_path(tmp_path):
+    import tempfile
+
+    from oiflow.provenance import atomic_leftovers
+
+    ours = [tempfile.mkstemp(prefix=f".{stem}.", suffix=".png.tmp", dir=tmp_path)[1] for stem in ("x", "x.residuals")]
+    other = tempfile.mkstemp(prefix=".x.y.", suffix=".png.tmp", dir=tmp_path)[1]  # product x.y.fits
+    assert atomic_leftovers(tmp_path / "x.png") == [Path(ours[0])]
+    assert atomic_leftovers(tmp_path / "x.residuals.png") == [Path(ours[1])]
+    assert Path(other) not in atomic_leftovers(tmp_path / "x.png")

@@ -10,7 +10,8 @@ from astropy.io import fits
 from oiflow.backend import get_xp
 from oiflow.image.data import Selection, imaging_data
 from oiflow.image.metric import nominal_resolution, quality
-from oiflow.image.reconstruct import Objective, image_settings, reconstruct
+from oiflow.image.objective import Objective
+from oiflow.image.reconstruct import image_settings, reconstruct
 from oiflow.oifits import read_oifits
 from oiflow.units import MAS
 

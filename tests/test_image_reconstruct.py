@@ -12,7 +12,9 @@ from oiflow.image.data import Selection, imaging_data
 from oiflow.image.initial import fit_gaussian_fwhm, gaussian
 from oiflow.image.metric import nominal_resolution, quality
 from oiflow.image.mu_rule import acceptance
-from oiflow.image.reconstruct import CHI2_SIGMAS, Objective, image_settings, reconstruct
+from oiflow.image.mu_search import CHI2_SIGMAS
+from oiflow.image.objective import Objective
+from oiflow.image.reconstruct import image_settings, reconstruct
 from oiflow.oifits import read_oifits
 from oiflow.simulate.synthetic import from_template
 from oiflow.units import MAS
@@ -233,7 +235,7 @@ def test_linear_weights_match_scipy_map_coordinates():
     mode="constant") on a grid, edges and points outside included."""
     from scipy.ndimage import map_coordinates
 
-    from oiflow.image.reconstruct import linear_weights
+    from oiflow.image.grids import linear_weights
 
     rng = np.random.default_rng(3)
     for n_from, k in ((64, (np.arange(32) - 16) * 2.0 + 32), (32, (np.arange(64) - 32) * 0.5 + 16),

@@ -19,7 +19,9 @@ from oiflow.errors import ImagingError
 from oiflow.image.data import Selection, imaging_data
 from oiflow.image.metric import nominal_resolution, quality
 from oiflow.image.mu_rule import MU_SPAN, acceptance
-from oiflow.image.reconstruct import CHI2_SIGMAS, Objective, image_settings, reconstruct
+from oiflow.image.mu_search import CHI2_SIGMAS
+from oiflow.image.objective import Objective
+from oiflow.image.reconstruct import image_settings, reconstruct
 from oiflow.units import MAS
 
 REPO = Path(__file__).resolve().parents[1]

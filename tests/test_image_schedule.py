@@ -16,8 +16,10 @@ import pytest
 from oiflow.fit.analytic import binary
 from oiflow.image.data import Selection, imaging_data
 from oiflow.image.mu_rule import MIN_STEP, SLOPE_PRIOR, Solution, acceptance, discrepancy, mu_bounds, next_mu
-from oiflow.image.reconstruct import (CHI2_SIGMAS, COARSE_SHARE, START_ITER, EXTEND_DROP, EXTEND_WINDOW,
-                                      IterationBudget, _still_falling, reconstruct, start_choice_cost)
+from oiflow.image.mu_search import CHI2_SIGMAS, EXTEND_DROP, EXTEND_WINDOW, still_falling
+from oiflow.image.reconstruct import reconstruct
+from oiflow.image.schedule import COARSE_SHARE, IterationBudget
+from oiflow.image.start import START_ITER, start_choice_cost
 from oiflow.oifits import read_oifits
 from oiflow.simulate.synthetic import from_template
 from oiflow.units import MAS
@@ -147,10 +149,10 @@ def test_a_solve_still_falling_at_its_limit_runs_once_more():
     flat = [{"chi2_red": 1.0 + 1e-5 * (30 - k)} for k in range(30)]
     limit = SimpleNamespace(converged=False, nit=30)
     assert (falling[-EXTEND_WINDOW]["chi2_red"] - falling[-1]["chi2_red"]) / falling[-EXTEND_WINDOW]["chi2_red"] > EXTEND_DROP
-    assert _still_falling(falling, limit)
-    assert not _still_falling(flat, limit)
-    assert not _still_falling(falling, SimpleNamespace(converged=True, nit=30))
-    assert not _still_falling(falling, None)
+    assert still_falling(falling, limit)
+    assert not still_falling(flat, limit)
+    assert not still_falling(falling, SimpleNamespace(converged=True, nit=30))
+    assert not still_falling(falling, None)
 
 
 def test_contest_binary_with_the_defaults_converges_at_a_sensible_weight(tmp_path):

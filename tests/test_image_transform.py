@@ -7,7 +7,8 @@ import pytest
 
 from oiflow.backend import get_xp, to_numpy
 from oiflow.image.data import DeviceGroup, Selection, _Scatter, imaging_data, likelihood
-from oiflow.image.reconstruct import Objective, image_settings
+from oiflow.image.objective import Objective
+from oiflow.image.reconstruct import image_settings
 from oiflow.image.regularizers import NAMES, Regularizer, spectral
 from oiflow.image.transform import MatrixDFT, NufftTransform, dft, dft_adjoint, make_transform
 from oiflow.observables import bispectrum

@@ -29,9 +29,11 @@ def register(app: typer.Typer) -> None:
     app.command("image")(image)
 
 
-def _first_iteration_logger():
-    """A progress callback that logs (INFO, ``-v``) the wall-clock time of the first iteration:
-    the start-up of the command is that minus its start (tests/benchmarks/bench_image.py)."""
+def _first_iteration(drawer):
+    """A progress callback for the first iteration: it logs (INFO, ``-v``) its wall-clock time —
+    the start-up of the command is that minus its start (tests/benchmarks/bench_image.py) — then
+    starts the quicklook process ``drawer``, which imports matplotlib while the solver runs (forked
+    here, not before: on a busy machine its import competed with the command's own start-up)."""
     import logging
     import time
 
@@ -41,6 +43,7 @@ def _first_iteration_logger():
         if not seen:
             seen.append(time.time())
             logging.getLogger(__name__).info("first iteration at %.3f (epoch seconds)", seen[0])
+            drawer.start()
 
     return first
 
@@ -115,13 +118,15 @@ def image(
     fields.update({k: v for k, v in opts.items() if v is not None})
     # a progress bar only on a terminal (rich is not even imported in batch use: start-up)
     interactive = not quiet and sys.stderr.isatty()
-    # the quicklooks are drawn by a child process forked now: it imports matplotlib while the
-    # solver runs and draws once the product is written (oiflow.image.quicklook_process)
-    with QuicklookProcess() as drawer:
-        first = _first_iteration_logger()
+    # the quicklooks are drawn by a child process forked at the first iteration: it imports
+    # matplotlib while the solver runs and draws once the product is written
+    # (oiflow.image.quicklook_process)
+    with QuicklookProcess(deferred=True) as drawer:
+        first = _first_iteration(drawer)
         if not interactive:
             result = reconstruct_files(files, out, fields, progress=first, plots=drawer)
         else:
+            drawer.start()  # now: the progress bar runs a thread, and a process with threads does not fork
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -207,6 +207,21 @@ def dropped_messages(excluded: dict[str, int]) -> list[str]:
 _SMOOTH_FRACTION = 0.01
 
 
+def _median(a: np.ndarray) -> float:
+    """``np.median`` of a 1-D float array, the same number (partition, then the middle element or
+    the mean of the two middle ones; NaN when any is NaN) without the ``numpy.ma`` import that
+    ``np.median`` does on its first call (30–120 ms of an imaging command's start-up)."""
+    a = np.asarray(a, dtype=float).ravel()
+    n = a.size
+    if n == 0 or np.isnan(a).any():
+        return float("nan")
+    k = n // 2
+    if n % 2:
+        return float(np.partition(a, k)[k])
+    part = np.partition(a, (k - 1, k))
+    return float(np.mean(part[k - 1:k + 1]))
+
+
 def _amplitude_profile(merged: dict):
     """|V| as a function of spatial frequency from the V² data (binned median of √max(V², 0)),
     used to set the smoothing scale of phase terms; None without V²."""
@@ -220,9 +235,9 @@ def _amplitude_profile(merged: dict):
     rho, amp = rho[order], amp[order]
     nb = max(1, min(30, rho.size // 10))
     edges = np.linspace(0, rho.size, nb + 1).astype(int)
-    centres = np.array([np.median(rho[a:b]) for a, b in zip(edges[:-1], edges[1:]) if b > a])
-    values = np.array([np.median(amp[a:b]) for a, b in zip(edges[:-1], edges[1:]) if b > a])
-    floor = max(float(np.median(m["err"])) ** 0.5 * 0.1, 1e-6)
+    centres = np.array([_median(rho[a:b]) for a, b in zip(edges[:-1], edges[1:]) if b > a])
+    values = np.array([_median(amp[a:b]) for a, b in zip(edges[:-1], edges[1:]) if b > a])
+    floor = max(_median(m["err"]) ** 0.5 * 0.1, 1e-6)
     values = np.maximum(values, floor)
     return lambda r: np.interp(r, centres, values, left=1.0, right=values[-1])
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
+from ..oifits.astropy_fits import fits
 
 from ..config import ImageTarget
 from ..errors import ImagingError, OIFitsWarning

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
+from ..oifits.astropy_fits import fits
 
 from .. import PROCSOFT, __version__
 from ..errors import ImagingError, OIFitsError
@@ -483,7 +483,12 @@ def add_model_columns(oi: OIFits, image: np.ndarray, pixel_size: float, waveleng
 
 
 def _param_table(extname: str, cards: dict[str, tuple[Any, str]]) -> fits.BinTableHDU:
-    hdu = fits.BinTableHDU.from_columns([], nrows=0)
+    """An empty binary table (IMAGE-OI INPUT/OUTPUT PARAM) holding ``cards`` (key: (value, comment)).
+
+    ``BinTableHDU()`` without data: the same bytes as ``BinTableHDU.from_columns([], nrows=0)``
+    (tests/test_image_io.py), without the astropy.table (and astropy.units) import astropy does
+    for any table built from data — 0.1–0.3 s of every imaging command."""
+    hdu = fits.BinTableHDU()
     hdu.header["EXTNAME"] = extname
     for key, (value, comment) in cards.items():
         if value is None:

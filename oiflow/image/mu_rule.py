@@ -21,7 +21,7 @@ follows). μ never leaves the bounds, whatever the data.
 
 **Bounds** (:func:`mu_bounds`): μ_ref = N_data / ΔR, where ΔR is how much the regulariser
 distinguishes an image of the object's size from one twice as wide (see
-:func:`oiflow.image.reconstruct.mu_reference`): at μ_ref, halving the resolution of the image
+:func:`oiflow.image.mu_search.mu_reference`): at μ_ref, halving the resolution of the image
 costs as much as a fit at χ²_red = 1 (χ² = N_data). μ_lo = μ_ref·MU_SPAN[0] (the regulariser
 is negligible against the noise) and μ_hi = μ_ref·MU_SPAN[1] (the data barely matter).
 

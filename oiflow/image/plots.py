@@ -249,11 +249,14 @@ def plot_residuals(payload: dict, path: str | os.PathLike) -> str:
     return str(path)
 
 
-def draw_quicklooks(payload: dict, product: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Draw both quicklooks of ``product`` (:func:`quicklook_paths`) from ``payload``: (the
-    paths written, a message per figure that failed). A failure is reported, never raised."""
+def draw_quicklooks(payload: dict, product: str | os.PathLike, which: tuple[int, ...] = (0, 1)) -> tuple[list[str], list[str]]:
+    """Draw the quicklooks of ``product`` (:func:`quicklook_paths`) from ``payload``: (the
+    paths written, a message per figure that failed). A failure is reported, never raised.
+    ``which``: the figures to draw, 0 the image, 1 the residuals (both by default)."""
     paths, messages = [], []
-    for plot, path in zip((plot_image, plot_residuals), quicklook_paths(product)):
+    for k, (plot, path) in enumerate(zip((plot_image, plot_residuals), quicklook_paths(product))):
+        if k not in which:
+            continue
         try:
             paths.append(plot(payload, path))
         except Exception as exc:  # a quicklook never costs the product

@@ -1,11 +1,12 @@
 """A child process that draws the quicklooks of ``oiflow image`` off the solver's critical path.
 
-:meth:`QuicklookProcess.start` forks the command's process once its own imports are done: the
-child imports matplotlib and loads the font (:func:`oiflow.image.plots.warm_up`) on the other
+:meth:`QuicklookProcess.start` forks the command's process (``oiflow image``: at the first
+iteration of the solver, ``deferred=True``): the child imports matplotlib and loads the font (:func:`oiflow.image.plots.warm_up`) on the other
 core while the parent reads the data and runs the solver, then waits for the result. Once the
 image is made the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
 pickled through a pipe) and writes the product while the child draws both PNGs and answers
-with the paths written and a message per figure that failed (JSON through a second pipe). When
+with the paths written and a message per figure that failed (JSON through a second pipe); it
+draws the two figures at once, the residuals in a grandchild it forks (:func:`_draw_both`). When
 the product cannot be written (an exception inside the ``with`` block after :meth:`submit`),
 :meth:`discard` stops the child and removes what it drew: no quicklook without its product. :meth:`QuicklookProcess.join`
 waits for that answer (at most ``timeout`` seconds, then the child is killed) and reaps the
@@ -72,9 +73,48 @@ def _child(payload_fd: int, answer_fd: int) -> int:
     if not blob:  # the parent sent nothing (no product): nothing to draw
         return 0
     payload, product = pickle.loads(blob)
-    paths, messages = plots.draw_quicklooks(payload, product)
+    paths, messages = _draw_both(payload, product)
     _write_all(answer_fd, json.dumps({"paths": paths, "messages": messages}).encode())
     return 0
+
+
+def _draw_both(payload: dict, product: str) -> tuple[list[str], list[str]]:
+    """Both quicklooks at once: a grandchild forked from the warm child draws the residuals while
+    the child draws the image (the command waits for the slower of the two, not their sum); both
+    in the child when the fork fails. The grandchild's answer comes through a pipe; when it dies
+    without one, its figure is reported not written."""
+    from . import plots
+
+    try:
+        answer_r, answer_w = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return plots.draw_quicklooks(payload, product)
+    if pid == 0:  # the grandchild
+        status = 1
+        try:
+            os.close(answer_r)
+            paths, messages = plots.draw_quicklooks(payload, product, which=(1,))
+            _write_all(answer_w, json.dumps({"paths": paths, "messages": messages}).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(answer_w)
+    paths, messages = plots.draw_quicklooks(payload, product, which=(0,))
+    answer = _read_all(answer_r, time.monotonic() + JOIN_TIMEOUT)
+    os.close(answer_r)
+    if answer is None:
+        os.kill(pid, signal.SIGKILL)
+    status = os.waitpid(pid, 0)[1]
+    try:
+        other = json.loads(answer) if answer else None
+        paths, messages = paths + list(other["paths"]), messages + list(other["messages"])
+    except (ValueError, KeyError, TypeError):
+        other = None
+    if other is None:
+        name = plots.quicklook_paths(product)[1].name
+        messages.append(f"quicklook {name} not written: the drawing process ended without drawing ({_describe(status)})")
+    return paths, messages
 
 
 class QuicklookProcess:
@@ -82,8 +122,9 @@ class QuicklookProcess:
     :meth:`start`, then :meth:`submit` once and :meth:`join`; :meth:`close` reaps the child in
     any case."""
 
-    def __init__(self, timeout: float = JOIN_TIMEOUT):
+    def __init__(self, timeout: float = JOIN_TIMEOUT, deferred: bool = False):
         self.timeout = timeout
+        self.deferred = deferred  # the context manager does not start it: the caller calls start()
         self.pid: int | None = None
         self._payload_fd: int | None = None
         self._answer_fd: int | None = None
@@ -96,10 +137,10 @@ class QuicklookProcess:
         return self.pid is not None
 
     def start(self) -> "QuicklookProcess":
-        """Fork the child; nothing where ``os.fork`` is missing or the process runs other Python
-        threads (a lock one of them holds would stay held in the child): :meth:`submit` then
-        returns False and the caller draws in-process."""
-        if not hasattr(os, "fork") or threading.active_count() > 1:
+        """Fork the child (once); nothing where ``os.fork`` is missing or the process runs other
+        Python threads (a lock one of them holds would stay held in the child): :meth:`submit`
+        then returns False and the caller draws in-process."""
+        if self.running or self._submitted or not hasattr(os, "fork") or threading.active_count() > 1:
             return self
         payload_r, payload_w = os.pipe()
         answer_r, answer_w = os.pipe()
@@ -107,6 +148,7 @@ class QuicklookProcess:
         if pid == 0:  # the child
             status = 1
             try:
+                _own_group()
                 os.close(payload_w)
                 os.close(answer_r)
                 status = _child(payload_r, answer_w)
@@ -116,6 +158,7 @@ class QuicklookProcess:
                 os._exit(status)
         os.close(payload_r)
         os.close(answer_w)
+        _own_group(pid)
         self.pid, self._payload_fd, self._answer_fd = pid, payload_w, answer_r
         return self
 
@@ -147,7 +190,7 @@ class QuicklookProcess:
         answer = None if self._failure else _read_all(self._answer_fd, time.monotonic() + self.timeout)
         if answer is None and self._failure is None:
             self._failure = f"the drawing process took more than {self.timeout:g} s and was stopped"
-            os.kill(self.pid, signal.SIGKILL)
+            _kill_group(self.pid)
         status = self.close()
         if answer:
             try:
@@ -173,29 +216,54 @@ class QuicklookProcess:
         return os.waitpid(pid, 0)[1]
 
     def __enter__(self) -> "QuicklookProcess":
-        return self.start()
+        return self if self.deferred else self.start()
 
     def discard(self) -> None:
         """Stop the child and remove the quicklooks it may have written (the product they belong
         to was not written: an error after :meth:`submit`)."""
         if self.pid is not None:
-            os.kill(self.pid, signal.SIGKILL)
+            _kill_group(self.pid)
             self.close()
         if self._product is not None:
             from ..provenance import atomic_leftovers
             from .plots import quicklook_paths
 
-            for path in quicklook_paths(self._product):  # and a drawing the kill cut short
-                for p in (path, *atomic_leftovers(path)):
-                    p.unlink(missing_ok=True)
+            for path in quicklook_paths(self._product):
+                for left in [path, *atomic_leftovers(path)]:  # a drawing stopped while saving leaves its temporary file
+                    left.unlink(missing_ok=True)
 
     def __exit__(self, exc_type, *exc) -> None:
         if exc_type is not None and self._submitted:
             self.discard()
         elif self.pid is not None:
             if self._submitted:  # submitted but not joined: do not wait for the drawings
-                os.kill(self.pid, signal.SIGKILL)
+                _kill_group(self.pid)
             self.close()
+
+
+def _own_group(pid: int = 0) -> None:
+    """Make the child (``pid``; 0: this process) the leader of its own process group, so that
+    stopping it stops the grandchild it forks to draw (:func:`_kill_group`). Called by both
+    the parent and the child (whichever runs first); a failure leaves the group as it was."""
+    try:
+        os.setpgid(pid, pid if pid else 0)
+    except OSError:
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child and its grandchild (its process group), or the child alone when it has
+    no group of its own."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+            return
+    except OSError:
+        pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _describe(status: int | None) -> str:

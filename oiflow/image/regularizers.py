@@ -6,7 +6,7 @@ They act on the flux-normalised image ``y`` (Σ y = 1, y ≥ 0), shape (ny, nx).
 * ``hyperbolic`` (edge-preserving total variation, alias ``tv``):
   Σ √(|∇y|² + τ²) − τ, with τ = ``tau`` × ``brightness`` (a reference pixel value of the
   normalised image: by default the mean pixel value 1/N; the reconstruction passes the object's
-  mean pixel value, see :func:`oiflow.image.reconstruct.object_brightness`, so that τ follows the
+  mean pixel value, see :func:`oiflow.image.objective.object_brightness`, so that τ follows the
   data, not the field of view) — small τ: TV (sharp edges), large τ: quadratic smoothness;
 * ``mem``: maximum entropy against a prior p (Σ p = 1): Σ y ln(y/p) − y + p (≥ 0, 0 at y = p);
 * ``smooth``: quadratic smoothness Σ |∇y|²;

@@ -14,7 +14,7 @@ wavelengths in metres, MJD in days; phases are given in **radians** and stored i
 from __future__ import annotations
 
 import numpy as np
-from astropy.io import fits
+from .astropy_fits import fits
 from astropy.time import Time
 
 from ..site import SITES

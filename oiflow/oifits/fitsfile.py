@@ -32,7 +32,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-from astropy.io import fits
+from .astropy_fits import fits
 
 from ..errors import OIFitsError
 from .findings import Finding, Severity

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from astropy.io import fits
+from .astropy_fits import fits
 
 from ..errors import OIFitsError
 from .findings import Finding

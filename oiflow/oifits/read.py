@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
+from .astropy_fits import fits
 
 from ..errors import OIFitsError, OIFitsWarning
 from . import fitsfile

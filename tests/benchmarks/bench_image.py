@@ -32,7 +32,8 @@ from oiflow.backend import get_xp, gpu_available
 from oiflow.image.data import DataGroup, ImagingData, Selection, Term, imaging_data
 from oiflow.image.initial import dirac
 from oiflow.image.metric import nominal_resolution, quality
-from oiflow.image.reconstruct import NUFFT_OPTIONS, Objective, image_settings, reconstruct
+from oiflow.image.objective import NUFFT_OPTIONS, Objective
+from oiflow.image.reconstruct import image_settings, reconstruct
 from oiflow.image.transform import MatrixDFT, NufftTransform
 from oiflow.units import MAS
 
@@ -143,7 +144,7 @@ def test_bench_reconstruction_beauty_contest_grid(shared_data, monkeypatch):
     settings = dict(npix=n, pixel_size_mas=pixm, regularization="tv", mu=1e4)
     fast_settings = {**settings, "levels": 2, "maxiter": 400, "ftol": 1e-4}
     reconstruct(data, {**fast_settings, "maxiter": 2})  # imports and plans warm
-    rec = sys.modules["oiflow.image.reconstruct"]
+    rec = sys.modules["oiflow.image.objective"]
 
     rows = []
     for label, s, nufft in (("fast: levels 2, maxiter 400, ftol 1e-4", fast_settings, NUFFT_OPTIONS),
@@ -207,7 +208,7 @@ def test_bench_large_reconstruction(monkeypatch):
     iterations (target ≤ 60 s). Baselines in the same run: the previous NUFFT settings (eps
     1e-9, upsampfac 2; 15 iterations timed, scaled to the same number of evaluations) and one
     objective evaluation with the exact DFT (scaled from 4,000 points)."""
-    rec = sys.modules["oiflow.image.reconstruct"]
+    rec = sys.modules["oiflow.image.objective"]
 
     data, truth = _large_data()
     res, cpu, _ = _cpu_and_wall(lambda: reconstruct(data, dict(npix=256, pixel_size_mas=0.1, mu=1e4, maxiter=150)))
@@ -330,8 +331,9 @@ def test_bench_panel_against_mira(tmp_path, shared_data):
     cases (scores compared at the printed precision, 3 decimals); the wall time of its whole
     command (file in → product and quicklooks out) ≤ 1/2 of MiRA's over the panel; beside it the
     time until the product is written, the CPU time of each program's process tree (user + sys,
-    the quicklook process included) and the start-up (command start → first iteration) with the
-    same-run floors of a bare interpreter, one importing numpy and astropy.io.fits, and one
+    the quicklook process included) and the start-up (command start → first iteration, below the
+    same-run time of an interpreter importing numpy and astropy.io.fits) with the same-run floors
+    of a bare interpreter, one importing numpy, one importing numpy and astropy.io.fits, and one
     importing the OIFITS reader package (oiflow.oifits)."""
     cases = panel.build_panel(tmp_path, shared_data / "imaging/oitoolsjl_spotdisk")
     rows, load = _run_panel(cases, tmp_path)
@@ -344,6 +346,11 @@ def test_bench_panel_against_mira(tmp_path, shared_data):
     assert all(r["oiflow_quicklooks"] and r["mira_exit"] == 0 for r in rows)
     assert summary["mean_score"]["oiflow"] >= summary["mean_score"]["mira"]
     assert int(summary["cases_oiflow_ge_mira"].split("/")[0]) >= math.ceil(0.75 * n), summary["cases_oiflow_ge_mira"]
+    # start-up (target < 0.5 s; the machine is shared, so guarded against its same-run floor): the
+    # command reaches its first iteration before a bare interpreter has imported numpy and
+    # astropy.io.fits the usual way (0.87 s against 0.49 s before astropy.units was kept out)
+    startup = summary["startup"]
+    assert startup["first_iteration_s"] < startup["python_numpy_astropy_s"], startup
     assert summary["ratio"]["command_wall"] <= 0.5, summary["ratio"]
 
 

@@ -281,23 +281,27 @@ def run_case(case: Case, workdir: Path, mira: bool = True, mira_first: bool = Fa
 def startup(case: Case, workdir: Path, repeat: int = 3) -> dict:
     """Start-up of ``oiflow image`` on ``case``: from the command's start to its first iteration
     (the ``-v`` log line), best of ``repeat``; beside it, in the same run, the floor any such
-    command pays — a bare interpreter, one importing numpy and astropy.io.fits, one importing
-    the OIFITS reader package (oiflow.oifits) — to show the machine's load."""
+    command pays — a bare interpreter, one importing numpy, one importing numpy and
+    astropy.io.fits the usual way (astropy.units included), one importing the OIFITS reader
+    package (oiflow.oifits, which imports astropy.io.fits without astropy.units) — to show the
+    machine's load."""
     import re
 
     out = workdir / "startup.fits"
     cmd = oiflow_command(case, out)
     cmd.insert(1 if cmd[0].endswith("oiflow") else 3, "-v")
-    first, bare, floor, reader = [], [], [], []
+    first, bare, numpy_only, floor, reader = [], [], [], [], []
     for _ in range(repeat):
         t0 = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         m = re.search(r"first iteration at ([0-9.]+)", proc.stderr + proc.stdout)
         if m:
             first.append(float(m.group(1)) - t0)
-        for sink, code in ((bare, "pass"), (floor, "import numpy, astropy.io.fits"), (reader, "import oiflow.oifits")):
+        for sink, code in ((bare, "pass"), (numpy_only, "import numpy"), (floor, "import numpy, astropy.io.fits"),
+                           (reader, "import oiflow.oifits")):
             t = time.perf_counter()
             subprocess.run([sys.executable, "-c", code], check=True)
             sink.append(time.perf_counter() - t)
     return {"first_iteration_s": round(min(first), 3) if first else None, "python_bare_s": round(min(bare), 3),
-            "python_numpy_astropy_s": round(min(floor), 3), "python_oiflow_oifits_s": round(min(reader), 3)}
+            "python_numpy_s": round(min(numpy_only), 3), "python_numpy_astropy_s": round(min(floor), 3),
+            "python_oiflow_oifits_s": round(min(reader), 3)}
