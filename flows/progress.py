@@ -199,7 +199,7 @@ class TerminalReporter(Reporter):
                           redirect_stdout=False, redirect_stderr=False,
                           get_renderable=lambda: Text(f"{progress.flow}: {progress.line()}", style="bold"))
         self._live.start()
-        for handler in logging.getLogger().handlers:
+        for handler in [*logging.getLogger().handlers, *logging.getLogger("oiflow").handlers]:
             if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout):
                 self._streams.append((handler, handler.setStream(FileProxy(self.console, handler.stream))))
 

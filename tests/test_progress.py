@@ -131,3 +131,27 @@ def test_log_lines_written_while_the_live_line_shows_go_above_it(monkeypatch):
         root.removeHandler(handler)
     assert "Beginning flow run 'x'" in out.getvalue()  # printed by the console, above the live line
     assert sys.stderr.getvalue() == "after the run\n"  # the handler's own stream again afterwards
+
+
+def test_oiflow_warnings_reach_stderr_after_prefect_takes_the_root_logger():
+    """A lost worker job's warning (oiflow.cluster) is shown by `oiflow run`/`reprocess` without
+    -v: Prefect's logging set-up gives the root logger its console handler, which shows only what
+    --debug asks for; oiflow's records have their own handler (INFO only with -v)."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\n"
+            "from oiflow.cli import pipeline_cmds\n"
+            "pipeline_cmds._reporter(int(sys.argv[1]))\n"
+            "pipeline_cmds._flows('run')\n"
+            "from prefect.logging.configuration import setup_logging\n"
+            "setup_logging(incremental=False)\n"
+            "log = logging.getLogger('oiflow.cluster')\n"
+            "log.warning('worker job 4 (oiflow-worker-0) lost its workers: submitting a replacement')\n"
+            "log.info('a detail')\n")
+    for verbose, detail in ((0, False), (1, True)):
+        out = subprocess.run([sys.executable, "-c", code, str(verbose)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = [ln for ln in out.stderr.splitlines() if "oiflow.cluster" in ln]
+        assert len([ln for ln in lines if "WARNING oiflow.cluster: worker job 4 (oiflow-worker-0) lost its workers" in ln]) == 1
+        assert any("INFO oiflow.cluster: a detail" in ln for ln in lines) is detail

@@ -38,7 +38,7 @@ def test_the_installed_wheel_prints_slurm_and_oar_job_scripts_from_any_directory
                             "import importlib.util as u, oiflow.flows.pipeline as p, oiflow.fit.model as m\n"
                             "print(u.find_spec('flows'), u.find_spec('tasks'), p.__file__.startswith(m.__file__[:-12]),"
                             " m.shipped_models())"],
-                           cwd=elsewhere, capture_output=True, text=True, check=True).stdout.split(maxsplit=3)
+                           cwd=elsewhere, capture_output=True, text=True, check=True).stdout.strip().split(maxsplit=3)
     assert names == ["None", "None", "True", "['binary-demo', 'ud']"]
 
     slurm = _oiflow(venv, ["run", "run.yaml", "--cluster", "slurm", "--dry-run"], elsewhere)

@@ -61,6 +61,7 @@ def _reporter(verbose: int):
 
     from oiflow.flows.progress import LogReporter, TerminalReporter
 
+    _oiflow_log(verbose)
     console = Console(stderr=True)
     if console.is_terminal:
         return TerminalReporter(console, verbose=verbose >= 1)
@@ -72,6 +73,23 @@ def _reporter(verbose: int):
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return LogReporter(logger)
+
+
+def _oiflow_log(verbose: int) -> None:
+    """oiflow's own log records during a run (a lost worker job resubmitted, a unit retried…) on
+    stderr: warnings and errors, and INFO with -v. They get their own handler because Prefect's
+    logging set-up replaces the root logger's handlers with its console handler, which shows only
+    what --debug asks for (:func:`oiflow.flows.runtime.configure`)."""
+    import logging
+
+    logger = logging.getLogger("oiflow")
+    if not any(getattr(h, "oiflow_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.oiflow_cli = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
 
 
 def _run_with_progress(flow: str, config, idle, debug: bool, **params):
