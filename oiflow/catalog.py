@@ -58,7 +58,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     bindparam,
     create_engine,

@@ -85,7 +85,8 @@ def load_l1(path: str | Path, calibrator_names: set[str]) -> L1Obs:
     cat_col = oi.target.get("CATEGORY")
     category = str(cat_col[0]).strip().upper() if cat_col is not None else ""
     if not category:
-        category = str(oi.primary_header.get("HIERARCH OIFLOW CATEGORY", oi.primary_header.get("OIFLOW CATEGORY", ""))).strip().upper()
+        h = oi.primary_header
+        category = str(h.get("HIERARCH OIFLOW CATEGORY", h.get("OIFLOW CATEGORY", ""))).strip().upper()
     if not category:
         category = "CAL" if normalise_name(target) in calibrator_names else "SCI"
     if category not in ("SCI", "CAL"):

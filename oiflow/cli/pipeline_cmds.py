@@ -20,7 +20,7 @@ import typer
 from ..catalog import Catalog, dumps
 from ..cluster import job_script, load_profile
 from ..config import load_config
-from ..errors import ConfigError, OiflowError
+from ..errors import ConfigError
 
 server_app = typer.Typer(help="The Prefect server (UI and API) for scheduled and submitted jobs.", no_args_is_help=True)
 

@@ -68,7 +68,8 @@ def plot_fit(result, out_dir, prefix: str) -> list[Path]:
         if b.name == "flux":
             x, xlabel = b.wavelength * 1e6, "wavelength (µm)"
         else:
-            x, xlabel = b.spatial_frequency / 1e6, "spatial frequency B/λ (Mλ)" + (", longest baseline" if b.name.startswith("t3") else "")
+            x = b.spatial_frequency / 1e6
+            xlabel = "spatial frequency B/λ (Mλ)" + (", longest baseline" if b.name.startswith("t3") else "")
         shown = b.value
         if b.name == "visphi":  # differential: both with the data's per-row mean removed
             shown = b.value - (b.value - m - res * b.error)

@@ -90,7 +90,8 @@ def _combine(ois: list[OIFits]) -> OIFits:
                 row.columns["TARGET_ID"] = np.array([new_id], dtype=target["TARGET_ID"].dtype)
                 for col in target.columns:
                     if col in row.columns:
-                        target.columns[col] = np.concatenate([target.columns[col], row.columns[col].astype(target.columns[col].dtype)])
+                        have = target.columns[col]
+                        target.columns[col] = np.concatenate([have, row.columns[col].astype(have.dtype)])
             idmap[tid] = name_to_id[name]
         for t in oi.tables:
             if isinstance(t, TargetTable):
