@@ -257,7 +257,7 @@ def companion_search(files, rmin_mas: float | None = None, rmax_mas: float | Non
         timings["detection_limit"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     if out_dir is not None:
-        from .products import write_companion_products
+        from ..products import write_companion_products
 
         write_companion_products(result, out_dir, plot=plot)
     return result
