@@ -31,8 +31,9 @@ from ..errors import CalibrationError, CalibrationWarning, OiflowError
 from ..oifits import read_oifits, write_oifits
 from ..oifits.model import OIFits, WavelengthTable
 from ..product_tree import safe_name
-from ..provenance import Provenance
+from ..provenance import Provenance, stage_history
 from ..site import longitude_of, night_of
+from ..verdict import OK
 from .diameters import DiameterCatalog, DiameterSource, band_of
 from .transfer_function import (
     MIN_POINTS,
@@ -394,7 +395,8 @@ def _write_l2(target, night, items, cal_used, observations, config: CalibrateCon
     sys_rel = np.concatenate([np.asarray(it[2]["sys_vis2_rel"], float) for it in items]) if items else np.zeros(0)
     h["HIERARCH OIFLOW SYSERR VIS2"] = (round(float(np.median(sys_rel)), 5) if sys_rel.size else 0.0,
                                         "rel. V2 err from cal. diameters")
-    h["HIERARCH OIFLOW NUNCAL"] = (sum(it[2]["uncalibrated_points"] for it in items), "flagged: no TF")
+    n_uncal = sum(it[2]["uncalibrated_points"] for it in items)
+    h["HIERARCH OIFLOW NUNCAL"] = (n_uncal, "flagged: no TF")
     h.add_history("oiflow calibrate: V2 = V2raw/TF2, T3PHI = T3PHIraw - TF_T3PHI; errors include the TF")
     h.add_history("interpolation error and the calibrator-diameter error (systematic, in quadrature).")
     h.add_history("T3AMP = T3AMPraw/TF_T3AMP (NaN where no TF); OI_FLUX (uncalibrated) not copied.")
@@ -402,7 +404,11 @@ def _write_l2(target, night, items, cal_used, observations, config: CalibrateCon
     inputs = [it[0].path for it in items] + cal_files
     if config.diameters:
         inputs.append(Path(config.diameters))
-    prov = Provenance.for_inputs(2, "calibrate", inputs, settings=config)
+    l1 = [it[0].path for it in items] + cal_files
+    detail = f"{len(used)} calibrator{'' if len(used) == 1 else 's'}" + (
+        f", {n_uncal} points without a transfer function flagged" if n_uncal else "")
+    prov = Provenance.for_inputs(2, "calibrate", inputs, settings=config,
+                                 stages=stage_history(l1, "calibrate", OK, detail))
     out = out_dir / f"{safe_name(target)}_{safe_name(night)}.fits"
     write_oifits(oi, out, provenance=prov)
     return out
