@@ -225,30 +225,29 @@ def _table_points(oi: OIFits, ti: int, table: DataTable, obs: Observable, names:
         return np.asarray(table.get(name, np.full(nrows, np.nan)), float).reshape(nrows)[rows]
 
     band = wave.get("EFF_BAND")
-    tid = np.asarray(table.get("TARGET_ID", np.ones(nrows)), dtype=int).reshape(nrows)
-    sta = table.get("STA_INDEX")
-    sta = np.zeros((nrows, obs.n_stations), int) if sta is None else np.asarray(sta).reshape(nrows, -1).astype(int)
-    arr = oi.array_of(table)
-    stanames = arr.station_names() if arr is not None else {}
-    labels = np.array(["-".join(stanames.get(int(s), str(int(s))) for s in r) for r in sta], dtype=object)
-    points = {
+    points = {  # the reading order decides which problem of a damaged table is reported first: as before
         "value": per_point(obs.value),
         "error": per_point(obs.error),
         "flag": _col(table, "FLAG", shape, fill=False, dtype=bool).ravel(),
         "wavelength": np.broadcast_to(wave.eff_wave, shape).ravel(),
         "bandwidth": np.broadcast_to(np.asarray(band, float) if band is not None else np.full(nwave, np.nan),
                                      shape).ravel(),
-        "mjd": per_row("MJD"),
-        "int_time": per_row("INT_TIME"),
-        "target_id": tid[rows],
-        "target": np.array([names.get(int(t), "") for t in tid], dtype=object)[rows],
-        "insname": np.full(nrows * nwave, table.insname, dtype=object),
-        "stations": labels[rows],
-        "sta_index": sta[rows],
-        "table": np.full(nrows * nwave, ti),
         "row": rows,
         "channel": np.tile(np.arange(nwave), nrows),
+        "table": np.full(nrows * nwave, ti),
+        "insname": np.full(nrows * nwave, table.insname, dtype=object),
     }
+    tid = np.asarray(table.get("TARGET_ID", np.ones(nrows)), dtype=int).reshape(nrows)
+    points["target_id"] = tid[rows]
+    points["target"] = np.array([names.get(int(t), "") for t in tid], dtype=object)[rows]
+    points["mjd"], points["int_time"] = per_row("MJD"), per_row("INT_TIME")
+    sta = table.get("STA_INDEX")
+    sta = np.zeros((nrows, obs.n_stations), int) if sta is None else np.asarray(sta).reshape(nrows, -1).astype(int)
+    points["sta_index"] = sta[rows]
+    arr = oi.array_of(table)
+    stanames = arr.station_names() if arr is not None else {}
+    labels = np.array(["-".join(stanames.get(int(s), str(int(s))) for s in r) for r in sta], dtype=object)
+    points["stations"] = labels[rows]
     for field_name, col in obs.coordinates.items():
         points[field_name] = np.asarray(table[col], float).reshape(nrows)[rows]
     if not obs.coordinates:
