@@ -1,6 +1,6 @@
-"""What the flows plan, without Prefect: the inputs of a run checked, the stage graph of each
-flow built on a scheduler (:mod:`oiflow.flows.chain`), and the body every flow shares
-(:func:`plan_and_run`).
+"""What the flows plan, without Prefect: the inputs of a run checked, each flow's recipe
+(:mod:`oiflow.flows.recipes`) bound to its inputs, and the body every flow shares (:func:`plan_and_run`:
+the recipe run on a scheduler).
 
 The same code serves the flows (:mod:`oiflow.flows.pipeline`, :mod:`oiflow.flows.reprocess`) and the idle
 check of the command line (:func:`oiflow.flows.run.run_flow`): a :class:`~oiflow.flows.units.PlanProbe`
@@ -21,21 +21,14 @@ from oiflow.errors import ConfigError
 from oiflow.work.fit import fit_settings
 from oiflow.work.image import image_settings_for
 
-from oiflow.flows.chain import Chain
+from oiflow.flows import recipes
+from oiflow.flows.chain import ALL_STAGES, Chain
+from oiflow.flows.recipes import files_level
 from oiflow.flows.summary import RunSummary
 from oiflow.flows.units import Scheduler
 
-ALL_STAGES = ("reduce", "calibrate", "fit", "image")
-
-#: builds a run's stage graph on a Chain
+#: builds a run's stage graph on a Chain (a recipe of :mod:`oiflow.flows.recipes` bound to its inputs)
 Build = Callable[[Chain], None]
-
-
-def files_level(config: RunConfig) -> int:
-    """Level of ``input.files``: ``input.files_level``, else ``input.level`` (2 when that is 0)."""
-    if config.input.files_level is not None:
-        return config.input.files_level
-    return config.input.level if config.input.level in (1, 2) else 2
 
 
 def input_nights(config: RunConfig, night: Path | None = None) -> list[Path]:
@@ -72,51 +65,21 @@ def check_stage_settings(config: RunConfig) -> None:
         image_settings_for(name, spec)  # checks prior/initial images
 
 
-# -- the stage graphs of the flows ---------------------------------------------------------------
+# -- the recipes of the flows, bound to their inputs ------------------------------------------------
 
 
 def pipeline_build(config: RunConfig, night: Path | None = None) -> Build:
-    """``l0_to_l3``: every input night (raw: reduce first; OIFITS: ingest) and ``input.files``
-    into ONE group of L2 products, fitted and imaged together."""
-    def build(chain: Chain) -> None:
-        group = chain.group()
-        for n in input_nights(config, night):
-            if config.input.level == 0:
-                chain.raw_night(n, group)
-            else:
-                chain.ingest_nights([n], config.input.level, group)
-        if config.input.files:
-            chain.ingest_files(config.input.files, files_level(config), group)
-        group.close()
-
-    return build
+    """``l0_to_l3`` over ``night`` (None: the configuration's nights) and ``input.files``
+    (:func:`oiflow.flows.recipes.l0_to_l3`)."""
+    nights = input_nights(config, night)
+    return lambda chain: recipes.l0_to_l3(chain, config, nights)
 
 
 def archive_build(root: Path, config: RunConfig) -> tuple[list[Path], Build]:
-    """``reprocess_archive``: the night directories of ``root`` and a build with one group per
-    night (its L3 products are that night's)."""
+    """``reprocess_archive``: the night directories of ``root`` and their build
+    (:func:`oiflow.flows.recipes.reprocess_archive`)."""
     nights = night_dirs(root)
-
-    def build(chain: Chain) -> None:
-        for night in nights:
-            group = chain.group()
-            if config.input.level == 0:
-                chain.raw_night(night, group)
-            else:
-                chain.ingest_nights([night], config.input.level, group)
-            group.close()
-
-    return nights, build
-
-
-def files_build(files, level: int) -> Build:
-    """The single-stage flows: OIFITS files ingested into one group."""
-    def build(chain: Chain) -> None:
-        group = chain.group()
-        chain.ingest_files(files, level, group)
-        group.close()
-
-    return build
+    return nights, lambda chain: recipes.reprocess_archive(chain, config, nights)
 
 
 # -- the body of every flow ----------------------------------------------------------------------

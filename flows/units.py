@@ -16,8 +16,9 @@ machine leaves the cores to the stages (tests/benchmarks/bench_flows.py, bench_s
 A :class:`Scheduler` takes units and, optionally, a follow-up (``then``) called with the
 unit's :class:`Settled` outcome — processed, up to date (skipped: its products are those of its
 last run), or failed. The task of a unit is its stage's (:func:`oiflow.flows.stages.stage_tasks`).
-Follow-ups add the next stage's units (the flows build these chains), so stages overlap: a night
-can be calibrated while another night is still being reduced. The scheduler tells a
+Follow-ups add the next stage's units (:mod:`oiflow.flows.chain`, in the order of
+:mod:`oiflow.flows.recipes`), so stages overlap: a night can be calibrated while another night is
+still being reduced. The scheduler tells a
 :class:`~oiflow.flows.progress.Progress` what happens to each unit.
 
 A :class:`PlanProbe` is a scheduler that runs nothing: it plans a run outside Prefect and stops

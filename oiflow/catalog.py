@@ -63,7 +63,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     bindparam,
     create_engine,

@@ -37,6 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
+if typing.TYPE_CHECKING:  # imported where a YAML file is read
+    import yaml
+
 
 # -- reading YAML and validating configuration models ----------------------------------------------
 
@@ -287,12 +290,17 @@ class ImageTarget(_Model):
     regularization: str = "tv"  # tv/hyperbolic | mem | smooth | compactness | l1 (RGL_NAME)
     mu: float | Literal["auto"] = "auto"  # regularization weight (RGL_WGT; "auto" = AUTO_WGT)
     device: Literal["cpu", "gpu"] = "cpu"
-    maxiter: int = Field(1000, ge=1)  # iterations of the whole reconstruction, μ search included (MAXITER; image.schedule.IterationBudget)
-    tau: float = Field(0.001, gt=0)  # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value (image.objective.object_brightness)
+    # iterations of the whole reconstruction, μ search included (MAXITER; image.schedule.IterationBudget)
+    maxiter: int = Field(1000, ge=1)
+    # edge threshold of hyperbolic TV / l1 smoothing, × the object's mean pixel value
+    # (image.objective.object_brightness)
+    tau: float = Field(0.001, gt=0)
     prior_fwhm_mas: float | None = None  # radial prior size (compactness, l1, MEM default prior)
     prior: str | None = None  # FITS image used as the MEM prior (RGL_PRIO)
     extra_regularizers: dict[str, float] = Field(default_factory=dict)  # name -> absolute weight, added
-    initial: str = "auto"  # auto (the best of dirac, gaussian, ud: image.initial) | dirac | gaussian | ud | random | model | path to a FITS image (INIT_IMG)
+    # auto (the best of dirac, gaussian, ud: image.initial) | dirac | gaussian | ud | random | model
+    # | path to a FITS image (INIT_IMG)
+    initial: str = "auto"
     initial_size_mas: float | None = None  # Gaussian FWHM / UD diameter; None: fitted to the V²
     initial_model: list[dict[str, Any]] | None = None  # components for initial="model"
     restarts: int = Field(0, ge=0)  # blur-and-restart rounds after the first

@@ -15,6 +15,16 @@ Provenance written into a FITS header::
     HIERARCH OIFLOW IN1 NAME = 'obs_001.fits'
     HIERARCH OIFLOW IN1 SHA256 = '…'
     HISTORY oiflow settings {"interpolation": "smooth", …}   (JSON, split over lines)
+
+and, for the products of the pipeline's stages (L1, L2, L3), the status of every stage that
+made the product (:class:`StageRecord`, :func:`stage_history`): the stages of its inputs, read
+from their own provenance, then its own::
+
+    HIERARCH OIFLOW STAGES = 'reduce ok, calibrate ok, fit poor-fit'   (per stage, the worst)
+    HISTORY oiflow stages [{"stage": "reduce", "status": "ok", "detail": "native",
+    HISTORY  "products": ["OBS001.fits", …]}, {"stage": "calibrate", …}, …]  (JSON, split over lines)
+
+A JSON product carries the same list as ``provenance.stages``.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import PROCSOFT, __version__
+from . import verdict as V
 
 _CHUNK = 1 << 20
 
@@ -133,6 +144,85 @@ class InputRecord:
         return cls(name=Path(path).name, sha256=sha256_file(path))
 
 
+#: the status of the stages of an input that oiflow did not make (its stages are not known)
+UNKNOWN = "unknown"
+#: the stage of such an input
+EXTERNAL = "external"
+
+
+@dataclass
+class StageRecord:
+    """One stage that made (part of) a product: its ``status`` (a verdict status of
+    :mod:`oiflow.verdict`; :data:`UNKNOWN` for an input oiflow did not make), a ``detail`` for
+    people (backend, calibrators, model and χ²_red…) and the ``products`` it made that the
+    product was made from (file names; empty: the product itself)."""
+
+    stage: str
+    status: str
+    detail: str = ""
+    products: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "status": self.status, "detail": self.detail, "products": list(self.products)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StageRecord":
+        return cls(str(d["stage"]), str(d["status"]), str(d.get("detail", "")), [str(p) for p in d.get("products", [])])
+
+
+def _merged(records: list[StageRecord]) -> list[StageRecord]:
+    """Records of the same stage, status and detail merged (products united), in first-seen order."""
+    out: dict[tuple[str, str, str], StageRecord] = {}
+    for r in records:
+        key = (r.stage, r.status, r.detail)
+        if key not in out:
+            out[key] = StageRecord(r.stage, r.status, r.detail, [])
+        out[key].products += [p for p in r.products if p not in out[key].products]
+    return list(out.values())
+
+
+def stages_of(path: str | os.PathLike) -> list[StageRecord]:
+    """The stages that made the FITS product ``path`` (its own with the file's name as product),
+    from its provenance; an input without oiflow's stage records is one :data:`EXTERNAL` record
+    (status :data:`UNKNOWN`, the software that wrote it as detail), or the stage and status its
+    older oiflow keywords name."""
+    from astropy.io import fits
+
+    name = Path(path).name
+    try:
+        header = fits.getheader(path, 0)
+    except (OSError, ValueError) as exc:
+        return [StageRecord(EXTERNAL, UNKNOWN, f"unreadable header: {exc}", [name])]
+    prov = Provenance.from_header(header)
+    if prov is None:
+        return [StageRecord(EXTERNAL, UNKNOWN, str(header.get("PROCSOFT", "") or "not made by oiflow"), [name])]
+    if not prov.stages:  # written before stage records existed
+        status = V.OK if prov.status == "COMPLETE" else UNKNOWN
+        return [StageRecord(prov.stage, status, "", [name])]
+    return [StageRecord(r.stage, r.status, r.detail, r.products or [name]) for r in prov.stages]
+
+
+def stage_history(upstream, stage: str, status: str, detail: str = "") -> list[StageRecord]:
+    """The stages of a product of ``stage`` made from the FITS products ``upstream`` (their
+    stages, :func:`stages_of`) with its own ``status`` (a verdict status) last."""
+    V.rank(status)  # a known status
+    records = [r for path in upstream for r in stages_of(path)]
+    return _merged(records) + [StageRecord(stage, status, detail)]
+
+
+def stages_summary(records: list[StageRecord]) -> str:
+    """``reduce ok, calibrate ok, fit poor-fit``: per stage, in order, its worst status."""
+    by_stage: dict[str, list[str]] = {}
+    for r in records:
+        by_stage.setdefault(r.stage, []).append(r.status)
+    parts = []
+    for stage, statuses in by_stage.items():
+        known = [st for st in statuses if st in V.STATUSES]
+        worst = max(known, key=V.rank) if len(known) == len(statuses) else UNKNOWN
+        parts.append(f"{stage} {worst}")
+    return ", ".join(parts)
+
+
 @dataclass
 class Provenance:
     """What produced a product: level, stage, status, settings and inputs."""
@@ -143,9 +233,12 @@ class Provenance:
     inputs: list[InputRecord] = field(default_factory=list)
     status: str = "COMPLETE"
     software: str = PROCSOFT
+    stages: list[StageRecord] = field(default_factory=list)  # the stages that made the product, its own last
 
     @classmethod
-    def for_inputs(cls, level: int, stage: str, inputs, settings=None, status="COMPLETE"):
+    def for_inputs(cls, level: int, stage: str, inputs, settings=None, status="COMPLETE",
+                   stages: list[StageRecord] | None = None):
+        """``stages``: the stages that made the product (:func:`stage_history`)."""
         if settings is not None and hasattr(settings, "model_dump"):
             settings = settings.model_dump(mode="json")
         return cls(
@@ -154,6 +247,7 @@ class Provenance:
             settings=dict(settings or {}),
             inputs=[i if isinstance(i, InputRecord) else InputRecord.from_path(i) for i in inputs],
             status=status,
+            stages=list(stages or []),
         )
 
     @property
@@ -170,6 +264,7 @@ class Provenance:
             "settings_hash": self.settings_hash,
             "settings": self.settings,
             "inputs": [{"name": i.name, "sha256": i.sha256} for i in self.inputs],
+            "stages": [r.to_dict() for r in self.stages],
         }
 
     def apply_to_header(self, header) -> None:
@@ -183,9 +278,13 @@ class Provenance:
         for k, rec in enumerate(self.inputs, start=1):
             header[f"HIERARCH OIFLOW IN{k} NAME"] = rec.name[:60]
             header[f"HIERARCH OIFLOW IN{k} SHA256"] = rec.sha256
-        text = "oiflow settings " + canonical_json(self.settings)
-        for start in range(0, len(text), 70):
-            header.add_history(text[start : start + 70])
+        texts = ["oiflow settings " + canonical_json(self.settings)]
+        if self.stages:
+            header["HIERARCH OIFLOW STAGES"] = _fit_card(stages_summary(self.stages))
+            texts.append(_STAGES + canonical_json([r.to_dict() for r in self.stages]))
+        for text in texts:
+            for start in range(0, len(text), 70):
+                header.add_history(text[start : start + 70])
 
     @classmethod
     def from_header(cls, header) -> "Provenance | None":
@@ -196,14 +295,8 @@ class Provenance:
         n = int(get("NINPUT", 0))
         inputs = [InputRecord(str(get(f"IN{k} NAME")), str(get(f"IN{k} SHA256"))) for k in range(1, n + 1)]
         history = "".join(str(h) for h in header.get("HISTORY", []))
-        settings: dict[str, Any] = {}
-        marker = "oiflow settings "
-        if marker in history:
-            blob = history.split(marker, 1)[1]
-            try:
-                settings, _ = json.JSONDecoder().raw_decode(blob)
-            except ValueError:
-                settings = {}
+        settings = _history_json(history, "oiflow settings ", {})
+        stages = [StageRecord.from_dict(d) for d in _history_json(history, _STAGES, [])]
         return cls(
             level=int(header.get("CALIB_LV", -1)),
             stage=str(get("STAGE")),
@@ -211,4 +304,26 @@ class Provenance:
             inputs=inputs,
             status=str(get("STATUS", "")),
             software=str(header.get("PROCSOFT", "")),
+            stages=stages,
         )
+
+
+_STAGES = "oiflow stages "
+#: the longest string value of a ``HIERARCH OIFLOW STAGES`` card (80 columns)
+_STAGES_VALUE_MAX = 80 - len("HIERARCH OIFLOW STAGES = ''")
+
+
+def _fit_card(text: str) -> str:
+    return text if len(text) <= _STAGES_VALUE_MAX else text[: _STAGES_VALUE_MAX - 3] + "..."
+
+
+def _history_json(history: str, marker: str, default):
+    """The JSON value written after the LAST ``marker`` in the joined HISTORY text (a product
+    whose header was copied from an input holds the input's blob first, its own last)."""
+    if marker not in history:
+        return default
+    try:
+        value, _ = json.JSONDecoder().raw_decode(history.rsplit(marker, 1)[1])
+    except ValueError:
+        return default
+    return value

@@ -135,7 +135,8 @@ class Site:
         try:
             return np.array([self.stations[n] for n in names], float)
         except KeyError as exc:
-            raise ConfigError(f"{self.name}: unknown station {exc.args[0]!r}; known: {', '.join(sorted(self.stations))}") from None
+            known = ", ".join(sorted(self.stations))
+            raise ConfigError(f"{self.name}: unknown station {exc.args[0]!r}; known: {known}") from None
 
     def diameter(self, name: str) -> float:
         return self.telescope_diameter.get(name[:1], self.telescope_diameter.get("*", 1.0))

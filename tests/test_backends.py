@@ -3,7 +3,6 @@ summaries, backend/runner selection from the config, and the native backend's in
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from astropy.io import fits

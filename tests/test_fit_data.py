@@ -7,7 +7,6 @@ import pytest
 from oiflow.errors import DataError
 from oiflow.fit import fit_files, load_data
 from oiflow.fit.analytic import uniform_disk
-from oiflow.oifits import read_oifits
 from oiflow.oifits.model import CorrTable, Vis2Table
 from oiflow.simulate.synthetic import synthetic_oifits
 from oiflow.units import MAS

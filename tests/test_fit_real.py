@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from oiflow.fit import companion_search, fit_files, load_data, nsigma
+from oiflow.fit import companion_search, fit_files, nsigma
 
 PIONIER = ("oifits", "real", "pionier")
 

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 
-from oifits_corpus import REAL
 from oiflow.errors import DataError
 from oiflow.oifits import read_oifits
 from oiflow.oifits.ops import merge, select

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
 
 from oiflow.oifits import read_oifits
 from oiflow.oifits.plot import PLOTS, plot_uv, quicklook

@@ -13,9 +13,9 @@ from astropy.io import fits
 from oiflow.catalog import Catalog, l3_granule
 from oiflow.config import CalibrateConfig, FitTarget, ImageTarget, ReduceConfig
 from oiflow.errors import DataError
-from oiflow.work.calibrate import calibrate_unit, run_calibrate_unit
-from oiflow.work.fit import fit_unit, run_fit_unit
-from oiflow.work.image import image_unit, run_image_unit
+from oiflow.work.calibrate import calibrate_unit
+from oiflow.work.fit import fit_unit
+from oiflow.work.image import image_unit
 from oiflow.work.l3 import match_target, subset_name
 from oiflow.work.reduce import reduce_units, run_reduce_unit
 

@@ -31,8 +31,9 @@ from ..errors import CalibrationError, CalibrationWarning, OiflowError
 from ..oifits import read_oifits, write_oifits
 from ..oifits.model import OIFits, WavelengthTable
 from ..product_tree import safe_name
-from ..provenance import Provenance
+from ..provenance import Provenance, stage_history
 from ..site import longitude_of, night_of
+from ..verdict import OK
 from .diameters import DiameterCatalog, DiameterSource, band_of
 from .transfer_function import (
     MIN_POINTS,
@@ -85,7 +86,8 @@ def load_l1(path: str | Path, calibrator_names: set[str]) -> L1Obs:
     cat_col = oi.target.get("CATEGORY")
     category = str(cat_col[0]).strip().upper() if cat_col is not None else ""
     if not category:
-        category = str(oi.primary_header.get("HIERARCH OIFLOW CATEGORY", oi.primary_header.get("OIFLOW CATEGORY", ""))).strip().upper()
+        h = oi.primary_header
+        category = str(h.get("HIERARCH OIFLOW CATEGORY", h.get("OIFLOW CATEGORY", ""))).strip().upper()
     if not category:
         category = "CAL" if normalise_name(target) in calibrator_names else "SCI"
     if category not in ("SCI", "CAL"):
@@ -174,6 +176,28 @@ def _apply_tf(view, points: _TFPoints, mode: str, window_h: float, phase: bool):
     return tf, tf_err, tf_sys
 
 
+def _store(oi: OIFits, view, value_col: str, error_col: str, value, error, missing, *, flag_missing: bool) -> None:
+    """Write calibrated ``value``/``error`` (one per point of ``view``, in the columns' units) into
+    ``value_col``/``error_col`` of ``oi``'s tables. Points without a transfer function
+    (``missing``) keep their raw value and are flagged (``flag_missing``), or become NaN (for a
+    column calibrated only where possible: T3AMP)."""
+    for ti in np.unique(view.table):
+        sel = view.table == ti
+        table = oi.tables[ti]
+        shape = table[value_col].shape
+        data = np.array(table[value_col], float).reshape(shape)
+        err = np.array(table[error_col], float).reshape(shape)
+        r, c, miss = view.row[sel], view.channel[sel], missing[sel]
+        keep_data, keep_err = (data[r, c], err[r, c]) if flag_missing else (np.nan, np.nan)
+        data[r, c] = np.where(miss, keep_data, value[sel])
+        err[r, c] = np.where(miss, keep_err, error[sel])
+        table.columns[value_col], table.columns[error_col] = data, err
+        if flag_missing:
+            flag = np.array(table["FLAG"], bool).reshape(shape)
+            flag[r, c] |= miss
+            table.columns["FLAG"] = flag
+
+
 def _calibrate_observation(obs: L1Obs, tf_v2: _TFPoints, tf_t3: _TFPoints, tf_t3amp: _TFPoints,
                            config: CalibrateConfig) -> tuple[OIFits, dict]:
     """A copy of the observation's OIFits with calibrated OI_VIS2 and OI_T3 (OI_FLUX dropped)."""
@@ -186,18 +210,7 @@ def _calibrate_observation(obs: L1Obs, tf_v2: _TFPoints, tf_t3: _TFPoints, tf_t3
     stats["uncalibrated_points"] += int(np.count_nonzero(missing & v2.usable))
     with np.errstate(divide="ignore", invalid="ignore"):
         stats["sys_vis2_rel"] = list(np.nan_to_num(tf_sys / np.abs(tf))[~missing])
-    for ti in np.unique(v2.table):
-        sel = v2.table == ti
-        table = oi.tables[ti]
-        shape = table["VIS2DATA"].shape
-        data = np.array(table["VIS2DATA"], float).reshape(shape)
-        err = np.array(table["VIS2ERR"], float).reshape(shape)
-        flag = np.array(table["FLAG"], bool).reshape(shape)
-        r, c = v2.row[sel], v2.channel[sel]
-        data[r, c] = np.where(missing[sel], data[r, c], cal[sel])
-        err[r, c] = np.where(missing[sel], err[r, c], cal_err[sel])
-        flag[r, c] |= missing[sel]
-        table.columns["VIS2DATA"], table.columns["VIS2ERR"], table.columns["FLAG"] = data, err, flag
+    _store(oi, v2, "VIS2DATA", "VIS2ERR", cal, cal_err, missing, flag_missing=True)
     t3 = obs.oi.view("t3")
     if len(t3):
         phi, phi_err, _ = _apply_tf(t3, tf_t3, config.interpolation, config.window_h, phase=True)
@@ -205,32 +218,11 @@ def _calibrate_observation(obs: L1Obs, tf_v2: _TFPoints, tf_t3: _TFPoints, tf_t3
         cphi, cphi_err = calibrate_t3phi(t3.value, t3.error, phi, phi_err)
         missing = ~np.isfinite(phi)
         stats["uncalibrated_points"] += int(np.count_nonzero(missing & t3.usable))
-        for ti in np.unique(t3.table):
-            sel = t3.table == ti
-            table = oi.tables[ti]
-            shape = table["T3PHI"].shape
-            data = np.array(table["T3PHI"], float).reshape(shape)
-            err = np.array(table["T3PHIERR"], float).reshape(shape)
-            flag = np.array(table["FLAG"], bool).reshape(shape)
-            r, c = t3.row[sel], t3.channel[sel]
-            data[r, c] = np.where(missing[sel], data[r, c], np.rad2deg(cphi[sel]))
-            err[r, c] = np.where(missing[sel], err[r, c], np.rad2deg(cphi_err[sel]))
-            flag[r, c] |= missing[sel]
-            table.columns["T3PHI"], table.columns["T3PHIERR"], table.columns["FLAG"] = data, err, flag
+        _store(oi, t3, "T3PHI", "T3PHIERR", np.rad2deg(cphi), np.rad2deg(cphi_err), missing, flag_missing=True)
         if tf_t3amp.value.size and np.any(np.isfinite(t3.amp)):
             amp_tf, amp_tf_err, _ = _apply_tf(t3, tf_t3amp, config.interpolation, config.window_h, phase=False)
             camp, camp_err = calibrate_vis2(t3.amp, t3.amp_error, amp_tf, amp_tf_err)
-            miss_amp = ~np.isfinite(amp_tf)
-            for ti in np.unique(t3.table):
-                sel = t3.table == ti
-                table = oi.tables[ti]
-                shape = table["T3AMP"].shape
-                data = np.array(table["T3AMP"], float).reshape(shape)
-                err = np.array(table["T3AMPERR"], float).reshape(shape)
-                r, c = t3.row[sel], t3.channel[sel]
-                data[r, c] = np.where(miss_amp[sel], np.nan, camp[sel])
-                err[r, c] = np.where(miss_amp[sel], np.nan, camp_err[sel])
-                table.columns["T3AMP"], table.columns["T3AMPERR"] = data, err
+            _store(oi, t3, "T3AMP", "T3AMPERR", camp, camp_err, ~np.isfinite(amp_tf), flag_missing=False)
     oi.tables = [t for t in oi.tables if t.EXTNAME != "OI_FLUX"]
     return oi, stats
 
@@ -403,7 +395,8 @@ def _write_l2(target, night, items, cal_used, observations, config: CalibrateCon
     sys_rel = np.concatenate([np.asarray(it[2]["sys_vis2_rel"], float) for it in items]) if items else np.zeros(0)
     h["HIERARCH OIFLOW SYSERR VIS2"] = (round(float(np.median(sys_rel)), 5) if sys_rel.size else 0.0,
                                         "rel. V2 err from cal. diameters")
-    h["HIERARCH OIFLOW NUNCAL"] = (sum(it[2]["uncalibrated_points"] for it in items), "flagged: no TF")
+    n_uncal = sum(it[2]["uncalibrated_points"] for it in items)
+    h["HIERARCH OIFLOW NUNCAL"] = (n_uncal, "flagged: no TF")
     h.add_history("oiflow calibrate: V2 = V2raw/TF2, T3PHI = T3PHIraw - TF_T3PHI; errors include the TF")
     h.add_history("interpolation error and the calibrator-diameter error (systematic, in quadrature).")
     h.add_history("T3AMP = T3AMPraw/TF_T3AMP (NaN where no TF); OI_FLUX (uncalibrated) not copied.")
@@ -411,7 +404,11 @@ def _write_l2(target, night, items, cal_used, observations, config: CalibrateCon
     inputs = [it[0].path for it in items] + cal_files
     if config.diameters:
         inputs.append(Path(config.diameters))
-    prov = Provenance.for_inputs(2, "calibrate", inputs, settings=config)
+    l1 = [it[0].path for it in items] + cal_files
+    detail = f"{len(used)} calibrator{'' if len(used) == 1 else 's'}" + (
+        f", {n_uncal} points without a transfer function flagged" if n_uncal else "")
+    prov = Provenance.for_inputs(2, "calibrate", inputs, settings=config,
+                                 stages=stage_history(l1, "calibrate", OK, detail))
     out = out_dir / f"{safe_name(target)}_{safe_name(night)}.fits"
     write_oifits(oi, out, provenance=prov)
     return out

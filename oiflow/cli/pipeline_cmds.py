@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from ..config import load_config
-from ..errors import ConfigError, OiflowError
+from ..errors import ConfigError
 from . import DEBUG, paths
 
 server_app = typer.Typer(help="The Prefect server (UI and API) for scheduled and submitted jobs.", no_args_is_help=True)

@@ -169,9 +169,9 @@ def minimum_checks(prob, p: np.ndarray, jac: np.ndarray, r: np.ndarray, chi2: fl
     minus = np.array([at((k, -1)) for k in range(m)])
     H = np.diag(plus + minus - 2.0 * chi2)  # scaled Hessian: d²χ²/(dp_k dp_l) · h_k h_l
     for k in range(m):
-        for l in range(k + 1, m):
-            H[k, l] = H[l, k] = (at((k, 1), (l, 1)) - at((k, 1), (l, -1)) - at((k, -1), (l, 1))
-                                 + at((k, -1), (l, -1))) / 4.0
+        for j in range(k + 1, m):
+            H[k, j] = H[j, k] = (at((k, 1), (j, 1)) - at((k, 1), (j, -1)) - at((k, -1), (j, 1))
+                                 + at((k, -1), (j, -1))) / 4.0
     eig = np.linalg.eigvalsh(H)
     figures["hessian_min_eigenvalue"] = float(eig[0])
     drop = chi2 - np.minimum(plus, minus)

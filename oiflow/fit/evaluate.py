@@ -265,7 +265,6 @@ class ModelEvaluator:
 
     def observables(self, vals: dict) -> list:
         """Model values per block, in the data's units (V², |V|, rad, |B|, rad, flux shape)."""
-        xp = self.xp
         vis = self.visibility(vals)
         out = []
         for b in self.data.blocks:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..product_tree import safe_name
-from ..provenance import Provenance, save_figure_atomic, write_hdulist_atomic, write_json_atomic
+from ..provenance import Provenance, save_figure_atomic, stage_history, write_hdulist_atomic, write_json_atomic
 from .data import OBSERVABLES
 from .evaluate import block_residual
 
@@ -22,9 +22,12 @@ _LABEL = {"v2": "V²", "visamp": "|V|", "visphi": "differential phase (deg)", "t
           "t3phi": "closure phase (deg)", "flux": "flux (arbitrary scale)"}
 
 
-def provenance(files, settings: dict) -> Provenance:
+def provenance(files, settings: dict, status: str, detail: str) -> Provenance:
+    """Level-3 provenance of a fit product from OIFITS ``files`` (those on disk), with the stages
+    that made it: those of the files, then the fit's ``status`` (its verdict) and ``detail``."""
     inputs = [f for f in files if f and Path(f).is_file()]
-    return Provenance.for_inputs(3, "fit", inputs, settings=settings)
+    return Provenance.for_inputs(3, "fit", inputs, settings=settings,
+                                 stages=stage_history(inputs, "fit", status, detail))
 
 
 def _figure():
@@ -43,7 +46,8 @@ def write_fit_products(result, out_dir, plot: bool = True) -> list[Path]:
     name = safe_name(result.model.name)
     doc = result.to_dict()
     prov = provenance(result.files, {"model": doc["model"], "observables": doc["observables"],
-                                     "bandwidth_smearing": doc["bandwidth_smearing"]})
+                                     "bandwidth_smearing": doc["bandwidth_smearing"]},
+                      result.verdict.status, f"model {result.model.name}, chi2_red {result.chi2_red:.3g}")
     doc["provenance"] = prov.to_dict()
     paths = [write_json_atomic(doc, out_dir / f"fit_{name}.json")]
     if plot and result.evaluator is not None:
@@ -115,7 +119,8 @@ def fit_figures(result) -> list[tuple[str, object]]:
         if b.name == "flux":
             x, xlabel = b.wavelength * 1e6, "wavelength (µm)"
         else:
-            x, xlabel = b.spatial_frequency / 1e6, "spatial frequency B/λ (Mλ)" + (", longest baseline" if b.name.startswith("t3") else "")
+            x = b.spatial_frequency / 1e6
+            xlabel = "spatial frequency B/λ (Mλ)" + (", longest baseline" if b.name.startswith("t3") else "")
         shown = b.value
         if b.name == "visphi":  # differential: both with the data's per-row mean removed
             shown = b.value - (b.value - m - res * b.error)
@@ -173,7 +178,8 @@ def write_companion_products(result, out_dir, plot: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = result.to_dict()
     prov = provenance(result.files, {"grid": doc["grid"], "observables": doc["observables"],
-                                     "bandwidth_smearing": doc["bandwidth_smearing"]})
+                                     "bandwidth_smearing": doc["bandwidth_smearing"]},
+                      result.verdict.status, f"companion search, best companion at {result.nsigma:.3g} sigma")
     doc["provenance"] = prov.to_dict()
     paths = [write_json_atomic(doc, out_dir / "companion.json")]
     primary = fits.PrimaryHDU()

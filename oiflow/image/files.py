@@ -36,13 +36,14 @@ from ..config import ImageTarget
 from ..errors import ImagingError, OIFitsWarning
 from ..oifits import read_oifits
 from ..oifits.model import OIFits
-from ..provenance import Provenance
+from ..provenance import Provenance, stage_history
 from ..units import MAS
 from .data import ImagingData, Selection, dropped_messages, imaging_data
 from .imageoi import (INITIAL_HDUNAME, INPUT_EXTNAME, param_notes, read_input_params, selection_from_params, settings_from_params,
                       write_imageoi_output)
 from .reconstruct import ImageResult, Progress, image_settings, reconstruct
 from .regularizers import announce
+from .verdict import image_verdict
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ def _combine(ois: list[OIFits]) -> OIFits:
                 row.columns["TARGET_ID"] = np.array([new_id], dtype=target["TARGET_ID"].dtype)
                 for col in target.columns:
                     if col in row.columns:
-                        target.columns[col] = np.concatenate([target.columns[col], row.columns[col].astype(target.columns[col].dtype)])
+                        have = target.columns[col]
+                        target.columns[col] = np.concatenate([have, row.columns[col].astype(have.dtype)])
             idmap[tid] = name_to_id[name]
         for t in oi.tables:
             if isinstance(t, TargetTable):
@@ -270,7 +272,10 @@ def reconstruct_files(files, out_path: str | os.PathLike, settings: ImageTarget 
         log.info(note)
     result = reconstruct(data, effective, progress=progress, initial=initial, prior=prior)
     result.messages[:0] = notes
-    prov = Provenance.for_inputs(3, "image", files, settings=effective.model_dump(mode="json"))
+    verdict = result.verdict or image_verdict(result)
+    detail = f"{result.regularization}, mu {result.mu:.3g}, chi2_red {result.chi2:.3g}, {result.niter} iterations"
+    prov = Provenance.for_inputs(3, "image", files, settings=effective.model_dump(mode="json"),
+                                 stages=stage_history(files, "image", verdict.status, detail))
     combined = _combine(ois)
     sent = False
     if plots and plots is not True:  # a quicklook process draws while the product is written

@@ -1,9 +1,9 @@
 """A child process that draws the quicklooks of ``oiflow image`` off the solver's critical path.
 
 :meth:`QuicklookProcess.start` forks the command's process (``oiflow image``: at the first
-iteration of the solver, ``deferred=True``): the child imports matplotlib and loads the font (:func:`oiflow.image.plots.warm_up`) on the other
-core while the parent reads the data and runs the solver, then waits for the result. Once the
-image is made the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
+iteration of the solver, ``deferred=True``): the child imports matplotlib and loads the font
+(:func:`oiflow.image.plots.warm_up`) on the other core while the parent reads the data and
+runs the solver, then waits for the result. Once the image is made the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
 pickled through a pipe) and writes the product while the child draws both PNGs and answers
 with the paths written and a message per figure that failed (JSON through a second pipe); it
 draws the two figures at once, the residuals in a grandchild it forks (:func:`_draw_both`). When

@@ -341,7 +341,8 @@ class OIFits:
         """2 when the file says CONTENT='OIFITS2' (or uses v2 revisions), else 1."""
         if str(self.primary_header.get("CONTENT", "")).strip().upper() == "OIFITS2":
             return 2
-        classic = [t.revn for t in self.tables if t.EXTNAME in ("OI_VIS", "OI_VIS2", "OI_T3", "OI_TARGET", "OI_ARRAY", "OI_WAVELENGTH")]
+        classic = [t.revn for t in self.tables
+                   if t.EXTNAME in ("OI_VIS", "OI_VIS2", "OI_T3", "OI_TARGET", "OI_ARRAY", "OI_WAVELENGTH")]
         return 2 if classic and all(r == 2 for r in classic) else 1
 
     def copy(self) -> "OIFits":

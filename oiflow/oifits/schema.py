@@ -294,4 +294,5 @@ MAIN_HEADER_V2 = ("ORIGIN", "DATE", "CONTENT", "TELESCOP", "INSTRUME", "OBSERVER
 COLUMN_ALIASES = {"OI_FLUX": {"FLUX": "FLUXDATA"}}
 
 #: numpy dtype per FITS type code
-NUMPY_DTYPES = {"I": "int16", "J": "int32", "K": "int64", "E": "float32", "D": "float64", "C": "complex64", "M": "complex128", "L": "bool"}
+NUMPY_DTYPES = {"I": "int16", "J": "int32", "K": "int64", "E": "float32", "D": "float64", "C": "complex64",
+                "M": "complex128", "L": "bool"}

@@ -987,8 +987,8 @@ class _Checker:
                 for bad, what in ((bad_nan, "NaN/inf"), (bad_big, f"|value| > {ABSURD:g} (damaged?)")):
                     bad = self._unflagged(bad, unflagged)
                     if bad.any():
-                        self.add_mask(WARNING, "NUMERIC_VALUE", f"{name}: {what} on {'unflagged ' if unflagged is not None else ''}"
-                                      "data", t, name, bad)
+                        where = "unflagged data" if unflagged is not None else "data"
+                        self.add_mask(WARNING, "NUMERIC_VALUE", f"{name}: {what} on {where}", t, name, bad)
 
     @staticmethod
     def _unflagged(bad: np.ndarray, unflagged: np.ndarray | None) -> np.ndarray:

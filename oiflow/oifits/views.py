@@ -22,19 +22,53 @@ import numpy as np
 from ..errors import OIFitsError
 from .model import DataTable, OIFits
 
-KINDS = {"vis2": "OI_VIS2", "t3": "OI_T3", "vis": "OI_VIS", "flux": "OI_FLUX"}
-
 #: the plausible range of what locates a data point (SI): a baseline coordinate beyond 100 km or
 #: a wavelength outside 10 nm – 1 cm is a damaged value, not an observation
 COORD_MAX_M = 1e5
 WAVELENGTH_RANGE_M = (1e-8, 1e-2)
 
-_VALUE = {
-    "vis2": ("VIS2DATA", "VIS2ERR", None, None),
-    "t3": ("T3PHI", "T3PHIERR", "T3AMP", "T3AMPERR"),
-    "vis": ("VISAMP", "VISAMPERR", "VISPHI", "VISPHIERR"),
-    "flux": ("FLUXDATA", "FLUXERR", None, None),
+
+
+@dataclass(frozen=True)
+class Observable:
+    """Where one observable kind lives in an OIFITS file and how its view is built.
+
+    ``value``/``error``: the columns of :attr:`ObservableView.value` and ``error``;
+    ``second``/``second_error``: the table's second observable with the view fields it fills
+    (``second_fields``: T3AMP → ``amp``/``amp_error`` for t3, VISPHI → ``phase``/``phase_error``
+    for vis); ``degrees``: the columns stored in degrees, converted to radians in the view;
+    ``coordinates``: view field → (u, v) column (none for flux: u = v = 0); ``n_stations``: the
+    width of STA_INDEX."""
+
+    kind: str
+    extname: str
+    value: str
+    error: str
+    n_stations: int
+    coordinates: dict[str, str]
+    second: str | None = None
+    second_error: str | None = None
+    second_fields: tuple[str, str] | None = None
+    degrees: frozenset[str] = frozenset()
+
+
+_BASELINE_UV = {"u": "UCOORD", "v": "VCOORD"}
+
+#: the observable kinds of :func:`make_view`
+OBSERVABLES = {
+    "vis2": Observable("vis2", "OI_VIS2", "VIS2DATA", "VIS2ERR", 2, _BASELINE_UV),
+    "t3": Observable("t3", "OI_T3", "T3PHI", "T3PHIERR", 3,
+                     {"u": "U1COORD", "v": "V1COORD", "u2": "U2COORD", "v2": "V2COORD"},
+                     second="T3AMP", second_error="T3AMPERR", second_fields=("amp", "amp_error"),
+                     degrees=frozenset({"T3PHI", "T3PHIERR"})),
+    "vis": Observable("vis", "OI_VIS", "VISAMP", "VISAMPERR", 2, _BASELINE_UV,
+                      second="VISPHI", second_error="VISPHIERR", second_fields=("phase", "phase_error"),
+                      degrees=frozenset({"VISPHI", "VISPHIERR"})),
+    "flux": Observable("flux", "OI_FLUX", "FLUXDATA", "FLUXERR", 1, {}),
 }
+
+#: observable kind → its table
+KINDS = {kind: obs.extname for kind, obs in OBSERVABLES.items()}
 
 
 @dataclass
@@ -158,111 +192,92 @@ def _col(table: DataTable, name: str, shape, fill=np.nan, dtype=float):
 
 
 def make_view(oi: OIFits, kind: str) -> ObservableView:
-    if kind not in KINDS:
+    """The flat view of observable ``kind`` (``vis2``, ``t3``, ``vis``, ``flux``; see the module
+    docstring) over every table of its kind in ``oi``, tables in file order, each table's points
+    row-major (row × channel). Angles in radians, coordinates and wavelengths in metres; a
+    missing optional column reads as NaN (FLAG: False). Raises :class:`OIFitsError` for an
+    unknown kind, a table whose INSNAME has no OI_WAVELENGTH, or a column of the wrong shape."""
+    if kind not in OBSERVABLES:
         raise OIFitsError(f"unknown observable {kind!r}; use one of {', '.join(KINDS)}")
-    extname = KINDS[kind]
-    vname, ename, v2name, e2name = _VALUE[kind]
+    obs = OBSERVABLES[kind]
     names = oi.target_names()
-    parts: dict[str, list] = {k: [] for k in (
-        "value", "error", "flag", "wavelength", "bandwidth", "mjd", "int_time", "target_id", "target", "insname",
-        "stations", "sta_index", "table", "row", "channel", "u", "v", "u2", "v2", "amp", "amp_error")}
-    nsta = {"vis2": 2, "vis": 2, "t3": 3, "flux": 1}[kind]
-    for ti, table in enumerate(oi.tables):
-        if table.EXTNAME != extname:
-            continue
-        try:
-            wave = oi.wavelength_of(table)
-        except OIFitsError as exc:
-            raise OIFitsError(exc.message, file=oi.path, hdu=table.label, column="INSNAME") from None
-        nrows, nwave = table.nrows, wave.nwave
-        shape = (nrows, nwave)
-        if nrows == 0:
-            continue
-        value = _col(table, vname, shape)
-        if vname not in table and kind == "vis" and "VISPHI" in table:
-            value = np.full(shape, np.nan)
-        error = _col(table, ename, shape)
-        flag = _col(table, "FLAG", shape, fill=False, dtype=bool)
-        if kind == "t3":
-            value, error = np.deg2rad(value), np.deg2rad(error)
-        parts["value"].append(value.ravel())
-        parts["error"].append(error.ravel())
-        parts["flag"].append(flag.ravel())
-        parts["wavelength"].append(np.broadcast_to(wave.eff_wave, shape).ravel())
-        band = wave.get("EFF_BAND")
-        parts["bandwidth"].append(np.broadcast_to(np.asarray(band, float) if band is not None else np.full(nwave, np.nan), shape).ravel())
-        rows = np.repeat(np.arange(nrows), nwave)
-        parts["row"].append(rows)
-        parts["channel"].append(np.tile(np.arange(nwave), nrows))
-        parts["table"].append(np.full(nrows * nwave, ti))
-        parts["insname"].append(np.full(nrows * nwave, table.insname, dtype=object))
-        tid = np.asarray(table.get("TARGET_ID", np.ones(nrows)), dtype=int).reshape(nrows)
-        parts["target_id"].append(tid[rows])
-        parts["target"].append(np.array([names.get(int(t), "") for t in tid], dtype=object)[rows])
-        parts["mjd"].append(np.asarray(table.get("MJD", np.full(nrows, np.nan)), float).reshape(nrows)[rows])
-        parts["int_time"].append(np.asarray(table.get("INT_TIME", np.full(nrows, np.nan)), float).reshape(nrows)[rows])
-        sta = table.get("STA_INDEX")
-        sta = np.zeros((nrows, nsta), int) if sta is None else np.asarray(sta).reshape(nrows, -1).astype(int)
-        parts["sta_index"].append(sta[rows])
-        arr = oi.array_of(table)
-        stanames = arr.station_names() if arr is not None else {}
-        labels = np.array(["-".join(stanames.get(int(s), str(int(s))) for s in r) for r in sta], dtype=object)
-        parts["stations"].append(labels[rows])
-        if kind in ("vis2", "vis"):
-            parts["u"].append(np.asarray(table["UCOORD"], float).reshape(nrows)[rows])
-            parts["v"].append(np.asarray(table["VCOORD"], float).reshape(nrows)[rows])
-        elif kind == "t3":
-            for key, col in (("u", "U1COORD"), ("v", "V1COORD"), ("u2", "U2COORD"), ("v2", "V2COORD")):
-                parts[key].append(np.asarray(table[col], float).reshape(nrows)[rows])
+    per_table = [_table_points(oi, ti, table, obs, names) for ti, table in enumerate(oi.tables)
+                 if table.EXTNAME == obs.extname and table.nrows > 0]
+    return _concatenate(obs, per_table)
+
+
+def _table_points(oi: OIFits, ti: int, table: DataTable, obs: Observable, names: dict) -> dict[str, np.ndarray]:
+    """The points of table ``ti`` (row × channel, flattened): view field → 1-D array (``sta_index``
+    2-D)."""
+    try:
+        wave = oi.wavelength_of(table)
+    except OIFitsError as exc:
+        raise OIFitsError(exc.message, file=oi.path, hdu=table.label, column="INSNAME") from None
+    nrows, nwave = table.nrows, wave.nwave
+    shape = (nrows, nwave)
+    rows = np.repeat(np.arange(nrows), nwave)  # the row of each point
+
+    def per_point(name: str) -> np.ndarray:
+        col = _col(table, name, shape)
+        return (np.deg2rad(col) if name in obs.degrees else col).ravel()
+
+    def per_row(name: str) -> np.ndarray:
+        return np.asarray(table.get(name, np.full(nrows, np.nan)), float).reshape(nrows)[rows]
+
+    band = wave.get("EFF_BAND")
+    points = {  # the reading order decides which problem of a damaged table is reported first: as before
+        "value": per_point(obs.value),
+        "error": per_point(obs.error),
+        "flag": _col(table, "FLAG", shape, fill=False, dtype=bool).ravel(),
+        "wavelength": np.broadcast_to(wave.eff_wave, shape).ravel(),
+        "bandwidth": np.broadcast_to(np.asarray(band, float) if band is not None else np.full(nwave, np.nan),
+                                     shape).ravel(),
+        "row": rows,
+        "channel": np.tile(np.arange(nwave), nrows),
+        "table": np.full(nrows * nwave, ti),
+        "insname": np.full(nrows * nwave, table.insname, dtype=object),
+    }
+    tid = np.asarray(table.get("TARGET_ID", np.ones(nrows)), dtype=int).reshape(nrows)
+    points["target_id"] = tid[rows]
+    points["target"] = np.array([names.get(int(t), "") for t in tid], dtype=object)[rows]
+    points["mjd"], points["int_time"] = per_row("MJD"), per_row("INT_TIME")
+    sta = table.get("STA_INDEX")
+    sta = np.zeros((nrows, obs.n_stations), int) if sta is None else np.asarray(sta).reshape(nrows, -1).astype(int)
+    points["sta_index"] = sta[rows]
+    arr = oi.array_of(table)
+    stanames = arr.station_names() if arr is not None else {}
+    labels = np.array(["-".join(stanames.get(int(s), str(int(s))) for s in r) for r in sta], dtype=object)
+    points["stations"] = labels[rows]
+    for field_name, col in obs.coordinates.items():
+        points[field_name] = np.asarray(table[col], float).reshape(nrows)[rows]
+    if not obs.coordinates:
+        points["u"] = points["v"] = np.zeros(nrows * nwave)
+    if obs.second is not None:
+        value_field, error_field = obs.second_fields
+        points[value_field], points[error_field] = per_point(obs.second), per_point(obs.second_error)
+    return points
+
+
+#: dtype (and width) of each field of a view without points
+_EMPTY = {"flag": (bool, None), "target_id": (int, None), "target": (object, None), "insname": (object, None),
+          "stations": (object, None), "sta_index": (int, "n_stations"), "table": (int, None), "row": (int, None),
+          "channel": (int, None)}
+
+
+def _concatenate(obs: Observable, per_table: list[dict[str, np.ndarray]]) -> ObservableView:
+    """One :class:`ObservableView` from the points of each table; the fields the kind does not
+    have (``u2``/``v2`` but for t3, ``amp`` but for t3, ``phase`` but for vis) stay None."""
+    present = ["value", "error", "flag", "wavelength", "bandwidth", "mjd", "int_time", "target_id", "target",
+               "insname", "stations", "sta_index", "table", "row", "channel", "u", "v",
+               *(k for k in obs.coordinates if k not in ("u", "v")), *(obs.second_fields or ())]
+    arrays = {}
+    for name in present:
+        if per_table:
+            arrays[name] = np.concatenate([points[name] for points in per_table])
         else:
-            parts["u"].append(np.zeros(nrows * nwave))
-            parts["v"].append(np.zeros(nrows * nwave))
-        if v2name is not None:
-            a = _col(table, v2name, shape)
-            ae = _col(table, e2name, shape)
-            if kind == "vis":
-                a, ae = np.deg2rad(a), np.deg2rad(ae)
-            parts["amp"].append(a.ravel())
-            parts["amp_error"].append(ae.ravel())
-
-    def cat(key, dtype=float, width=None):
-        if parts[key]:
-            return np.concatenate(parts[key])
-        return np.zeros((0, width) if width else 0, dtype=dtype)
-
-    out = ObservableView(
-        kind=kind,
-        value=cat("value"),
-        error=cat("error"),
-        flag=cat("flag", bool),
-        wavelength=cat("wavelength"),
-        bandwidth=cat("bandwidth"),
-        mjd=cat("mjd"),
-        int_time=cat("int_time"),
-        target_id=cat("target_id", int),
-        target=cat("target", object),
-        insname=cat("insname", object),
-        stations=cat("stations", object),
-        sta_index=cat("sta_index", int, nsta),
-        table=cat("table", int),
-        row=cat("row", int),
-        channel=cat("channel", int),
-        u=cat("u"),
-        v=cat("v"),
-        u2=cat("u2") if kind == "t3" else None,
-        v2=cat("v2") if kind == "t3" else None,
-    )
-    if kind == "t3":
-        out.amp, out.amp_error = cat("amp"), cat("amp_error")
-    elif kind == "vis":
-        out.phase, out.phase_error = cat("amp"), cat("amp_error")
-    return out
-
-
-def _coordinate_columns(kind: str) -> dict[str, str]:
-    if kind == "t3":
-        return {"u": "U1COORD", "v": "V1COORD", "u2": "U2COORD", "v2": "V2COORD"}
-    return {"u": "UCOORD", "v": "VCOORD"} if kind in ("vis2", "vis") else {}
+            dtype, width = _EMPTY.get(name, (float, None))
+            arrays[name] = np.zeros((0, obs.n_stations) if width else 0, dtype=dtype)
+    return ObservableView(kind=obs.kind, **arrays)
 
 
 def implausible_points(view: ObservableView, errors: bool = False, times: bool = False,
@@ -278,7 +293,7 @@ def implausible_points(view: ObservableView, errors: bool = False, times: bool =
     NaN)."""
     ok = view.usable if usable is None else np.asarray(usable, bool)
     out: dict[str, np.ndarray] = {}
-    for attr, col in _coordinate_columns(view.kind).items():
+    for attr, col in OBSERVABLES[view.kind].coordinates.items():
         a = getattr(view, attr)
         bad = ok & ~(np.isfinite(a) & (np.abs(a) <= COORD_MAX_M))
         if bad.any():
@@ -290,10 +305,11 @@ def implausible_points(view: ObservableView, errors: bool = False, times: bool =
         out["EFF_WAVE"] = bad
     checks = []
     if errors:
-        checks.append((_VALUE[view.kind][1], ok, view.error))
-        second = {"t3": (view.amp, view.amp_error), "vis": (view.phase, view.phase_error)}.get(view.kind)
-        if second is not None and second[0] is not None:
-            checks.append((_VALUE[view.kind][3], ~view.flag & np.isfinite(second[0]), second[1]))
+        obs = OBSERVABLES[view.kind]
+        checks.append((obs.error, ok, view.error))
+        if obs.second_fields is not None and getattr(view, obs.second_fields[0]) is not None:
+            second, second_error = (getattr(view, f) for f in obs.second_fields)
+            checks.append((obs.second_error, ~view.flag & np.isfinite(second), second_error))
     if times:
         checks += [("MJD", ok, view.mjd), ("INT_TIME", ok, view.int_time)]
     for col, where, values in checks:

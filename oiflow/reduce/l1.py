@@ -54,8 +54,9 @@ def l1_oifits(obs: Observation, exp: RawExposure, res: Observables, night: str, 
     tr = triangles(len(stations))
     target = target_table([obs.target], ra_deg=[info.ra_deg], dec_deg=[info.dec_deg], category=[obs.category or "SCI"])
     diam = [_DIAMETERS.get(s[:1], 1.8) if site.name == "VLTI" else 1.0 for s in stations]
-    array = array_table(arrname, stations, site.geocentric_offsets(stations), tel_names=[f"T{k + 1}" for k in range(len(stations))],
-                        diameter=diam, array_xyz=site.geocentric_position())
+    array = array_table(arrname, stations, site.geocentric_offsets(stations),
+                        tel_names=[f"T{k + 1}" for k in range(len(stations))], diameter=diam,
+                        array_xyz=site.geocentric_position())
     wave = wavelength_table(insname, exp.wavelength, exp.bandwidth)
     date_obs = Time(mjd_mid, format="mjd").to_value("iso", subfmt="date")  # the data tables' DATE-OBS (their MJD)
     v2 = vis2_table(insname, arrname, target_id=1, mjd=mjd_mid, u=cov.u[0], v=cov.v[0],

@@ -21,7 +21,8 @@ import numpy as np
 from ..config import ReduceConfig
 from ..errors import OiflowError, ReductionError
 from ..oifits import OIFits, write_oifits
-from ..provenance import InputRecord, Provenance
+from ..provenance import InputRecord, Provenance, stage_history
+from ..verdict import OK
 from .estimators import compute_observables
 from .l1 import l1_oifits
 from .p2vm import P2VMCalibration, calibrate_p2vm, invert_frames
@@ -110,7 +111,7 @@ def l1_product(plan: NightPlan, obs_id: str, config: ReduceConfig | None = None,
         if path not in records:
             records[path] = InputRecord.from_path(path)
     prov = Provenance.for_inputs(1, "reduce", [records[p] for p in (obs.path, *calibration.files)],
-                                 settings=_settings(config))
+                                 settings=_settings(config), stages=stage_history([], "reduce", OK, "native"))
     return oi, prov
 
 

@@ -74,7 +74,8 @@ def _get(h, key, path, cast=str):
     try:
         return cast(value)
     except (TypeError, ValueError):
-        raise ReductionError(f"{Path(path).name}: header keyword {key.replace('HIERARCH ', '')} has a bad value {value!r}") from None
+        raise ReductionError(f"{Path(path).name}: header keyword {key.replace('HIERARCH ', '')} "
+                             f"has a bad value {value!r}") from None
 
 
 def info_from_header(h: fits.Header, path: str | Path) -> RawInfo:
@@ -169,7 +170,8 @@ def read_raw(path: str | Path, info: RawInfo | None = None) -> RawExposure:
     except Exception as exc:
         raise ReductionError(f"{path.name}: unreadable raw file ({type(exc).__name__}: {exc})") from None
     if frames.ndim != 3:
-        raise ReductionError(f"{path.name}: {L.EXT_DATA} must be a 3-D cube (frames, outputs, channels), got shape {frames.shape}")
+        raise ReductionError(f"{path.name}: {L.EXT_DATA} must be a 3-D cube (frames, outputs, channels), "
+                             f"got shape {frames.shape}")
     if frames.shape[0] != mjd.size or frames.shape[2] != wave.size:
         raise ReductionError(f"{path.name}: {L.EXT_DATA} shape {frames.shape} does not match {mjd.size} frame times "
                              f"and {wave.size} wavelengths")

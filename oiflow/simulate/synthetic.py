@@ -63,7 +63,8 @@ def from_template(template: OIFits, visfunc: VisFunc, *, seed: int = 0, vis2_err
             shape = (table.nrows, wave.shape[1])
             u1, v1, u2, v2 = (np.broadcast_to(c, shape) for c in cols)
             amp, phi = _model_t3(visfunc, u1, v1, u2, v2, np.broadcast_to(wave, shape))
-            perr = np.full(shape, t3phi_err) if t3phi_err is not None else np.deg2rad(np.abs(np.asarray(table["T3PHIERR"], float)))
+            perr = (np.full(shape, t3phi_err) if t3phi_err is not None
+                    else np.deg2rad(np.abs(np.asarray(table["T3PHIERR"], float))))
             perr = np.where(np.isfinite(perr) & (perr > 0), perr, np.deg2rad(1.0))
             aerr = np.asarray(table.get("T3AMPERR", np.full(shape, np.nan)), float)
             aerr = np.where(np.isfinite(aerr) & (aerr > 0), aerr, 0.01)
@@ -82,7 +83,8 @@ def from_template(template: OIFits, visfunc: VisFunc, *, seed: int = 0, vis2_err
             perr = np.where(np.isfinite(perr) & (perr > 0), perr, np.deg2rad(1.0))
             table.columns["VISAMP"] = np.abs(vis) + (rng.normal(size=shape) * aerr if noise else 0.0)
             table.columns["VISAMPERR"] = aerr
-            table.columns["VISPHI"] = np.rad2deg(wrap_phase(np.angle(vis) + (rng.normal(size=shape) * perr if noise else 0.0), np))
+            phase = np.angle(vis) + (rng.normal(size=shape) * perr if noise else 0.0)
+            table.columns["VISPHI"] = np.rad2deg(wrap_phase(phase, np))
             table.columns["VISPHIERR"] = np.rad2deg(perr)
     oi.path = None
     oi.read_findings = []

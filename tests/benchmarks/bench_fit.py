@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq, least_squares
 
-from oiflow.fit import companion_search, fit_model, load_data, nsigma
+from oiflow.fit import companion_search, fit_model, load_data
 from oiflow.fit.evaluate import ModelEvaluator
 from oiflow.fit.model import parse_model
 
@@ -89,7 +89,8 @@ def test_bench_ud_fit(shared_data):
     assert sol.x[0] == pytest.approx(res.values["star.diameter"], abs=1e-4)
     t_pm = pmoired_fit(f, {"ud": 8.0})
     report("UD fit (alpha Cen A, 59 points; searched, certified)", t_ours, t_base, 0.05,
-           f"| trusted start (search off, checks on) {t_trusted:.3f} s" + ("" if t_pm is None else f" | PMOIRED same run {t_pm:.3f} s"))
+           f"| trusted start (search off, checks on) {t_trusted:.3f} s"
+           + ("" if t_pm is None else f" | PMOIRED same run {t_pm:.3f} s"))
 
 
 def test_bench_binary_fit(shared_data):

@@ -323,7 +323,7 @@ def test_orchestration_overhead_and_worker_speedup(tmp_path, monkeypatch):
                                      root=archive)[0] for w in (1, 2)}
             meter.close()
             direct_control = _direct_archive_speedup(archive, tmp_path)
-            (wall1, s1), (wall2, s2) = runs[1][0], runs[2][0]
+            (wall1, s1), (wall2, _) = runs[1][0], runs[2][0]
             control = _plain_dask_speedup()
             pool_control = _process_pool_speedup()
     assert len(s_demo1.processed) == len(s_demo2.processed) == 21

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -148,8 +147,10 @@ def test_bench_reconstruction_beauty_contest_grid(shared_data, monkeypatch):
 
     rows = []
     for label, s, nufft in (("fast: levels 2, maxiter 400, ftol 1e-4", fast_settings, NUFFT_OPTIONS),
-                            ("previous: 1 level, 300 it, eps 1e-9", {**settings, "maxiter": 300, "levels": 1, "ftol": 1e-9}, dict(eps=1e-9)),
-                            ("converged optimum: 1 level, 2000 it", {**settings, "maxiter": 2000, "levels": 1, "ftol": 1e-9}, NUFFT_OPTIONS)):
+                            ("previous: 1 level, 300 it, eps 1e-9",
+                             {**settings, "maxiter": 300, "levels": 1, "ftol": 1e-9}, dict(eps=1e-9)),
+                            ("converged optimum: 1 level, 2000 it",
+                             {**settings, "maxiter": 2000, "levels": 1, "ftol": 1e-9}, NUFFT_OPTIONS)):
         with monkeypatch.context() as m:
             m.setattr(rec, "NUFFT_OPTIONS", nufft)
             res, cpu, wall = _cpu_and_wall(lambda s=s: reconstruct(data, s))
@@ -169,7 +170,8 @@ def test_bench_reconstruction_beauty_contest_grid(shared_data, monkeypatch):
         print(f"  {label:38s} {wall:5.2f} s wall {cpu:5.2f} s CPU, {res.niter:4d} it, χ² "
               f"{ {k: round(v, 3) for k, v in res.chi2_terms.items()} }, score {s_both:.4f} both / {s_truth:.4f} truth")
     print(f"  scipy L-BFGS-B, 300 it, same objective {sp_wall:5.2f} s wall {sp_cpu:5.2f} s CPU, {sp.nit:4d} it, "
-          f"χ²_red {obj(sp.x)[0] and obj.last['chi2_red']:.3f}, score {scores(sp_img)[0]:.4f} both / {scores(sp_img)[1]:.4f} truth")
+          f"χ²_red {obj(sp.x)[0] and obj.last['chi2_red']:.3f}, "
+          f"score {scores(sp_img)[0]:.4f} both / {scores(sp_img)[1]:.4f} truth")
     fast, prev, conv = rows
     print(f"  exact-DFT path: {per_it_dft * 1e3:.1f} ms/it vs {prev[3] / prev[1].niter * 1e3:.1f} ms/it (previous NUFFT); "
           f"fast path ×{prev[2] / fast[2]:.1f} (CPU) vs the previous path, ×{sp_cpu / fast[2]:.1f} vs scipy")

@@ -43,8 +43,8 @@ sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent), str(HERE)]
 
 from oiflow.backend import get_xp, gpu_available  # noqa: E402
 from oiflow.image.data import Selection, imaging_data  # noqa: E402
-from oiflow.image.objective import NUFFT_OPTIONS, Objective  # noqa: E402
-from oiflow.image.reconstruct import image_settings, reconstruct  # noqa: E402
+from oiflow.image.objective import NUFFT_OPTIONS  # noqa: E402
+from oiflow.image.reconstruct import reconstruct  # noqa: E402
 from oiflow.image.transform import MatrixDFT, NufftTransform, make_transform  # noqa: E402
 from oiflow.units import MAS  # noqa: E402
 

@@ -233,7 +233,8 @@ def test_l2_pulls_over_seeds(tmp_path, docker_runner, amber_image):
         pv.append(a)
         pt.append(b)
     pv, pt = np.concatenate(pv), np.concatenate(pt)
-    print(f"pooled L2 pulls: V2 mean {pv.mean():.3f} std {pv.std():.3f} ({pv.size}), T3 mean {pt.mean():.3f} std {pt.std():.3f} ({pt.size})")
+    print(f"pooled L2 pulls: V2 mean {pv.mean():.3f} std {pv.std():.3f} ({pv.size}), "
+          f"T3 mean {pt.mean():.3f} std {pt.std():.3f} ({pt.size})")
     assert abs(pv.mean()) < 0.15 and 0.85 < pv.std() < 1.15, (pv.mean(), pv.std())
     assert abs(pt.mean()) < 0.2 and 0.85 < pt.std() < 1.15, (pt.mean(), pt.std())
 

@@ -37,7 +37,8 @@ from astropy.io import fits
 
 from ...config import ReduceConfig
 from ...errors import EngineError, ReductionError
-from ...provenance import Provenance, write_hdulist_atomic, write_text_atomic
+from ...provenance import Provenance, stage_history, write_hdulist_atomic, write_text_atomic
+from ...verdict import OK
 from ..runners import Job, Runner
 from .base import Backend, BackendResult, Requirements, failure_reason, job_limits, run_logged
 
@@ -301,7 +302,9 @@ class AmdlibBackend(Backend):
                  *, level: int, stage: str) -> Path:
         """Copy an amdlib OIFITS to ``dest`` with oiflow's provenance in its primary header (L1:
         inputs raw file and P2VM; L2: the L1 product and the transfer functions)."""
-        prov = Provenance.for_inputs(level, stage, inputs, {"backend": "amdlib", **config.model_dump(mode="json")})
+        upstream = inputs[:1] if level == 2 else []  # L2: the L1 product (the others are transfer functions)
+        prov = Provenance.for_inputs(level, stage, inputs, {"backend": "amdlib", **config.model_dump(mode="json")},
+                                     stages=stage_history(upstream, stage, OK, "amdlib"))
         with fits.open(product) as hdul:
             hdul = fits.HDUList([h.copy() for h in hdul])
         prov.apply_to_header(hdul[0].header)

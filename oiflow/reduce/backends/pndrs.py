@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ...config import ReduceConfig
 from ...errors import EngineError
-from ...provenance import Provenance, write_hdulist_atomic
+from ...provenance import Provenance, stage_history, write_hdulist_atomic
+from ...verdict import OK
 from ..runners import Job, Runner
 from .base import Backend, BackendResult, Requirements, failure_reason, job_limits, run_logged
 
@@ -79,7 +80,8 @@ class PndrsBackend(Backend):
     def _publish(self, product: Path, dest: Path, inputs, config, run: dict) -> Path:
         from astropy.io import fits
 
-        prov = Provenance.for_inputs(1, "reduce", inputs, {"backend": "pndrs", **config.model_dump(mode="json")})
+        prov = Provenance.for_inputs(1, "reduce", inputs, {"backend": "pndrs", **config.model_dump(mode="json")},
+                                     stages=stage_history([], "reduce", OK, "pndrs"))
         with fits.open(product) as hdul:
             hdul = fits.HDUList([h.copy() for h in hdul])
         prov.apply_to_header(hdul[0].header)
