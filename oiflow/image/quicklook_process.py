@@ -1,26 +1,27 @@
 """A child process that draws the quicklooks of ``oiflow image`` off the solver's critical path.
 
-:meth:`QuicklookProcess.start` forks the command's process (``oiflow image``: at the first
-iteration of the solver, ``deferred=True``): the child imports matplotlib and loads the font
-(:func:`oiflow.image.plots.warm_up`) on the other core while the parent reads the data and
-runs the solver, then waits for the result. Once the image is made the parent sends the payload (:func:`oiflow.image.plots.quicklook_payload`,
-pickled through a pipe) and writes the product while the child draws both PNGs and answers
-with the paths written and a message per figure that failed (JSON through a second pipe); it
-draws the two figures at once, the residuals in a grandchild it forks (:func:`_draw_both`). When
-the product cannot be written (an exception inside the ``with`` block after :meth:`submit`),
-:meth:`discard` stops the child and removes what it drew: no quicklook without its product. :meth:`QuicklookProcess.join`
-waits for that answer (at most ``timeout`` seconds, then the child is killed) and reaps the
-child. Whatever happens to the child — an exception, a crash, a kill, a hang — the parent only
-gets a message: a quicklook never costs the product, nor the command's exit status.
+:meth:`QuicklookProcess.start` forks the command's process (``oiflow image``: at the first iteration
+of the solver, ``deferred=True``): the child imports matplotlib and loads the font
+(:func:`oiflow.image.plots.warm_up`) on the other core while the parent reads the data and runs the
+solver, then waits for the result. Once the image is made the parent sends the payload
+(:func:`oiflow.image.plots.quicklook_payload`, pickled through a pipe) and writes the product while
+the child draws both PNGs and answers with the paths written and a message per figure that failed
+(JSON through a second pipe); it draws the two figures at once, the residuals in a grandchild it
+forks (:func:`_draw_both`). When the product cannot be written (an exception inside the ``with``
+block after :meth:`submit`), :meth:`discard` stops the child and removes what it drew: no quicklook
+without its product. :meth:`QuicklookProcess.join` waits for that answer (at most ``timeout``
+seconds, then the child is killed) and reaps the child. Whatever happens to the child — an
+exception, a crash, a kill, a hang — the parent only gets a message: a quicklook never costs the
+product, nor the command's exit status.
 
-Nothing is forked where ``os.fork`` is missing or the process runs other Python threads (a lock
-held by one of them at the fork would stay held in the child): the quicklooks are then drawn in
-the parent after the product, as the library does.
+Nothing is forked where ``os.fork`` is missing or the process runs other Python threads (a lock held
+by one of them at the fork would stay held in the child): the quicklooks are then drawn in the
+parent after the product, as the library does.
 
-The child never returns into the parent's code: it leaves with ``os._exit`` (no ``atexit``
-handlers, no flushing of the parent's buffered output). The command forks; a library caller (a
-Dask worker, a Prefect task) draws in-process: :func:`oiflow.image.files.reconstruct_files`
-draws there unless given a started process.
+The child never returns into the parent's code: it leaves with ``os._exit`` (no ``atexit`` handlers,
+no flushing of the parent's buffered output). The command forks; a library caller (a Dask worker, a
+Prefect task) draws in-process: :func:`oiflow.image.files.reconstruct_files` draws there unless
+given a started process.
 """
 
 from __future__ import annotations
