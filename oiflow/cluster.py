@@ -63,6 +63,12 @@ DASK_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", "DASK_DISTRIB
             "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
             "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "500ms"}
 
+#: the environment of a worker job's Python: a batch job starts in the directory the flow was
+#: submitted from, and ``python -m distributed.cli.dask_worker`` would put that directory first on
+#: sys.path — an ``oiflow/`` folder there (a checkout of the sources) would shadow the installed
+#: package the workers must run (PYTHONSAFEPATH, Python ≥ 3.11: no such first entry)
+JOB_PYTHON_ENV = {"PYTHONSAFEPATH": "1"}
+
 #: directory of the profiles shipped with oiflow (package data; configs/clusters links to it)
 PROFILE_DIR = Path(__file__).resolve().parent / "data" / "clusters"
 
@@ -242,7 +248,7 @@ def jobqueue_kwargs(profile: ClusterProfile, worker_env: dict[str, str] | None =
     kw.setdefault("job_name", "oiflow-worker")
     kw.pop("log_directory", None)  # written as our own quoted directives below
     prologue = list(kw.pop("job_script_prologue", []) or [])
-    worker_env = {**DASK_ENV, **(worker_env or {})}
+    worker_env = {**DASK_ENV, **JOB_PYTHON_ENV, **(worker_env or {})}
     prologue += _export_lines(worker_env)
     directives = list(kw.get("job_extra_directives") or [])
     if profile.scratch:

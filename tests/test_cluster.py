@@ -84,6 +84,31 @@ def test_dask_profiler_is_off_in_job_scripts_and_local_workers():
     assert list(seen.values()) == [(False, "1")]
 
 
+def test_worker_jobs_never_import_from_the_submission_directory(tmp_path):
+    """A batch job starts where the flow was submitted; `python -m distributed.cli.dask_worker`
+    would put that directory first on sys.path, and a checkout's oiflow/ there shadowed the
+    installed package (the OAR test's workers failed with "No module named 'oiflow.flows'").
+    Every job script exports PYTHONSAFEPATH (and into Apptainer), and with it such a directory
+    is not searched."""
+    import subprocess
+    import sys
+
+    for name in ("oar", "slurm"):
+        lines = job_script(load_profile(name), ENV).splitlines()
+        assert "export PYTHONSAFEPATH=1" in lines
+        assert "export APPTAINERENV_PYTHONSAFEPATH=1" in lines  # both shipped profiles use Apptainer
+    (tmp_path / "shadow").mkdir()
+    (tmp_path / "shadow" / "__init__.py").write_text("raise SystemExit('imported from the submission directory')\n")
+    (tmp_path / "probe.py").write_text("import importlib.util\nprint(importlib.util.find_spec('shadow'))\n")
+    for env, found in (({}, True), ({"PYTHONSAFEPATH": "1"}, False)):
+        out = subprocess.run([sys.executable, "-m", "probe"], cwd=tmp_path, capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin", **env}, timeout=60)
+        if found:
+            assert out.returncode == 0 and "shadow" in out.stdout
+        else:  # without the submission directory on sys.path, not even the probe module is found
+            assert out.returncode == 1 and "No module named probe" in out.stderr
+
+
 # -- job-script values are quoted; bind paths are validated -------------------------------------
 
 HOSTILE = "x y;touch PWNED;'q\"$(touch PWNED2)"  # a space, ;, both quotes, a command substitution
