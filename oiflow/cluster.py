@@ -325,6 +325,18 @@ class LostJobKeeper:
     def _worker_names(job: str, spec: dict) -> set[str]:
         return {f"{job}{suffix}" for suffix in spec["group"]} if "group" in spec else {str(job)}
 
+    def renewed_jobs(self) -> list[tuple[str, str, str]]:
+        """(name, lost batch id, new batch id) of the jobs whose worker had connected and that
+        SpecCluster itself has already replaced by a job of the same name (it may forget a lost
+        single-worker job and submit the next one between two checks)."""
+        renewed = []
+        for name, old in self._connected.items():
+            proc = self.cluster.workers.get(name)
+            new = getattr(proc, "job_id", None)
+            if new is not None and str(new) != old:
+                renewed.append((name, old, str(new)))
+        return renewed
+
     def lost_jobs(self, now: float) -> tuple[list[tuple[str, Any]], list[str]]:
         """(jobs of several workers to cancel and forget: connected once, then without workers
         for the grace time; names of jobs SpecCluster forgot: connected once, gone, still planned)."""
@@ -351,6 +363,10 @@ class LostJobKeeper:
         c = self.cluster
         if c.status != Status.running:
             return
+        for name, old, new in self.renewed_jobs():
+            log.warning("worker job %s (%s) lost its workers: replaced by job %s", old, name, new)
+            self.replaced.append(old)
+            del self._connected[name]
         lost, forgotten = self.lost_jobs(time.monotonic())
         for name in [n for n, _ in lost] + forgotten:
             job_id = self._connected.pop(name, None)

@@ -23,7 +23,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-NIGHTS = ("2023-03-15", "2023-03-16", "2023-03-17", "2023-03-18", "2023-03-19")
+#: 20 small raw nights (140 units): a run long enough (tens of seconds on 2 one-core workers)
+#: for a worker job to be cancelled, replaced and joined while work remains
+NIGHTS = tuple(f"2023-03-{day:02d}" for day in range(1, 21))
 UNITS_PER_NIGHT = 7  # 5 observations reduced, the night's calibration, the SCI_DISK fit
 GRANULES_PER_NIGHT = {1: 5, 2: 1, 3: 1}  # L1 observations, the SCI_DISK L2, its L3 fit
 #: the worker-loss grace of the flow's Dask cluster in these runs (15 s by default): a job

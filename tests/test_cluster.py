@@ -265,10 +265,20 @@ def test_lost_job_keeper_replaces_lost_jobs_and_leaves_queued_ones_alone():
     c.connected = set()
     asyncio.run(keeper.check())
     assert keeper.replaced == ["12", "11"] and c.scaled == [3, 3]
+    # SpecCluster replaced a lost single-worker job by one of the same name between two checks:
+    # said once, with both batch ids (nothing to resubmit)
+    c.workers["C-1"] = _FakeJob("15")  # (the fake's scale() submits nothing: C-1's replacement by hand)
+    c.workers["C-0"], c.connected = _FakeJob("16"), {"C-0"}
+    asyncio.run(keeper.check())  # C-0 seen connected as job 16
+    c.workers["C-0"], c.connected = _FakeJob("17"), set()
+    assert keeper.renewed_jobs() == [("C-0", "16", "17")]
+    asyncio.run(keeper.check())
+    asyncio.run(keeper.check())
+    assert keeper.replaced == ["12", "11", "16"] and c.scaled == [3, 3] and keeper.renewed_jobs() == []
     # the job that never connected (C-2, still queued) is never taken for lost
     assert "C-2" in c.workers and not c.workers["C-2"].closed
     # a job retired on purpose (not planned any more) is not replaced
     del c.worker_spec["C-2"], c.workers["C-2"]
     c.workers["C-0"], c.workers["C-1"] = _FakeJob("14"), _FakeJob("15")
     asyncio.run(keeper.check())
-    assert keeper.replaced == ["12", "11"] and c.scaled == [3, 3]
+    assert keeper.replaced == ["12", "11", "16"] and c.scaled == [3, 3]

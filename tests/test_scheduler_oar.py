@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import uuid
@@ -119,7 +120,9 @@ def test_reprocess_on_oar_as_a_user_survives_a_deleted_worker_job(user_work):
     assert proc.returncode == 0, out[-3000:] + err[-5000:]
     assert "Traceback" not in out + err
     assert f"{len(NIGHTS) * UNITS_PER_NIGHT} unit(s) processed, 0 up to date" in out
-    assert f"worker job {victim} (" in err and "lost its workers: submitting a replacement" in err
+    # said once by the run: resubmitted by oiflow's keeper, or already replaced by Dask's own timer
+    assert re.search(rf"worker job {victim} \(\S+\) lost its workers: (submitting a replacement|replaced by job \d+)",
+                     err), err[-3000:]
 
     deleted = _job(victim)
     assert deleted["state"] == "Error" and deleted["owner"] == USER

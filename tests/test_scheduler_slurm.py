@@ -87,7 +87,9 @@ def test_reprocess_on_slurm_survives_a_cancelled_worker_job(tmp_path):
     assert "Traceback" not in out + err
     assert f"{len(NIGHTS) * UNITS_PER_NIGHT} unit(s) processed, 0 up to date" in out
     assert len(l1_products(root)) == 5 * len(NIGHTS)
-    assert f"worker job {victim} (" in err and "lost its workers: submitting a replacement" in err
+    # said once by the run: resubmitted by oiflow's keeper, or already replaced by Dask's own timer
+    assert re.search(rf"worker job {victim} \(\S+\) lost its workers: (submitting a replacement|replaced by job \d+)",
+                     err), err[-3000:]
 
     assert done_at_cancel < 5 * len(NIGHTS), "the job was cancelled after the run's work was done"
     started = _started_since(log_offset)  # the controller's record of the jobs
