@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from . import paths
+from .json_output import emit_json, force_option, json_option, json_out_option
 
 
 def register(app: typer.Typer) -> None:
@@ -25,10 +25,9 @@ def fit(
                                     help="Comma-separated: v2, visamp, visphi, t3amp, t3phi, flux."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output directory for fit_<model>.json and the PNG "
                                     "plots (created; files of the same names in it are replaced)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout (the text summary goes "
-                                 "to stderr)."),
-    json_out: Path | None = typer.Option(None, "--json-out", help="Write the JSON result to this file."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --json-out file."),
+    as_json: bool = json_option(),
+    json_out: Path | None = json_out_option(),
+    force: bool = force_option(),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamplings by observation (0: none)."),
     mcmc: bool = typer.Option(False, "--mcmc", help="Also sample the posterior with emcee."),
     smearing: bool | None = typer.Option(None, "--smearing/--no-smearing",
@@ -46,14 +45,10 @@ def fit(
     """
     _check_paths(files, out, json_out, force)
     from ..fit import fit_files
-    from ..provenance import write_json_atomic
 
     result = fit_files([str(f) for f in files], model, observables, out_dir=out, plot=out is not None,
                        bootstrap=bootstrap, mcmc=mcmc or None, smearing=smearing, seed=seed)
-    if json_out is not None:
-        write_json_atomic(result.to_dict(), json_out)
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    emit_json(result.to_dict(), as_json, json_out)
     typer.echo(result.summary(), err=as_json)
     if not result.success:
         raise typer.Exit(1)
@@ -76,10 +71,9 @@ def companion(
     observables: str = typer.Option("v2,t3phi", "--observables", help="v2, t3phi and/or t3amp."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output directory for the maps (FITS, PNG) and "
                                     "companion.json (created; files of the same names in it are replaced)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout (the text summary goes "
-                                 "to stderr)."),
-    json_out: Path | None = typer.Option(None, "--json-out", help="Write the JSON result to this file."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --json-out file."),
+    as_json: bool = json_option(),
+    json_out: Path | None = json_out_option(),
+    force: bool = force_option(),
     detection_limit: bool = typer.Option(True, "--detection-limit/--no-detection-limit",
                                          help="Compute the 3σ detection-limit map by injection."),
     smearing: bool | None = typer.Option(None, "--smearing/--no-smearing",
@@ -97,7 +91,6 @@ def companion(
     from ..backend import resolve_device
     from ..fit import companion_search
     from ..fit.fitter import EXIT_1
-    from ..provenance import write_json_atomic
 
     backend, message = resolve_device(device)
     if message:
@@ -114,10 +107,7 @@ def companion(
     if res.detection is not None and len(res.detection["radius_mas"]):
         med = res.detection["flux_ratio_median"]
         text.append(f"3-sigma detection limit (median over positions): flux ratio {min(med):.3g} – {max(med):.3g}")
-    if json_out is not None:
-        write_json_atomic(res.to_dict(), json_out)
-    if as_json:
-        typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
+    emit_json(res.to_dict(), as_json, json_out)
     for line in (*text, res.smearing_choice.line(), res.verdict.line()):
         typer.echo(line, err=as_json)
     if res.verdict.status in EXIT_1:

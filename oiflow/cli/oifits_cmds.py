@@ -9,7 +9,6 @@ others check their paths first (:mod:`.paths`).
 
 from __future__ import annotations
 
-import json
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from ..oifits import read_oifits, write_oifits
 from ..oifits.findings import Severity
 from ..provenance import Provenance, write_json_atomic
 from . import paths
+from .json_output import emit_json, force_option, json_out_option
 
 _err = Console(stderr=True)
 _SUFFIXES = (".fits", ".oifits", ".fit", ".fits.gz", ".oifits.gz")
@@ -60,23 +60,6 @@ def _read(path: Path):
         return read_oifits(path, warn=False)
 
 
-def _emit_json(obj, as_json: bool, json_out: Path | None) -> None:
-    """``--json``: the JSON on stdout; ``--json-out``: in that file."""
-    if as_json:
-        typer.echo(json.dumps(obj, indent=2, default=str))
-    if json_out is not None:
-        write_json_atomic(obj, json_out)
-
-
-def _json_out_option(what: str):
-    return typer.Option(None, "--json-out", help=f"Write {what} to this file (an existing one is replaced only "
-                                                 "with --force).")
-
-
-def _force_option():
-    return typer.Option(False, "--force", help="Replace an existing --json-out file.")
-
-
 def _say_unreadable(file, error: str) -> None:
     """The one line of a file that could not be read, on stderr."""
     typer.echo(f"{file}: UNREADABLE — {error}", err=True)
@@ -86,8 +69,8 @@ def _say_unreadable(file, error: str) -> None:
 def validate_cmd(
     files: list[Path] = typer.Argument(..., help="OIFITS files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON report per file (a list) on stdout."),
-    json_out: Path | None = _json_out_option("the JSON reports"),
-    force: bool = _force_option(),
+    json_out: Path | None = json_out_option("the JSON reports"),
+    force: bool = force_option(),
     show_all: bool = typer.Option(False, "--all", help="Also list info-level findings."),
     max_findings: int = typer.Option(30, "--max", help="Findings listed per file and severity (text output)."),
 ):
@@ -118,7 +101,7 @@ def validate_cmd(
                 elif rep.errors:
                     status = max(status, 1)
             advance(f.name)
-    _emit_json(reports, as_json, json_out)
+    emit_json(reports, as_json, json_out)
     if not as_json:
         for rep in reports:
             _print_report(rep, show_all, max_findings)
@@ -153,8 +136,8 @@ def _print_report(rep: dict, show_all: bool, max_findings: int) -> None:
 def inspect(
     files: list[Path] = typer.Argument(..., help="OIFITS files."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (a list, one object per file) on stdout."),
-    json_out: Path | None = _json_out_option("the JSON list"),
-    force: bool = _force_option(),
+    json_out: Path | None = json_out_option("the JSON list"),
+    force: bool = force_option(),
 ):
     """Summarise OIFITS files: targets, instruments and modes (INSNAME, channels, λ range), nights,
     counts per observable (points = rows × channels; ok = unflagged and finite), baselines.
@@ -177,7 +160,7 @@ def inspect(
                 _say_unreadable(f, str(exc))
                 status = 2
             advance(f.name)
-    _emit_json(out, as_json, json_out)
+    emit_json(out, as_json, json_out)
     if not as_json:
         for info in out:
             _print_summary(info)
@@ -368,7 +351,7 @@ def quicklook(
             rows.append(item)
             advance(f.name)
     write_json_atomic({"files": rows}, out / "summary.json")
-    _emit_json(rows, as_json, None)
+    emit_json(rows, as_json, None)
     if not as_json:
         for r in rows:
             if r["verdict"] == "unreadable":

@@ -20,6 +20,7 @@ import typer
 from ..config import load_config
 from ..errors import ConfigError
 from . import DEBUG, paths
+from .json_output import force_option, json_option, json_out_option
 
 server_app = typer.Typer(help="The Prefect server (UI and API) for scheduled and submitted jobs.", no_args_is_help=True)
 
@@ -119,10 +120,9 @@ def products(
     night: str | None = typer.Option(None, "--night", help="Only this night (YYYY-MM-DD, local date at the start of the night)."),
     verdict: str | None = typer.Option(None, "--verdict", help="Only L3 products with this verdict (ok, poor-fit, "
                                        "maxiter, not-at-minimum, unconstrained, at-bound, failed), or not-ok."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON rows (all catalogue columns)."),
-    json_out: Path | None = typer.Option(None, "--json-out", help="Write the JSON rows to this file (an existing one "
-                                         "is replaced only with --force)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --json-out file."),
+    as_json: bool = json_option("Print JSON rows (all catalogue columns)."),
+    json_out: Path | None = json_out_option("the JSON rows"),
+    force: bool = force_option(),
 ):
     """List catalogued product granules (one row per product file, target, instrument mode, night).
 
