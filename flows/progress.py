@@ -269,7 +269,8 @@ class ArtifactReporter(Reporter):
         try:
             self.artifact_id = create_progress_artifact(progress=0.0, key=artifact_key("oiflow", progress.flow, "progress"),
                                                         description=f"{progress.flow}: planning…")
-        except Exception:  # noqa: BLE001 - no API, no artifact
+        except Exception as exc:  # noqa: BLE001 - no API, no artifact: the run goes on
+            logging.getLogger(__name__).info("no progress artifact in the Prefect UI: %s", exc)
             self.artifact_id = None
         self._last = progress.clock()
 
@@ -279,8 +280,8 @@ class ArtifactReporter(Reporter):
         try:
             update_progress_artifact(self.artifact_id, progress=round(100.0 * progress.fraction(), 1),
                                      description=f"{progress.flow}: {progress.line()}")
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001 - the UI's progress bar only: the run goes on
+            logging.getLogger(__name__).info("progress artifact not updated: %s", exc)
 
     def unit_finished(self, progress, stage, label, event, seconds, error) -> None:
         if self.artifact_id is not None and progress.clock() - self._last >= self.every_s:
