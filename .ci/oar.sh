@@ -24,6 +24,9 @@ if [ "${1:-}" = stop ]; then
   exit 0
 fi
 
+# stdout carries only the lines the caller evaluates (below the block); every command's own output
+# (apt, pg_ctlcluster's "Removed stale pid file.", OAR's tools) goes to stderr
+{
 log() { echo "oar.sh: $*" >&2; }
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -84,5 +87,6 @@ for _ in $(seq 100); do
 done
 [ "$state" = "Alive " ] || { log "resources of $HOST are '$state'"; tail -5 /var/log/oar.log >&2; exit 1; }
 log "node $HOST Alive; submit as $OAR_USER"
+} >&2
 echo "export OIFLOW_TEST_OAR_USER=$OAR_USER"
 echo "export OIFLOW_TEST_OAR_LOG=/var/log/oar.log"

@@ -4,6 +4,9 @@
 # The server runs as the 'postgres' user from a data directory under ${PGBASE:-/tmp/oiflow-pg},
 # listening on 127.0.0.1:${PGPORT:-55432} with trust authentication (local tests only).
 set -euo pipefail
+# stdout carries only the lines the caller evaluates (below the block); every command's own output
+# (apt, pg_ctlcluster's "Removed stale pid file.", OAR's tools) goes to stderr
+{
 PGBASE=${PGBASE:-/tmp/oiflow-pg}
 PGPORT=${PGPORT:-55432}
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -22,4 +25,5 @@ if ! as_pg "$BIN/pg_ctl" -D "$PGBASE/data" status >/dev/null 2>&1; then
 fi
 as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='oiflow_test'" \
   | grep -q 1 || as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres oiflow_test
+} >&2
 echo "postgresql+psycopg2://postgres@127.0.0.1:$PGPORT/oiflow_test"

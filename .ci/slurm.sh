@@ -19,6 +19,9 @@ stop() {
 }
 if [ "${1:-}" = stop ]; then stop; exit 0; fi
 
+# stdout carries only the lines the caller evaluates (below the block); every command's own output
+# (apt, pg_ctlcluster's "Removed stale pid file.", OAR's tools) goes to stderr
+{
 log() { echo "slurm.sh: $*" >&2; }
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -95,5 +98,6 @@ case "$state" in
   *) log "node $HOST is '$state' after 30 s; logs in $BASE"; tail -5 "$BASE/slurmctld.log" "$BASE/slurmd.log" >&2; exit 1 ;;
 esac
 log "node $HOST $state in partition $PARTITION"
+} >&2
 echo "export OIFLOW_TEST_SLURM_PARTITION=$PARTITION"
 echo "export OIFLOW_TEST_SLURMCTLD_LOG=$BASE/slurmctld.log"
