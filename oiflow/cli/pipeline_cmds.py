@@ -332,7 +332,8 @@ def server_start(
     runtime.configure(verbose=_verbose())
     typer.echo(f"Prefect UI: http://127.0.0.1:{port}   API: export PREFECT_API_URL=http://127.0.0.1:{port}/api")
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    env = dict(os.environ, PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
+    env = dict(runtime.RECORDER_ENV, **os.environ)  # the user's settings win
+    env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
                PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api")  # the UI must call this server's API
     raise typer.Exit(subprocess.call(cmd, env=env))
 

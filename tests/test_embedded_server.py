@@ -1,0 +1,67 @@
+"""The Prefect servers oiflow starts record task runs in batches (``runtime.RECORDER_ENV``) and
+lose none of them: every state change of a flow's task runs is in the server's database once the
+temporary server has stopped."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from oiflow.flows import runtime
+
+runtime.configure()
+
+from prefect import flow, task  # noqa: E402
+from prefect.settings import PREFECT_HOME, temporary_settings  # noqa: E402
+
+N_TASKS = 30
+
+
+@task
+def _square(x: int) -> int:
+    return x * x
+
+
+@flow
+def _squares(n: int) -> int:
+    return sum(f.result() for f in _square.map(range(n)))
+
+
+def test_recorder_batches_on_every_server_oiflow_starts():
+    assert runtime.EMBEDDED_SERVER_ENV["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "500"
+    assert runtime.RECORDER_ENV.items() <= runtime.EMBEDDED_SERVER_ENV.items()
+
+
+def test_server_start_batches_unless_the_user_says_otherwise(monkeypatch):
+    from oiflow.cli import pipeline_cmds
+
+    seen = {}
+    monkeypatch.setattr(pipeline_cmds.subprocess, "call", lambda cmd, env: seen.update(env) or 0)
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "7")
+    with pytest.raises(Exception) as exit_:
+        pipeline_cmds.server_start(port=4321)
+    assert getattr(exit_.value, "exit_code", None) == 0
+    assert seen["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "500"
+    assert seen["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE"] == "7"  # the user's
+    assert seen["PREFECT_SERVER_API_PORT"] == "4321"
+
+
+def test_every_task_run_state_is_recorded_when_the_temporary_server_stops(tmp_path, monkeypatch):
+    home = tmp_path / "prefect-home"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    for key in runtime.EMBEDDED_SERVER_ENV:
+        monkeypatch.delenv(key, raising=False)
+    with temporary_settings(updates={PREFECT_HOME: str(home)}):
+        with runtime.prefect_api():
+            assert _squares(N_TASKS) == sum(x * x for x in range(N_TASKS))
+    # the run took well under the recorder's 5-s flush interval: what it held was flushed at the stop
+    with sqlite3.connect(home / "prefect.db") as db:
+        states = dict(db.execute("select state_type, count(*) from task_run group by state_type").fetchall())
+        n_states = db.execute("select count(*) from task_run_state").fetchone()[0]
+        flows = db.execute("select state_type from flow_run").fetchall()
+    assert states == {"COMPLETED": N_TASKS}
+    assert n_states == 3 * N_TASKS  # pending, running, completed
+    assert flows == [("COMPLETED",)]
+    assert not any(k in os.environ for k in runtime.EMBEDDED_SERVER_ENV)  # the server's, not this process's
