@@ -4,9 +4,10 @@ from the cluster profile, and the run summary back.
 Before anything starts, the run's plan is walked outside Prefect (:class:`IdleCheck`, a
 :class:`~oiflow.flows.units.PlanProbe` on the flow's own plan): when every unit is up to date the
 summary comes from it and neither Prefect's temporary server nor a Dask cluster starts (a rerun
-with nothing to do then takes the time of the scan). Otherwise the temporary server and the Dask
-cluster start together (:func:`oiflow.flows.runtime.prefect_api`, :class:`oiflow.flows.runners.StartedCluster`)
-and the flow runs. The summary says which (``RunSummary.orchestration``). With a configured
+with nothing to do then takes the time of the scan). Otherwise the temporary server is spawned at
+once (:class:`oiflow.flows.runtime.TemporaryServer`) and starts while the flow is imported and the
+Dask cluster starts (:func:`oiflow.flows.runtime.prefect_api`, :class:`oiflow.flows.runners.StartedCluster`);
+then the flow runs. The summary says which (``RunSummary.orchestration``). With a configured
 server (``PREFECT_API_URL``) every run is a flow run on it.
 
 Call :func:`oiflow.flows.runtime.configure` before importing this module.
@@ -14,6 +15,7 @@ Call :func:`oiflow.flows.runtime.configure` before importing this module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from typing import Callable
 from oiflow.config import ClusterConfig, RunConfig
 
 from oiflow.flows.plans import Build, plan_and_run
-from oiflow.flows.runtime import configure, prefect_api
+from oiflow.flows.runtime import TemporaryServer, configure, prefect_api
 from oiflow.flows.summary import RunSummary
 from oiflow.flows.units import PlanProbe, WorkToDo
 
@@ -63,14 +65,17 @@ def run_flow(flow: Callable[[], object], cluster: ClusterConfig, *, idle: IdleCh
         summary = idle.summary()
         if summary is not None:
             return summary, None
-    from oiflow.flows.runners import StartedCluster, profile_of
-
-    flow_obj = flow()
     t0 = time.perf_counter()
-    cluster = StartedCluster(profile_of(cluster))
-    with prefect_api(verbose, alongside=cluster) as url:
-        started = time.perf_counter() - t0
-        state = flow_obj.with_options(task_runner=cluster.task_runner())(**params, return_state=True)
+    with contextlib.ExitStack() as stack:
+        # the temporary server first: it starts while the flow's modules are imported and the cluster starts
+        server = None if configured else stack.enter_context(TemporaryServer())
+        from oiflow.flows.runners import StartedCluster, profile_of
+
+        flow_obj = flow()
+        cluster = StartedCluster(profile_of(cluster))
+        with prefect_api(verbose, alongside=cluster, server=server) as url:
+            started = time.perf_counter() - t0
+            state = flow_obj.with_options(task_runner=cluster.task_runner())(**params, return_state=True)
     data = None
     try:
         data = state.result(raise_on_failure=False)

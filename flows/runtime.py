@@ -4,8 +4,8 @@ This module does not import Prefect at import time: :func:`configure` must run b
 ``import prefect`` because Prefect reads its settings from the environment then.
 
 Embedded default (nothing configured): :func:`prefect_api` starts Prefect's temporary server
-(SQLite under ``PREFECT_HOME``) in a subprocess, with a startup timeout raised for slow
-machines, and exports its URL as ``PREFECT_API_URL`` so that every Dask worker talks to the
+(SQLite under ``PREFECT_HOME``) in a subprocess (:class:`TemporaryServer`), with a startup timeout
+raised for slow machines, and exports its URL as ``PREFECT_API_URL`` so that every Dask worker talks to the
 same server (a worker without it would start a temporary server of its own); what else the run
 needs (the Dask cluster) starts meanwhile. With ``PREFECT_API_URL`` set (server mode), that
 server is used.
@@ -136,29 +136,123 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class TemporaryServer:
+    """Prefect's temporary server (SQLite under ``PREFECT_HOME``, no UI) in a subprocess, started
+    as Prefect 3.9's ``SubprocessASGIServer`` starts it — uvicorn serving
+    ``prefect.server.api.server:create_app`` with the same arguments and environment flags
+    (``tests/test_embedded_server.py`` compares the two command lines) — plus
+    :data:`EMBEDDED_SERVER_ENV`, but without importing ``prefect.server`` in this process: that
+    import (1.5 s) came before the spawn, so a run waited for it and then for the server's own
+    start in turn. Spawned first (:func:`oiflow.flows.run.run_flow`: as soon as the plan shows
+    work), the server starts while this process imports the flow and starts the Dask cluster.
+    A context manager: spawned on entry, stopped on exit (and at the interpreter's exit)."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or _free_port()
+        self.process = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def command(self) -> list[str]:
+        import importlib.util
+        import sys
+
+        app_dir = Path(importlib.util.find_spec("prefect").origin).parent.parent  # prefect.__module_path__.parent
+        return [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+                "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+                "--log-level", "error", "--lifespan", "on"]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **{k: v for k, v in EMBEDDED_SERVER_ENV.items() if k not in os.environ},
+                "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+    def spawn(self) -> "TemporaryServer":
+        import atexit
+        import subprocess
+
+        if self.process is None:
+            self.process = subprocess.Popen(self.command(), env=self.environment())
+            atexit.register(self.stop)
+        return self
+
+    def wait(self, timeout: float) -> None:
+        """Return once the server answers ``/health``; RuntimeError when its process ends first
+        (status 3, the port taken meanwhile: spawned again on another) or after ``timeout`` s."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.process.poll()
+            if status == 3:  # uvicorn: the address is in use
+                self.port, self.process = _free_port(), None
+                self.spawn()
+                continue
+            if status is not None:
+                raise RuntimeError(f"Prefect's temporary server ended with status {status} before answering")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"Prefect's temporary server did not answer within {timeout:g} s "
+                           "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+
+    def stop(self) -> None:
+        import subprocess
+
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()  # uvicorn's shutdown: the task-run recorder flushes what it holds
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> "TemporaryServer":
+        return self.spawn()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 @contextlib.contextmanager
-def prefect_api(verbose: int = 0, alongside: contextlib.AbstractContextManager | None = None) -> Iterator[str]:
+def prefect_api(verbose: int = 0, alongside: contextlib.AbstractContextManager | None = None,
+                server: TemporaryServer | None = None) -> Iterator[str]:
     """Yield the Prefect API URL to use, starting the temporary server if none is configured.
 
-    ``alongside``: a context entered while the temporary server starts (its start is awaited in
-    another thread; both mostly wait on other processes) and left before the server stops; e.g.
-    the Dask cluster (:class:`oiflow.flows.runners.StartedCluster`), whose workers already get the
-    server's URL. With a configured server it is simply entered."""
+    ``alongside``: a context entered while the temporary server starts (both mostly wait on
+    other processes) and left before the server stops; e.g. the Dask cluster
+    (:class:`oiflow.flows.runners.StartedCluster`), whose workers already get the server's URL.
+    ``server``: a :class:`TemporaryServer` already spawned (its owner stops it; else one is
+    spawned here and stopped on exit). With a configured server both are simply entered."""
     configure(verbose)
     url = os.environ.get("PREFECT_API_URL")
     if url:
         with alongside or contextlib.nullcontext():
             yield url
         return
-    import threading
+    with contextlib.ExitStack() as owned:
+        if server is None:
+            server = owned.enter_context(TemporaryServer())
+        with _server_url(server, alongside) as api_url:
+            yield api_url
 
+
+@contextlib.contextmanager
+def _server_url(server: TemporaryServer, alongside: contextlib.AbstractContextManager | None) -> Iterator[str]:
+    """The API URL of ``server`` exported (environment and Prefect's settings) while it runs;
+    ``alongside`` entered before waiting for the server to answer."""
     from prefect.context import refresh_global_settings_context
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
 
-    server = SubprocessASGIServer(port=_free_port())
-    added = {k: v for k, v in EMBEDDED_SERVER_ENV.items() if k not in os.environ}
-    os.environ.update(added)  # the server subprocess copies this process's environment
     os.environ["PREFECT_API_URL"] = server.api_url
     updates = {PREFECT_API_URL: server.api_url}
     ca = plain_http_ca_file(server.api_url)
@@ -168,28 +262,12 @@ def prefect_api(verbose: int = 0, alongside: contextlib.AbstractContextManager |
     # threads without this context (Prefect's log and event services) read the process-global
     # settings: without the URL there, the flow process's API logs started a second temporary server
     refresh_global_settings_context()
-    failed: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
-                                                    STARTUP_TIMEOUT_S)))
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
-            failed.append(exc)
-
-    starting = threading.Thread(target=start, name="oiflow-prefect-server-start", daemon=True)
     try:
-        starting.start()
         with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(alongside or contextlib.nullcontext())
-            finally:
-                starting.join()
-                for k in added:
-                    os.environ.pop(k, None)
-            if failed:
-                raise failed[0]
-            if server.api_url != updates[PREFECT_API_URL]:  # the port was taken meanwhile: Prefect chose another
+            stack.enter_context(alongside or contextlib.nullcontext())
+            requested = server.api_url
+            server.wait(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", STARTUP_TIMEOUT_S)))
+            if server.api_url != requested:  # the port was taken meanwhile: the workers have the old URL
                 raise RuntimeError(f"the temporary Prefect server moved to {server.api_url} while starting")
             with temporary_settings(updates=updates):
                 try:
@@ -201,7 +279,6 @@ def prefect_api(verbose: int = 0, alongside: contextlib.AbstractContextManager |
         if ca:
             os.environ.pop("PREFECT_API_SSL_CERT_FILE", None)
         refresh_global_settings_context()
-        server.stop()
 
 
 def flush_logs() -> None:

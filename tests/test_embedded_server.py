@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 
 import pytest
 
@@ -65,3 +66,44 @@ def test_every_task_run_state_is_recorded_when_the_temporary_server_stops(tmp_pa
     assert n_states == 3 * N_TASKS  # pending, running, completed
     assert flows == [("COMPLETED",)]
     assert not any(k in os.environ for k in runtime.EMBEDDED_SERVER_ENV)  # the server's, not this process's
+
+
+def test_temporary_server_starts_as_prefects_own(monkeypatch):
+    """TemporaryServer spawns what Prefect's SubprocessASGIServer spawns (same arguments, same
+    environment flags), plus oiflow's server settings, without importing prefect.server here."""
+    import subprocess
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    spawned = []
+
+    class Recorder:
+        def __init__(self, args, env=None, **kw):
+            spawned.append((list(args), dict(env or {})))
+
+        def poll(self):
+            return None
+
+    monkeypatch.setattr(subprocess, "Popen", Recorder)
+    for key in runtime.EMBEDDED_SERVER_ENV:
+        monkeypatch.delenv(key, raising=False)
+    SubprocessASGIServer(port=4567)._run_uvicorn_command()
+    ours = runtime.TemporaryServer(port=4567)
+    monkeypatch.setattr(ours, "stop", lambda: None)  # nothing was started (atexit)
+    ours.spawn()
+    (theirs_args, theirs_env), (our_args, our_env) = spawned
+    assert our_args == theirs_args
+    assert our_args[:3] == [sys.executable, "-m", "uvicorn"]
+    flags = ("PREFECT_UI_ENABLED", "PREFECT__SERVER_EPHEMERAL", "PREFECT__SERVER_FINAL")
+    assert {k: our_env[k] for k in flags} == {k: theirs_env[k] for k in flags}
+    assert runtime.EMBEDDED_SERVER_ENV.items() <= our_env.items()
+    assert ours.api_url == SubprocessASGIServer(port=4567).api_url
+
+
+def test_a_server_that_dies_is_an_error_naming_its_status(tmp_path, monkeypatch):
+    server = runtime.TemporaryServer()
+    monkeypatch.setattr(server, "command", lambda: [sys.executable, "-c", "raise SystemExit(5)"])
+    with server:
+        with pytest.raises(RuntimeError, match="ended with status 5 before answering"):
+            server.wait(30)
+    assert server.process is None
