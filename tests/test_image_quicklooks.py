@@ -300,3 +300,29 @@ def test_atomic_leftovers_names_only_the_temporary_files_of_that_path(tmp_path):
     assert atomic_leftovers(tmp_path / "x.png") == [Path(ours[0])]
     assert atomic_leftovers(tmp_path / "x.residuals.png") == [Path(ours[1])]
     assert Path(other) not in atomic_leftovers(tmp_path / "x.png")
+
+
+def test_the_image_figure_keeps_what_it_shows_with_few_ticks():
+    """Title (with the verdict), axis labels, N/E arrows, beam, scale bar and the labelled asinh
+    colour bar are drawn; the image axes carry a few labelled ticks inside the field and the
+    colour bar its :data:`COLORBAR_TICKS` only (no minor ticks: each tick is a millisecond)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    payload = dict(_payload(n=64, pixel_mas=0.4), beam=(2 * MAS, 1.5 * MAS, 0.3), title="T\nχ²_red 1.02\n9 it, verdict ok")
+    with plots._style():
+        fig = plots._image_figure(payload)
+        FigureCanvasAgg(fig).draw()
+    ax, cax = fig.axes
+    assert [t.get_text() for t in fig.texts] == [payload["title"]]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("ΔRA (mas, East ←)", "ΔDec (mas, North ↑)")
+    assert sorted(t.get_text() for t in ax.texts if t.get_text()) == ["5 mas", "E", "N", "beam"]
+    assert sum(getattr(t, "arrow_patch", None) is not None for t in ax.texts) == 2  # the N and E arrows
+    assert len(ax.patches) == 1 and len(ax.lines) == 1  # the beam, the scale bar
+    assert [t.get_text() for t in cax.yaxis.get_ticklabels()] == [f"{t:g}" for t in plots.COLORBAR_TICKS]
+    assert cax.get_ylabel() == "intensity / peak (asinh stretch, linear below 0.003)"
+    assert cax.yaxis.get_minorticklocs().size == 0
+    for axis in (ax.xaxis, ax.yaxis):
+        ticks = axis.get_major_ticks()
+        assert 3 <= len(ticks) <= 5 and all(abs(t.get_loc()) <= 64 * 0.4 / 2 for t in ticks)
+        assert all(t.label1.get_text() and t.label1.get_fontsize() == 7 for t in ticks)
+        assert axis.get_minorticklocs().size == 0
