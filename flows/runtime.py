@@ -30,14 +30,6 @@ QUIET_ENV = {
     "PREFECT_UI_SHOW_PROMOTIONAL_CONTENT": "false",
 }
 
-#: settings of the embedded (temporary) server only, which serves no UI while it runs:
-#: automations (triggers and their actions) cannot be defined on a server that lives for one run,
-#: and their services cost CPU per event; the events themselves are not stored (the event feed
-#: of a UI; the task runs, their states, logs and artifacts are: a later ``oiflow server start``
-#: on the same PREFECT_HOME shows them) — storing them was a fifth of the server's CPU per task
-#: run; block types (the catalogue of Prefect's integrations, for the UI's block forms) are not
-#: registered: loading every installed collection to check that the registry is current was
-#: 40% of the server's start (oiflow's runs use no blocks)
 #: settings of every Prefect server oiflow starts (the temporary one and ``oiflow server start``):
 #: the task-run recorder writes the task runs' state changes to its database in batches of up to
 #: 500, at least every 5 s (Prefect's default flush interval), instead of one transaction per state
@@ -47,6 +39,14 @@ QUIET_ENV = {
 RECORDER_ENV = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
                 "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "500"}
 
+#: settings of the embedded (temporary) server (besides RECORDER_ENV), which serves no UI while it runs:
+#: automations (triggers and their actions) cannot be defined on a server that lives for one run,
+#: and their services cost CPU per event; the events themselves are not stored (the event feed
+#: of a UI; the task runs, their states, logs and artifacts are: a later ``oiflow server start``
+#: on the same PREFECT_HOME shows them) — storing them was a fifth of the server's CPU per task
+#: run; block types (the catalogue of Prefect's integrations, for the UI's block forms) are not
+#: registered: loading every installed collection to check that the registry is current was
+#: 40% of the server's start (oiflow's runs use no blocks)
 EMBEDDED_SERVER_ENV = {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
                        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
                        "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
