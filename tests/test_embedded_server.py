@@ -107,3 +107,18 @@ def test_a_server_that_dies_is_an_error_naming_its_status(tmp_path, monkeypatch)
         with pytest.raises(RuntimeError, match="ended with status 5 before answering"):
             server.wait(30)
     assert server.process is None
+
+
+def test_no_flow_heartbeats_on_the_temporary_server(tmp_path, monkeypatch):
+    """Flow-run heartbeats tell a lasting server that a run's process died; the temporary server
+    dies with it, and Prefect's heartbeat thread held up the end of every run by up to 1 s."""
+    from prefect.settings import get_current_settings
+
+    home = tmp_path / "prefect-home"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    assert get_current_settings().flows.heartbeat_frequency is not None  # Prefect's default (180 s)
+    with temporary_settings(updates={PREFECT_HOME: str(home)}):
+        with runtime.prefect_api():
+            assert get_current_settings().flows.heartbeat_frequency is None
+            assert _squares(3) == 5
+    assert get_current_settings().flows.heartbeat_frequency is not None
