@@ -319,6 +319,9 @@ class LostJobKeeper:
         # by object, not name: a replacement job has the name of the job it replaces
         self._last_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._connected: dict[str, str] = {}  # job name -> batch id of the job last seen connected under it
+        # job name -> batch id of the job last seen started under it, connected or not: SpecCluster
+        # forgets only a job whose worker connected and left, which may fall between two checks
+        self._started: dict[str, str] = {}
         self.replaced: list[str] = []  # batch ids of the jobs replaced
 
     @staticmethod
@@ -346,15 +349,17 @@ class LostJobKeeper:
         for name, proc in list(c.workers.items()):
             if name not in c.worker_spec:
                 continue  # being retired on purpose
+            self._started[name] = str(getattr(proc, "job_id", None))
             spec = c.worker_spec[name]
             if connected & self._worker_names(name, spec):
                 self._last_seen[proc] = now
                 self._connected[name] = str(getattr(proc, "job_id", None))
             elif "group" in spec and proc in self._last_seen and now - self._last_seen[proc] > self.grace_s:
                 lost.append((name, proc))  # SpecCluster forgets single-worker jobs itself
-        forgotten = [name for name in self._connected if name not in c.workers and name in c.worker_spec]
-        for name in [n for n in self._connected if n not in c.worker_spec]:
-            del self._connected[name]  # retired on purpose
+        forgotten = [name for name in self._started if name not in c.workers and name in c.worker_spec]
+        for known in (self._connected, self._started):
+            for name in [n for n in known if n not in c.worker_spec]:
+                del known[name]  # retired on purpose
         return lost, forgotten
 
     async def check(self) -> None:
@@ -369,7 +374,8 @@ class LostJobKeeper:
             del self._connected[name]
         lost, forgotten = self.lost_jobs(time.monotonic())
         for name in [n for n, _ in lost] + forgotten:
-            job_id = self._connected.pop(name, None)
+            job_id = self._connected.pop(name, None) or self._started.get(name)
+            self._started.pop(name, None)
             log.warning("worker job %s (%s) lost its workers: submitting a replacement", job_id, name)
             self.replaced.append(str(job_id))
         for name, proc in lost:

@@ -275,10 +275,17 @@ def test_lost_job_keeper_replaces_lost_jobs_and_leaves_queued_ones_alone():
     asyncio.run(keeper.check())
     asyncio.run(keeper.check())
     assert keeper.replaced == ["12", "11", "16"] and c.scaled == [3, 3] and keeper.renewed_jobs() == []
+    # a job that connected and was forgotten by SpecCluster between two checks (never seen
+    # connected here) is named by the batch id it was started with
+    c.workers["C-0"], c.connected = _FakeJob("18"), set()
+    asyncio.run(keeper.check())  # job 18 started, not yet connected
+    del c.workers["C-0"]  # connected, cancelled and forgotten within one interval
+    asyncio.run(keeper.check())
+    assert keeper.replaced == ["12", "11", "16", "18"] and c.scaled == [3, 3, 3]
     # the job that never connected (C-2, still queued) is never taken for lost
     assert "C-2" in c.workers and not c.workers["C-2"].closed
     # a job retired on purpose (not planned any more) is not replaced
     del c.worker_spec["C-2"], c.workers["C-2"]
     c.workers["C-0"], c.workers["C-1"] = _FakeJob("14"), _FakeJob("15")
     asyncio.run(keeper.check())
-    assert keeper.replaced == ["12", "11", "16"] and c.scaled == [3, 3]
+    assert keeper.replaced == ["12", "11", "16", "18"] and c.scaled == [3, 3, 3]
