@@ -35,11 +35,22 @@ reason the event loops' health tick runs every second (not 20 ms), the system mo
 dashboard's graphs) every 2 s and the memory monitor every 0.5 s (not 100 ms): an idle worker
 then costs 0.4% of a core instead of 1.5%, which 32 workers on 2 cores felt
 (tests/benchmarks/bench_scale.py).
+Dask's nannies start their workers with ``MALLOC_TRIM_THRESHOLD_=65536``, to keep a worker's
+unmanaged memory low: glibc then returns freed memory above 64 KiB to the system, and (any such
+setting turns glibc's adaptive thresholds off) serves every block over 128 KiB by a fresh
+mmap. The stages allocate and free large temporary arrays all the time, each of them then came
+back as fresh pages: the companion search's grid ran 3.7× slower in a worker than in a plain
+process (0.55 vs 0.15 s of CPU for the same chunk of nodes), the demo's AX Cir fit took 5 s
+instead of 2. oiflow's workers get glibc's trim threshold at 64 MiB and its mmap threshold at
+32 MiB, where glibc's adaptive thresholds end up for such a process (:data:`WORKER_SPAWN_ENV`;
+the same chunk: 0.15 s). A Dask setting given by environment variable (job scripts) adds to
+Dask's default rather than replacing it, so the variable is set, not left out.
 This module does not import Prefect; dask-jobqueue is imported only when a job queue is used.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -57,11 +68,18 @@ from .errors import ConfigError
 
 #: Dask settings of every oiflow cluster (see the module docstring); DASK_ENV: the same for the
 #: workers of job scripts (jobqueue_kwargs adds it to their environment)
+#: what a nanny sets in its worker's environment before starting it (see the module docstring):
+#: Dask's default with glibc's trim threshold at 64 MiB (Dask: 64 KiB) and its mmap threshold at
+#: 32 MiB (the top of glibc's own adaptive range; setting either fixes both); one BLAS/OpenMP thread
+WORKER_SPAWN_ENV = {"MALLOC_TRIM_THRESHOLD_": 64 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
+                    "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 DASK_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
-               "distributed.admin.system-monitor.interval": "2s", "distributed.worker.memory.monitor-interval": "500ms"}
+               "distributed.admin.system-monitor.interval": "2s", "distributed.worker.memory.monitor-interval": "500ms",
+               "distributed.nanny.pre-spawn-environ": WORKER_SPAWN_ENV}
 DASK_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
             "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
-            "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "500ms"}
+            "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "500ms",
+            "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": json.dumps(WORKER_SPAWN_ENV)}
 
 #: the environment of a worker job's Python: a batch job starts in the directory the flow was
 #: submitted from, and ``python -m distributed.cli.dask_worker`` would put that directory first on
