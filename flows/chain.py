@@ -29,7 +29,7 @@ from oiflow.oifits import read_oifits
 from oiflow.work.calibrate import calibrate_unit
 from oiflow.work.fit import fit_unit
 from oiflow.work.image import image_unit
-from oiflow.work.l3 import match_target, subset_name
+from oiflow.work.l3 import match_target, start_order, subset_name
 from oiflow.work.reduce import reduce_code_version, reduce_units
 
 from oiflow.flows.units import Scheduler
@@ -183,11 +183,14 @@ class Chain:
         jobs = [j for j in jobs if j[0] in self.stages and j[1]]
         if not jobs or not l2_paths:
             return
-        by_target: dict[str, dict[str, set]] = defaultdict(lambda: {"files": set(), "nights": set()})
+        by_target: dict[str, dict] = defaultdict(lambda: {"files": set(), "nights": set(), "points": 0})
         for row in self._l2_granules(sorted(set(l2_paths))):
-            by_target[row["target_name"]]["files"].add(row["access_url"])
-            by_target[row["target_name"]]["nights"].add(row["night"])
+            t = by_target[row["target_name"]]
+            t["files"].add(row["access_url"])
+            t["nights"].add(row["night"])
+            t["points"] += sum(row.get(f"nb_{k}_points") or 0 for k in ("vis", "vis2", "t3"))
         self.l2_targets |= set(by_target)
+        planned = []  # (start order, plan order, unit)
         for stage, targets, make in jobs:
             for name, spec in targets.items():
                 target = match_target(name, by_target)
@@ -196,10 +199,13 @@ class Chain:
                 self.matched.add((stage, name))
                 t = by_target[target]
                 try:
-                    self.sched.add(make(target, subset_name(t["nights"]), sorted(t["files"]), self.root, spec,
-                                        self.catalog))
+                    unit = make(target, subset_name(t["nights"]), sorted(t["files"]), self.root, spec, self.catalog)
                 except OiflowError as exc:
                     self.sched.fail("plan", f"{stage} {target}", f"{type(exc).__name__}: {exc}")
+                    continue
+                planned.append((start_order(stage, spec, t["points"]), len(planned), unit))
+        for *_, unit in sorted(planned, key=lambda p: p[:2]):  # longest first (Dask starts them in this order)
+            self.sched.add(unit)
 
     def report_unmatched(self) -> None:
         """After the run: configured targets that no L2 product of the run holds are failures."""

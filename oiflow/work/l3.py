@@ -27,6 +27,17 @@ def match_target(wanted: str, available: Iterable[str]) -> str | None:
     return loose[0] if len(loose) == 1 else None
 
 
+def start_order(stage: str, spec, points: int) -> tuple[int, int]:
+    """Sort key putting first the L3 units expected to take longest, so that the last units of
+    a run end together rather than one long unit starting last. Expected length, coarsely:
+    companion searches (a fit at every node of a grid), then images (hundreds of iterations),
+    then model fits; within each, by data points (images: points × pixels). It orders the
+    starts only; no result depends on it."""
+    if stage == "image":
+        return (-1, -points * spec.npix ** 2)
+    return (-2 if getattr(spec, "companion_search", False) else 0, -points)
+
+
 def subset_name(nights: Iterable[str]) -> str:
     """``<night>`` for data of one night, ``<first>_to_<last>`` for several ("all" if unknown)."""
     ns = sorted({n for n in nights if n})
