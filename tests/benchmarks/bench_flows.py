@@ -29,8 +29,10 @@ in the same run:
    ``oiflow run configs/demo.yaml`` into a fresh product tree, then again with nothing to do,
    from the command to its summary, for this tree and for the tree of ``OIFLOW_BENCH_BASELINE``
    (a git revision, default ``b2442b1``: before the progress/idle-rerun work; exported with
-   ``git archive``, run with the same Python), alternated base, new, base, new; the overhead is
-   the first run's time minus the stage functions called directly in this process (same run).
+   ``git archive``, run with the same Python), alternated base, new, three rounds; each side's
+   first round (on a fresh ``PREFECT_HOME``: its server creates the database) is reported apart
+   and the best of the other two compared. The overhead is the first run's time minus the stage
+   functions called directly in this process (best of two, same run).
 
 Run: PYTHONPATH=. python -m pytest -m benchmark tests/benchmarks/bench_flows.py -s
 Writes tests/artifacts/bench_flows.json (1–3) and bench_flows_command.json (4). Prefect's
@@ -416,20 +418,30 @@ def _demo_command(tree: Path, root: Path, home: Path) -> tuple[float, str]:
 def test_demo_command_before_and_after(tmp_path):
     rev = os.environ.get("OIFLOW_BENCH_BASELINE", "b2442b1")
     trees = {"before": _export_tree(rev, tmp_path / "before"), "after": REPO}
-    direct = _direct_demo(load_config(REPO / "configs/demo.yaml", {"output": {"root": str(tmp_path / "direct")},
-                                                                   "cluster": {"n_workers": 1}}))
+    # the stage functions called directly: best of two (the second one with this process warm)
+    directs = [_direct_demo(load_config(REPO / "configs/demo.yaml", {"output": {"root": str(tmp_path / f"direct-{k}")},
+                                                                     "cluster": {"n_workers": 1}})) for k in (1, 2)]
+    direct = min(directs)
     runs: dict[str, list] = {"before": [], "after": []}
-    for k, side in enumerate(("before", "after", "before", "after")):
+    fresh_home: dict[str, dict] = {}
+    # each side's first round is on a fresh PREFECT_HOME (its server creates the database): reported
+    # apart; the best of the two rounds after it are compared
+    for k, side in enumerate(("before", "after") * 3):
         home, root = tmp_path / f"home-{side}", tmp_path / f"products-{k}"
         load = os.getloadavg()[0]
         first, line1 = _demo_command(trees[side], root, home)
         idle, line2 = _demo_command(trees[side], root, home)
         assert "21 unit(s) processed" in line1 and "21 up to date" in line2, (line1, line2)
-        runs[side].append({"first_run_s": round(first, 1), "idle_rerun_s": round(idle, 1),
-                           "overhead_s": round(first - direct, 1), "load_1min_before": load})
+        run = {"first_run_s": round(first, 1), "idle_rerun_s": round(idle, 1),
+               "overhead_s": round(first - direct, 1), "load_1min_before": load}
+        if side in fresh_home:
+            runs[side].append(run)
+        else:
+            fresh_home[side] = run
     best = {side: {key: min(r[key] for r in rs) for key in ("first_run_s", "idle_rerun_s", "overhead_s")}
             for side, rs in runs.items()}
     result = {"machine_cpus": os.cpu_count(), "baseline_revision": rev, "demo_direct_s": round(direct, 1),
+              "demo_direct_runs_s": [round(d, 1) for d in directs], "fresh_prefect_home": fresh_home,
               "runs": runs, "best_of_two": best,
               "overhead_ratio_after_to_before": round(best["after"]["overhead_s"] / best["before"]["overhead_s"], 2),
               "idle_rerun_ratio_after_to_before": round(best["after"]["idle_rerun_s"] / best["before"]["idle_rerun_s"],
@@ -439,3 +451,5 @@ def test_demo_command_before_and_after(tmp_path):
     out.mkdir(exist_ok=True)
     (out / "bench_flows_command.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+    assert best["after"]["idle_rerun_s"] <= 5.0  # the limit for a rerun with nothing to do
+    assert best["after"]["overhead_s"] < best["before"]["overhead_s"]
