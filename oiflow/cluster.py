@@ -66,13 +66,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .config import load_yaml, validate
 from .errors import ConfigError
 
-#: Dask settings of every oiflow cluster (see the module docstring); DASK_ENV: the same for the
-#: workers of job scripts (jobqueue_kwargs adds it to their environment)
 #: what a nanny sets in its worker's environment before starting it (see the module docstring):
 #: Dask's default with glibc's trim threshold at 64 MiB (Dask: 64 KiB) and its mmap threshold at
 #: 32 MiB (the top of glibc's own adaptive range; setting either fixes both); one BLAS/OpenMP thread
 WORKER_SPAWN_ENV = {"MALLOC_TRIM_THRESHOLD_": 64 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
                     "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+#: Dask settings of every oiflow cluster (see the module docstring); DASK_ENV: the same for the
+#: workers of job scripts (jobqueue_kwargs adds it to their environment)
 DASK_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
                "distributed.admin.system-monitor.interval": "2s", "distributed.worker.memory.monitor-interval": "500ms",
                "distributed.nanny.pre-spawn-environ": WORKER_SPAWN_ENV}
