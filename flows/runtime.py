@@ -179,7 +179,8 @@ class TemporaryServer:
 
     def wait(self, timeout: float) -> None:
         """Return once the server answers ``/health``; RuntimeError when its process ends first
-        (status 3, the port taken meanwhile: spawned again on another) or after ``timeout`` s."""
+        (status 3: its port was taken meanwhile; the workers already have its URL) or after
+        ``timeout`` s."""
         import time
         import urllib.error
         import urllib.request
@@ -188,9 +189,8 @@ class TemporaryServer:
         while time.monotonic() < deadline:
             status = self.process.poll()
             if status == 3:  # uvicorn: the address is in use
-                self.port, self.process = _free_port(), None
-                self.spawn()
-                continue
+                raise RuntimeError(f"Prefect's temporary server could not listen on port {self.port}: "
+                                   "another process took it while the server started")
             if status is not None:
                 raise RuntimeError(f"Prefect's temporary server ended with status {status} before answering")
             try:
@@ -269,10 +269,7 @@ def _server_url(server: TemporaryServer, alongside: contextlib.AbstractContextMa
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(alongside or contextlib.nullcontext())
-            requested = server.api_url
             server.wait(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", STARTUP_TIMEOUT_S)))
-            if server.api_url != requested:  # the port was taken meanwhile: the workers have the old URL
-                raise RuntimeError(f"the temporary Prefect server moved to {server.api_url} while starting")
             with temporary_settings(updates=updates):
                 try:
                     yield server.api_url

@@ -122,3 +122,18 @@ def test_no_flow_heartbeats_on_the_temporary_server(tmp_path, monkeypatch):
             assert get_current_settings().flows.heartbeat_frequency is None
             assert _squares(3) == 5
     assert get_current_settings().flows.heartbeat_frequency is not None
+
+
+def test_a_taken_port_is_an_error_naming_it():
+    """uvicorn ends with status 3 when its port is taken; the run's workers already have the
+    server's URL, so that is an error naming the port, not a server moved elsewhere."""
+    import socket
+
+    from oiflow.flows.runtime import TemporaryServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with TemporaryServer(port=port) as server, pytest.raises(RuntimeError, match=f"port {port}"):
+            server.wait(120)
