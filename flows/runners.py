@@ -28,6 +28,7 @@ import warnings
 from importlib.metadata import version
 from uuid import uuid4
 
+import cloudpickle
 import distributed
 from distributed import Client
 from prefect.task_engine import run_task_sync
@@ -58,12 +59,13 @@ class OiflowDaskTaskRunner(DaskTaskRunner):
     round trip, the flow run's serialized context made once per flow run, and no search for
     futures in parameters that are only work units."""
 
-    _flow_run_context: tuple[object, dict] | None = None  # (the EngineContext, its serialization)
+    _flow_run_context: tuple[object, "Pickled"] | None = None  # (the EngineContext, its serialization)
+    _pickled_tasks: dict[int, tuple[object, "Pickled"]] | None = None  # id → (task, pickled)
 
     def submit(self, task, parameters, wait_for=None, dependencies=None):
         if task.isasync or not self._started:
             return super().submit(task, parameters, wait_for=wait_for, dependencies=dependencies)
-        if all(isinstance(v, WorkUnit) for v in parameters.values()):  # a unit holds no future
+        if all(isinstance(v, _HOLDS_NO_FUTURE) for v in parameters.values()):  # e.g. a unit
             inputs = {k: set() for k in parameters}
         else:
             parameters = self._optimize_futures(parameters)
@@ -75,30 +77,59 @@ class OiflowDaskTaskRunner(DaskTaskRunner):
         context = _context_without_settings({"task": task, "task_run_id": task_run_id, "task_inputs": inputs,
                                              "copy_to_child_ctx": True}, self._serialized_flow_run_context())
         future = Client.submit(self.client, run_task_sync, key=f"{task.name}-{task_run_id.hex}", pure=False,
-                               task=task, task_run_id=task_run_id, parameters=parameters, wait_for=wait_for,
-                               return_type="state", dependencies=inputs, context=context)
+                               task=self._pickled_task(task), task_run_id=task_run_id, parameters=parameters,
+                               wait_for=wait_for, return_type="state", dependencies=inputs, context=context)
         return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
 
-    def _serialized_flow_run_context(self) -> dict:
-        """The flow run's context as Prefect serializes it for each task, made once per flow run
-        (it holds the flow run, the flow, its parameters and its result store — the same for
-        every task; serializing the result store's block took ~5 ms a task)."""
+    def _serialized_flow_run_context(self) -> dict | Pickled:
+        """The flow run's context as Prefect serializes it for each task, made and pickled once
+        per flow run (it holds the flow run, the flow, its parameters and its result store — the
+        same for every task; serializing the result store's block took ~5 ms a task)."""
         import prefect.context as pc
 
         engine = pc.EngineContext.get()
         if engine is None:
             return {}
         if self._flow_run_context is None or self._flow_run_context[0] is not engine:
-            self._flow_run_context = (engine, engine.serialize())
+            self._flow_run_context = (engine, Pickled(engine.serialize()))
         return self._flow_run_context[1]
 
+    def _pickled_task(self, task) -> Pickled:
+        """``task`` pickled once (a stage task, or its ``with_options`` copy, runs many units)."""
+        if self._pickled_tasks is None or len(self._pickled_tasks) > 64:
+            self._pickled_tasks = {}
+        held = self._pickled_tasks.get(id(task))
+        if held is None or held[0] is not task:
+            held = self._pickled_tasks[id(task)] = (task, Pickled(task))
+        return held[1]
 
-def _context_without_settings(asset_ctx_kwargs: dict, flow_run_context: dict | None = None) -> dict:
+
+#: parameter values that cannot hold a Prefect or Dask future (no search through them)
+_HOLDS_NO_FUTURE = (WorkUnit, str, bytes, int, float, bool, type(None))
+
+
+class Pickled:
+    """An object pickled (cloudpickle) once, and then pickled as those bytes: unpickled, it is a
+    copy of the object. A task's submission sends the same flow-run context and the same task
+    object with every unit; Dask pickled both again for each unit, and twice for a stage task —
+    the standard pickle fails on a function whose module name is taken by its task object, and
+    Dask then starts over with cloudpickle (~40 % of the flow process's CPU per submission)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, obj):
+        self.data = cloudpickle.dumps(obj)
+
+    def __reduce__(self):
+        return cloudpickle.loads, (self.data,)
+
+
+def _context_without_settings(asset_ctx_kwargs: dict, flow_run_context: dict | Pickled | None = None) -> dict:
     """:func:`prefect.context.serialize_context` (Prefect 3.9) minus the settings context.
     Serializing the settings (a pydantic dump of every nested settings model, secrets rendered)
     cost the flow process ~35 ms per task, and the worker uses its own settings anyway (the same
     environment, :func:`oiflow.flows.runtime.worker_env`). ``flow_run_context``: the flow run's,
-    already serialized (else serialized here)."""
+    already serialized (or pickled, :class:`Pickled`; else serialized here)."""
     import prefect.context as pc
 
     engine, task_run, tags = pc.EngineContext.get(), pc.TaskRunContext.get(), pc.TagsContext.get()

@@ -148,6 +148,7 @@ class Scheduler:
         self.dask_client = dask_client  # units as plain Dask tasks (see the module docstring)
         self.max_parallel = max_parallel if max_parallel and max_parallel > 0 else 0
         self.tasks = tasks
+        self._refreshing: dict = {}  # stage → its task with refresh_cache=True
         self.progress = progress or P.Progress(summary.flow)
         self.flow_run_id = self._flow_run_id()
         summary.flow_run_id = self.flow_run_id
@@ -192,13 +193,19 @@ class Scheduler:
         return f"{unit.stage} {unit.unit}"
 
     # -- running -------------------------------------------------------------------------
-    def _task(self, stage: str):
-        """The stage's task (Prefect task runs), or its function (plain Dask tasks)."""
+    def _task(self, stage: str, refresh: bool = False):
+        """The stage's task (Prefect task runs), or its function (plain Dask tasks); ``refresh``:
+        the task that recomputes instead of reading its cache (made once per stage: the task runner
+        pickles each task object once)."""
         if self.tasks is None:
             from oiflow.flows.stages import stage_functions, stage_tasks
 
             self.tasks = stage_functions() if self.dask_client is not None else stage_tasks()
-        return self.tasks[stage]
+        if not refresh or self.dask_client is not None:
+            return self.tasks[stage]
+        if stage not in self._refreshing:
+            self._refreshing[stage] = self.tasks[stage].with_options(refresh_cache=True)
+        return self._refreshing[stage]
 
     def _submit(self, job: _Job, again: bool = False) -> None:
         """Submit ``job`` (``again``: its cached result had lost its products: recompute)."""
@@ -208,14 +215,13 @@ class Scheduler:
         run_id = catalog.begin_run(unit.stage, unit.unit, cache_key=unit.cache_key, input_digest=unit.input_digest,
                                    settings_hash=unit.settings_hash, code_version=unit.code_version,
                                    inputs=unit.input_records(), flow_run_id=self.flow_run_id)
-        task = self._task(unit.stage)
+        task = self._task(unit.stage, refresh)
         if self.dask_client is not None:
             from distributed import Client
 
             fut = Client.submit(self.dask_client, _run_plain, task, unit, key=f"{unit.stage}-{uuid.uuid4().hex}",
                                 pure=False)
         else:
-            task = task.with_options(refresh_cache=True) if refresh else task
             fut = task.submit(unit=unit)
         if not again:  # a resubmitted unit is still running
             self.progress.unit(P.STARTED, unit.stage, self._label(unit))

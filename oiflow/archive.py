@@ -69,7 +69,7 @@ class InputFile:
 
     @property
     def name(self) -> str:
-        return Path(self.path).name
+        return os.path.basename(self.path)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def input_files(directory: str | os.PathLike) -> list[Path]:
 def make_unit(stage: str, unit: str, files: Iterable[str | os.PathLike], settings: dict[str, Any],
               code: str, out_dir: str | os.PathLike, catalog: Catalog, params: dict[str, Any] | None = None) -> WorkUnit:
     """A work unit with input checksums taken through the catalogue's checksum cache."""
-    inputs = tuple(InputFile(str(Path(f).resolve()), catalog.file_sha256(f)) for f in files)
+    inputs = tuple(InputFile(path, digest) for path, digest in catalog.resolved_sha256s(files))
     return WorkUnit(stage=stage, unit=unit, inputs=inputs, settings=dict(settings), code_version=code,
                     out_dir=str(Path(out_dir).resolve()), params=dict(params or {}))
 

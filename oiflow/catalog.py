@@ -50,6 +50,7 @@ import datetime as _dt
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -72,7 +73,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from . import PROCSOFT
@@ -424,6 +425,7 @@ class Catalog:
         self._wal = False  # switched to write-ahead logging (writer, SQLite)
         self._sha256_seen: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) → checksum
         self._dirs_loaded: set[str] = set()  # directories whose cached checksums are in _sha256_seen
+        self._real_dirs: dict[str, str] = {}  # directory → its resolved path (:meth:`_resolve`)
         try:
             if url.startswith("sqlite:///"):
                 Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -497,6 +499,17 @@ class Catalog:
         with Session(self.engine) as s, s.begin():
             yield s
 
+    @contextlib.contextmanager
+    def _write_core(self) -> Iterator[Connection]:
+        """A connection in a write transaction, for Core statements (a stage run's bookkeeping:
+        an ORM session cost as much again per unit, for rows written once and never loaded)."""
+        if self.writer and not self._wal and self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+            self._wal = True
+        with self.engine.begin() as conn:
+            yield conn
+
     def close(self) -> None:
         self.engine.dispose()
         db = self.engine.url.database
@@ -524,13 +537,15 @@ class Catalog:
             return self._register(s, records, run_id=run_id, flow_run_id=flow_run_id)
 
     @staticmethod
-    def _register(s: Session, records: Iterable[ProductRecord], *, run_id: int | None, flow_run_id: str | None) -> int:
-        n = 0
+    def _register(s: Session | Connection, records: Iterable[ProductRecord], *, run_id: int | None,
+                  flow_run_id: str | None) -> int:
+        table = Granule.__table__
+        rows = []
         for rec in records:
-            s.execute(delete(Granule).where(Granule.access_url == rec.path))
+            s.execute(delete(table).where(table.c.access_url == rec.path))
             granules = rec.granules or [{"target_name": "", "calib_level": rec.calib_level}]
             for g in granules:
-                row = Granule(
+                rows.append(dict(
                     dataproduct_type=g.get("dataproduct_type", "visibility"),
                     calib_level=int(g.get("calib_level", rec.calib_level)),
                     target_name=_clip(g.get("target_name", ""), 128),
@@ -551,11 +566,11 @@ class Catalog:
                                     if rec.verdict else None),
                     result=_clip(rec.result, 256),
                     checksum=rec.sha256, size=rec.size, settings_hash=rec.settings_hash,
-                    input_checksums=list(rec.inputs), flow_run_id=flow_run_id, run_id=run_id,
-                )
-                s.add(row)
-                n += 1
-        return n
+                    input_checksums=list(rec.inputs), flow_run_id=flow_run_id, run_id=run_id, created=_utcnow(),
+                ))
+        if rows:
+            s.execute(insert(table), rows)
+        return len(rows)
 
     def unregister(self, paths: Iterable[str]) -> int:
         """Remove the granules of products that no longer exist as such (e.g. a target no longer
@@ -615,12 +630,13 @@ class Catalog:
                   code_version: str, inputs: list[dict[str, str]], flow_run_id: str | None = None) -> int:
         """Record that (stage, unit) starts (RUNNING); the RUNNING runs of it that a killed process
         left are marked FAILED ("interrupted") in the same transaction. Returns the run's id."""
-        with self._write() as s:
-            self._close_interrupted(s, stage, unit)
-            return int(s.execute(insert(StageRun).values(
+        table = StageRun.__table__
+        with self._write_core() as conn:
+            self._close_interrupted(conn, stage, unit)
+            return int(conn.execute(insert(table).values(
                 stage=stage, unit=unit, cache_key=cache_key, input_digest=input_digest, settings_hash=settings_hash,
                 code_version=code_version, status=RUNNING, inputs=list(inputs), outputs=[], failures=[],
-                flow_run_id=flow_run_id, started=_utcnow()).returning(StageRun.id)).scalar_one())
+                flow_run_id=flow_run_id, started=_utcnow()).returning(table.c.id)).scalar_one())
 
     def close_interrupted(self, stage: str, unit: str) -> int:
         """Mark RUNNING runs of (stage, unit) left by a killed process as FAILED; returns how many."""
@@ -628,9 +644,9 @@ class Catalog:
             return self._close_interrupted(s, stage, unit)
 
     @staticmethod
-    def _close_interrupted(s: Session, stage: str, unit: str) -> int:
-        return s.execute(update(StageRun).where(
-            StageRun.stage == stage, StageRun.unit == unit, StageRun.status == RUNNING).values(
+    def _close_interrupted(s: Session | Connection, stage: str, unit: str) -> int:
+        t = StageRun.__table__.c
+        return s.execute(update(StageRun.__table__).where(t.stage == stage, t.unit == unit, t.status == RUNNING).values(
             status=FAILED, finished=_utcnow(),
             failures=[{"item": unit, "error": "interrupted (the process running it stopped)"}])).rowcount or 0
 
@@ -639,10 +655,10 @@ class Catalog:
         with self._write() as s:
             self._finish_run(s, run_id, status, outputs, failures)
 
-    def _finish_run(self, s: Session, run_id: int, status: str, outputs, failures) -> None:
+    def _finish_run(self, s: Session | Connection, run_id: int, status: str, outputs, failures) -> None:
         if status not in (COMPLETED, FAILED):
             raise DataError(f"a finished run is {COMPLETED} or {FAILED}, not {status!r}")
-        done = s.execute(update(StageRun).where(StageRun.id == run_id).values(
+        done = s.execute(update(StageRun.__table__).where(StageRun.__table__.c.id == run_id).values(
             status=status, outputs=list(outputs), failures=list(failures), finished=_utcnow())).rowcount
         if not done:
             raise DataError(f"no stage run with id {run_id} in {self.safe_url}")
@@ -658,14 +674,13 @@ class Catalog:
         """
         products = list(products)
         known = self._product_checksums(products)
-        with self._write() as s:
+        with self._write_core() as s:
             paths = [str(p) for p in unregister]
             if paths:
-                s.execute(delete(Granule).where(Granule.access_url.in_(paths)))
+                s.execute(delete(Granule.__table__).where(Granule.__table__.c.access_url.in_(paths)))
             self._register(s, products, run_id=run_id, flow_run_id=flow_run_id)
             self._finish_run(s, run_id, status, [p.to_output() for p in products], failures)
-            for (path, size, mtime_ns), digest in known.items():
-                s.merge(InputFile(path=path, size=size, mtime_ns=mtime_ns, sha256=digest))
+            self._remember_checksums(s, known)
         self._sha256_seen.update(known)
 
     @staticmethod
@@ -734,21 +749,74 @@ class Catalog:
 
     # -- input checksums -------------------------------------------------------------------
     def file_sha256(self, path: str | os.PathLike) -> str:
-        """SHA-256 of a file, cached on (path, size, mtime_ns): unchanged files are not re-read
-        (and nothing is written when the cache is current). The cached checksums of a directory
-        are read in one query, the first time one of its files is asked for."""
-        p = Path(path).resolve()
-        st = p.stat()
-        key = (str(p), st.st_size, st.st_mtime_ns)
-        if key not in self._sha256_seen and str(p.parent) not in self._dirs_loaded:
-            self._load_checksums(str(p.parent))
-        if key in self._sha256_seen:
-            return self._sha256_seen[key]
-        digest = sha256_file(p)
-        with self._write() as s:
-            s.merge(InputFile(path=str(p), size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest))
-        self._sha256_seen[key] = digest
-        return digest
+        """SHA-256 of a file (:meth:`file_sha256s`)."""
+        return self.file_sha256s([path])[0]
+
+    def file_sha256s(self, paths: Iterable[str | os.PathLike]) -> list[str]:
+        """SHA-256 of each file, cached on (path, size, mtime_ns): unchanged files are not re-read
+        (and nothing is written when the cache is current); the checksums of the files read are
+        written in one transaction. The cached checksums of a directory are read in one query,
+        the first time one of its files is asked for."""
+        return [digest for _, digest in self.resolved_sha256s(paths)]
+
+    def resolved_sha256s(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, str]]:
+        """(absolute path with symbolic links resolved, SHA-256) of each file (:meth:`file_sha256s`)."""
+        keys = []
+        for path in paths:
+            p, st = self._resolve(path)
+            key = (p, st.st_size, st.st_mtime_ns)
+            if key not in self._sha256_seen:
+                parent = os.path.dirname(p)
+                if parent not in self._dirs_loaded:
+                    self._load_checksums(parent)
+            keys.append(key)
+        new = {key: sha256_file(Path(key[0])) for key in dict.fromkeys(keys) if key not in self._sha256_seen}
+        if new:
+            with self._write_core() as s:
+                self._remember_checksums(s, new)
+            self._sha256_seen.update(new)
+        return [(key[0], self._sha256_seen[key]) for key in keys]
+
+    def _resolve(self, path: str | os.PathLike) -> tuple[str, os.stat_result]:
+        """``Path(path).resolve()`` as a string, and the file's status; a file that is not a
+        symbolic link is resolved through its directory's resolution, made once (resolving
+        walks every component of the path: most of a night's planning time here)."""
+        path = os.fspath(path)
+        if ".." in path:  # "dir/link/.." is not "dir" when link is a symbolic link
+            p = str(Path(path).resolve())
+            return p, os.stat(p)
+        path = os.path.abspath(path)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            p = str(Path(path).resolve())
+            return p, os.stat(p)
+        head, name = os.path.split(path)
+        real = self._real_dirs.get(head)
+        if real is None:
+            real = self._real_dirs[head] = str(Path(head).resolve())
+        return os.path.join(real, name), st
+
+    def _remember_checksums(self, s: Session | Connection, digests: dict[tuple[str, int, int], str]) -> None:
+        """Write (path, size, mtime_ns) → checksum rows, replacing the rows of those paths: an
+        upsert (SQLite, PostgreSQL; other databases: a delete and an insert)."""
+        if not digests:
+            return
+        rows = [{"path": p, "size": size, "mtime_ns": mtime_ns, "sha256": d} for (p, size, mtime_ns), d in digests.items()]
+        dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            table = InputFile.__table__
+            for k in range(0, len(rows), _IN_CHUNK):
+                s.execute(delete(table).where(table.c.path.in_([r["path"] for r in rows[k:k + _IN_CHUNK]])))
+            s.execute(insert(table), rows)
+            return
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        for k in range(0, len(rows), _IN_CHUNK // 4):  # 4 parameters a row: SQLite's limit on one statement
+            stmt = upsert(InputFile).values(rows[k:k + _IN_CHUNK // 4])
+            s.execute(stmt.on_conflict_do_update(index_elements=[InputFile.path], set_={
+                "size": stmt.excluded.size, "mtime_ns": stmt.excluded.mtime_ns, "sha256": stmt.excluded.sha256}))
 
     def _load_checksums(self, directory: str) -> None:
         """The cached checksums of the files directly under ``directory`` (an index range)."""

@@ -156,6 +156,40 @@ def test_checksum_cache_reads_unchanged_files_once(catalog, tmp_path, monkeypatc
     assert catalog.file_sha256(f) == real(f) != first and len(calls) == 2
 
 
+def test_checksums_of_a_units_inputs_resolve_links_and_are_written_once(catalog, tmp_path, monkeypatch):
+    """resolved_sha256s: each path as ``Path.resolve`` gives it (a linked file → its target, a
+    file in a linked directory → the real directory), the new checksums in one transaction, a
+    file changed since replaces its row, and another process reads them without the files."""
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    a, b = real_dir / "a.bin", real_dir / "b.bin"
+    a.write_bytes(b"a")
+    b.write_bytes(b"bb")
+    (tmp_path / "linked").symlink_to(real_dir)
+    (tmp_path / "b-link.bin").symlink_to(b)
+    paths = [tmp_path / "linked" / "a.bin", tmp_path / "b-link.bin", a, tmp_path / "real" / ".." / "real" / "b.bin"]
+    writes = []
+    real_write = catalog._write_core
+
+    def counted():
+        writes.append(1)
+        return real_write()
+
+    monkeypatch.setattr(catalog, "_write_core", counted)
+    got = catalog.resolved_sha256s(paths)
+    assert [p for p, _ in got] == [str(p.resolve()) for p in paths] == [str(a), str(b), str(a), str(b)]
+    assert [d for _, d in got] == [catmod.sha256_file(a), catmod.sha256_file(b)] * 2 and len(writes) == 1
+    assert catalog.resolved_sha256s(paths) == got and len(writes) == 1  # cached: nothing written
+    a.write_bytes(b"aaa")
+    assert catalog.file_sha256(a) == catmod.sha256_file(a) and len(writes) == 2
+    fresh = Catalog(catalog.url)
+    try:
+        monkeypatch.setattr(catmod, "sha256_file", lambda p: (_ for _ in ()).throw(AssertionError(f"read {p}")))
+        assert fresh.file_sha256s([a, b]) == [d for _, d in catalog.resolved_sha256s([a, b])]
+    finally:
+        fresh.close()
+
+
 def test_a_unit_closes_in_one_transaction_and_its_products_join_the_checksum_cache(catalog, tmp_path, monkeypatch):
     """record_run: the previous run's products it did not write again leave the catalogue, the new
     ones come in, the run ends COMPLETED with its outputs; the next stage's planning then takes the

@@ -202,3 +202,36 @@ def test_raw_reader_reads_gzip_and_refuses_damaged_structure(repo_root, tmp_path
     bad.write_bytes(data[:k] + f"{'NAXIS3':8}= {'2.5':>20}".ljust(80).encode() + data[k + 80:])
     with pytest.raises(ReductionError, match=r"NAXIS3 = 2\.5 is not an integer.*card NAXIS3"):
         raw_reader.read_raw(bad)
+
+
+def test_a_raw_header_is_read_once_per_version_of_its_file(repo_root, tmp_path, monkeypatch):
+    """Planning asks for each header twice (instrument, then plan): astropy parses it once; a
+    file rewritten (other size or time) is read again; a damaged one is an error naming it."""
+    import os
+    import shutil
+
+    from astropy.io import fits
+
+    from oiflow.reduce import raw_reader
+    from oiflow.work.reduce import instrument_of
+
+    src = next(p for p in sorted((repo_root / "data-samples" / "night-sim").glob("*.fits")))
+    f = tmp_path / src.name
+    shutil.copy(src, f)
+    parsed = []
+    real = fits.Header.fromfile
+    monkeypatch.setattr(fits.Header, "fromfile", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    info = raw_reader.read_raw_header(f)
+    assert instrument_of(f) == info.instrument.upper() != "" and len(parsed) == 1
+    with fits.open(f, mode="update") as h:  # rewritten: another DPR TYPE, a later time
+        h[0].header["HIERARCH ESO DPR TYPE"] = "DARK" if info.dpr_type != "DARK" else "FLAT"
+    parsed.clear()
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    again = raw_reader.read_raw_header(f)
+    assert len(parsed) == 1 and again.dpr_type != info.dpr_type
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(b"not a FITS file at all" * 200)
+    with pytest.raises(ReductionError, match="bad.fits: unreadable raw file"):
+        raw_reader.read_raw_header(bad)
+    assert instrument_of(bad) == ""

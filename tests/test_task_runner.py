@@ -30,3 +30,33 @@ def test_context_is_prefects_without_the_settings():
     assert {k: v for k, v in ours.items() if k != "settings_context"} == \
         {k: v for k, v in theirs.items() if k != "settings_context"}
     assert ours["tags_context"]["current_tags"] == {"night-2024-01-01"}
+
+
+def test_a_stage_task_is_pickled_once_and_travels_through_the_standard_pickle():
+    """A stage task's function has its task's name in its module, so the standard pickle refuses
+    it (Dask then pickled the whole submission again with cloudpickle, for every unit);
+    :class:`Pickled` holds it pickled once and unpickles to an equal task."""
+    import pickle
+
+    from distributed.protocol.pickle import dumps as dask_dumps, loads as dask_loads
+
+    from oiflow.flows.runners import OiflowDaskTaskRunner, Pickled
+    from oiflow.tasks.reduce import reduce
+
+    try:
+        pickle.dumps(reduce)
+        raise AssertionError("the standard pickle took a stage task: Pickled is no longer needed")
+    except pickle.PicklingError:
+        pass
+    held = Pickled(reduce)
+    frames = pickle.dumps({"task": held, "context": Pickled({"flow_run": {"id": "x"}})}, protocol=5)
+    back = pickle.loads(frames)
+    assert back["context"] == {"flow_run": {"id": "x"}}
+    assert back["task"].name == reduce.name and back["task"].fn.__name__ == reduce.fn.__name__
+    assert back["task"].retries == reduce.retries and back["task"].task_run_name == reduce.task_run_name
+    assert dask_loads(dask_dumps(held)).name == reduce.name  # Dask's own pickling takes it as is
+    runner = OiflowDaskTaskRunner()
+    assert runner._pickled_task(reduce) is runner._pickled_task(reduce)  # once per task object
+    refreshing = reduce.with_options(refresh_cache=True)
+    assert runner._pickled_task(refreshing) is not runner._pickled_task(reduce)
+    assert pickle.loads(pickle.dumps(runner._pickled_task(refreshing))).refresh_cache is True

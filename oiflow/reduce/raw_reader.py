@@ -11,6 +11,8 @@ structure is damaged.
 from __future__ import annotations
 
 import gzip
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,11 @@ from ..site import header_position
 
 _MISSING = object()
 _SIMPLE = b"SIMPLE  ="
+
+#: primary headers read (:func:`primary_header`): (path, device, inode, size, mtime_ns) → header
+_HEADERS: OrderedDict = OrderedDict()
+_HEADERS_KEPT = 512
+_HEADERS_LOCK = threading.Lock()
 
 @dataclass
 class RawInfo:
@@ -106,13 +113,23 @@ def info_from_header(h: fits.Header, path: str | Path) -> RawInfo:
     )
 
 
-def read_raw_header(path: str | Path) -> RawInfo:
-    """What the planner needs from a raw file: its primary header alone, parsed by astropy's
-    ``Header.fromfile`` (the HDU machinery of ``fits.open`` costs as much again, for nothing
-    the plan uses). The file must start with the SIMPLE card; the structure of the whole file
-    is checked when :func:`read_raw` reads it."""
+def primary_header(path: str | Path) -> fits.Header:
+    """A raw file's primary header alone, parsed by astropy's ``Header.fromfile`` (the HDU
+    machinery of ``fits.open`` costs as much again, for nothing a planner uses), read once per
+    version of the file: the last :data:`_HEADERS_KEPT` are kept by path, inode, size and
+    modification time (planning a night asks for each header twice: its instrument, then its
+    plan). The file must start with the SIMPLE card; the structure of the whole file is checked
+    when :func:`read_raw` reads it. A ReductionError names the file; the header returned is
+    shared: read it, do not modify it."""
     path = Path(path)
     try:
+        st = path.stat()
+        key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with _HEADERS_LOCK:
+            h = _HEADERS.get(key)
+            if h is not None:
+                _HEADERS.move_to_end(key)
+                return h
         with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
             if f.read(len(_SIMPLE)) != _SIMPLE:
                 raise ValueError("no SIMPLE card at the start: not a FITS file")
@@ -120,7 +137,16 @@ def read_raw_header(path: str | Path) -> RawInfo:
             h = fits.Header.fromfile(f)
     except Exception as exc:  # astropy raises OSError, TypeError, ValueError … on damaged files
         raise ReductionError(f"{path.name}: unreadable raw file ({type(exc).__name__}: {exc})") from None
-    return info_from_header(h, path)
+    with _HEADERS_LOCK:
+        _HEADERS[key] = h
+        while len(_HEADERS) > _HEADERS_KEPT:
+            _HEADERS.popitem(last=False)
+    return h
+
+
+def read_raw_header(path: str | Path) -> RawInfo:
+    """What the planner needs from a raw file, from its primary header (:func:`primary_header`)."""
+    return info_from_header(primary_header(path), Path(path))
 
 
 def _hdus(path: Path) -> dict:

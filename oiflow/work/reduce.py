@@ -42,10 +42,10 @@ def raw_files(night_dir: str | Path) -> list[Path]:
 
 def instrument_of(path: Path) -> str:
     """The raw file's INSTRUME (upper case; "" when the header cannot be read)."""
-    from astropy.io import fits
+    from ..reduce.raw_reader import primary_header
 
     try:
-        return str(fits.getheader(path, 0).get("INSTRUME", "") or "").strip().upper()
+        return str(primary_header(path).get("INSTRUME", "") or "").strip().upper()
     except Exception:  # unreadable: its unit fails with the reader's message
         return ""
 
@@ -53,14 +53,13 @@ def instrument_of(path: Path) -> str:
 def night_from_headers(files) -> str | None:
     """The night (:mod:`oiflow.site`) of the earliest MJD-OBS among the raw files' headers, at
     the observatory longitude of that header (:func:`oiflow.site.header_longitude`)."""
-    from astropy.io import fits
-
+    from ..reduce.raw_reader import primary_header
     from ..site import header_longitude, night_of
 
     best: tuple[float, float | None] | None = None
     for f in files:
         try:
-            h = fits.getheader(f, 0)
+            h = primary_header(f)
             mjd = float(h["MJD-OBS"])
         except Exception:  # unreadable or without a date: another file decides
             continue
