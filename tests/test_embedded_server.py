@@ -66,6 +66,54 @@ def test_every_task_run_state_is_recorded_when_the_temporary_server_stops(tmp_pa
     assert n_states == 3 * N_TASKS  # pending, running, completed
     assert flows == [("COMPLETED",)]
     assert not any(k in os.environ for k in runtime.EMBEDDED_SERVER_ENV)  # the server's, not this process's
+    # the logs went in 10-s batches (runtime.EMBEDDED_CLIENT_ENV) and the run took less: drained at the end
+    assert _finished_task_logs(home) == N_TASKS
+
+
+def _finished_task_logs(home) -> int:
+    with sqlite3.connect(home / "prefect.db") as db:
+        return db.execute("select count(*) from log where task_run_id is not null "
+                          "and message like 'Finished in state%'").fetchone()[0]
+
+
+def test_the_workers_logs_reach_the_temporary_server_before_it_stops(tmp_path, monkeypatch):
+    """Dask workers send their task-run logs in 10-s batches to the embedded server: a run
+    shorter than that loses none of them (each closing worker drains its queue)."""
+    from oiflow.cluster import load_profile
+    from oiflow.flows.runners import StartedCluster
+
+    home = tmp_path / "prefect-home"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    for key in (*runtime.EMBEDDED_SERVER_ENV, *runtime.EMBEDDED_CLIENT_ENV):
+        monkeypatch.delenv(key, raising=False)
+    with temporary_settings(updates={PREFECT_HOME: str(home)}):
+        cluster = StartedCluster(load_profile("local", {"n_workers": 1}))
+        with runtime.prefect_api(alongside=cluster):
+            assert os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] == "10"
+            assert runtime.worker_env()["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] == "10"
+            on_dask = _squares.with_options(task_runner=cluster.task_runner())
+            assert on_dask(8) == sum(x * x for x in range(8))
+    assert "PREFECT_LOGGING_TO_API_BATCH_INTERVAL" not in os.environ
+    assert _finished_task_logs(home) == 8
+
+
+def test_the_users_log_batch_interval_is_kept(monkeypatch):
+    """EMBEDDED_CLIENT_ENV is a default: a value the user set stays, and nothing is left behind."""
+
+    class Answering:
+        api_url = "http://127.0.0.1:9/api"
+
+        def wait(self, timeout):
+            return None
+
+    monkeypatch.setenv("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "3")
+    with runtime._server_url(Answering(), None):
+        assert os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] == "3"
+    assert os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] == "3"
+    monkeypatch.delenv("PREFECT_LOGGING_TO_API_BATCH_INTERVAL")
+    with runtime._server_url(Answering(), None):
+        assert os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] == "10"
+    assert "PREFECT_LOGGING_TO_API_BATCH_INTERVAL" not in os.environ
 
 
 def test_temporary_server_starts_as_prefects_own(monkeypatch):
