@@ -749,18 +749,15 @@ class Catalog:
 
     # -- input checksums -------------------------------------------------------------------
     def file_sha256(self, path: str | os.PathLike) -> str:
-        """SHA-256 of a file (:meth:`file_sha256s`)."""
-        return self.file_sha256s([path])[0]
-
-    def file_sha256s(self, paths: Iterable[str | os.PathLike]) -> list[str]:
-        """SHA-256 of each file, cached on (path, size, mtime_ns): unchanged files are not re-read
-        (and nothing is written when the cache is current); the checksums of the files read are
-        written in one transaction. The cached checksums of a directory are read in one query,
-        the first time one of its files is asked for."""
-        return [digest for _, digest in self.resolved_sha256s(paths)]
+        """SHA-256 of a file (:meth:`resolved_sha256s`)."""
+        return self.resolved_sha256s([path])[0][1]
 
     def resolved_sha256s(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, str]]:
-        """(absolute path with symbolic links resolved, SHA-256) of each file (:meth:`file_sha256s`)."""
+        """(absolute path with symbolic links resolved, SHA-256) of each file, cached on (path,
+        size, mtime_ns): unchanged files are not re-read (and nothing is written when the cache
+        is current); the checksums of the files read are written in one transaction. The cached
+        checksums of a directory are read in one query, the first time one of its files is asked
+        for."""
         keys = []
         for path in paths:
             p, st = self._resolve(path)
