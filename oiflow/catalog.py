@@ -489,13 +489,17 @@ class Catalog:
         except Exception:
             return "<invalid URL>"
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Session]:
-        """A session in a write transaction (a writer's first switches SQLite to WAL: class docstring)."""
+    def _before_write(self) -> None:
+        """A writer's first write switches SQLite to WAL (class docstring)."""
         if self.writer and not self._wal and self.engine.dialect.name == "sqlite":
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode = WAL")
             self._wal = True
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A session in a write transaction."""
+        self._before_write()
         with Session(self.engine) as s, s.begin():
             yield s
 
@@ -503,10 +507,7 @@ class Catalog:
     def _write_core(self) -> Iterator[Connection]:
         """A connection in a write transaction, for Core statements (a stage run's bookkeeping:
         an ORM session cost as much again per unit, for rows written once and never loaded)."""
-        if self.writer and not self._wal and self.engine.dialect.name == "sqlite":
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
-            self._wal = True
+        self._before_write()
         with self.engine.begin() as conn:
             yield conn
 
