@@ -60,3 +60,48 @@ def test_a_stage_task_is_pickled_once_and_travels_through_the_standard_pickle():
     refreshing = reduce.with_options(refresh_cache=True)
     assert runner._pickled_task(refreshing) is not runner._pickled_task(reduce)
     assert pickle.loads(pickle.dumps(runner._pickled_task(refreshing))).refresh_cache is True
+
+
+@task(persist_result=True)
+def _worker_view(x):
+    """On the worker: the Prefect collections it imported, and the flow's result storage there."""
+    import sys
+
+    from prefect.context import FlowRunContext
+
+    storage = FlowRunContext.get().result_store.result_storage
+    return x * 2, "prefect_docker" in sys.modules, type(storage).__name__, str(getattr(storage, "basepath", ""))
+
+
+def test_a_worker_rebuilds_the_flow_context_without_importing_every_prefect_collection(tmp_path, monkeypatch):
+    """The flow run's result storage reaches the worker as its block object: rebuilding the
+    context from its fields made Prefect import every installed collection (prefect-docker:
+    docker, requests, Prefect's workers; 0.2–0.25 s of CPU per worker). The worker's storage is the
+    flow's, and a persisted result written there is read back by the flow."""
+    import importlib.util
+
+    from prefect import flow
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from oiflow.cluster import load_profile
+    from oiflow.flows.runners import StartedCluster
+
+    assert importlib.util.find_spec("prefect_docker") is not None  # a test dependency: the case is real
+    home = tmp_path / "prefect-home"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.setenv("PREFECT_LOCAL_STORAGE_PATH", str(tmp_path / "results"))
+    with temporary_settings(updates={PREFECT_HOME: str(home), PREFECT_LOCAL_STORAGE_PATH: str(tmp_path / "results")}):
+        cluster = StartedCluster(load_profile("local", {"n_workers": 1}))
+        with runtime.prefect_api(alongside=cluster):
+            @flow(task_runner=cluster.task_runner())
+            def view():
+                storage = FlowRunContext.get().result_store.result_storage
+                return _worker_view.submit(21).result(), (type(storage).__name__, str(storage.basepath))
+
+            (value, collections_loaded, kind, basepath), (flow_kind, flow_basepath) = view()
+    assert value == 42
+    assert not collections_loaded
+    assert (kind, basepath) == (flow_kind, flow_basepath)
+    assert basepath == str(tmp_path / "results")
+    assert any((tmp_path / "results").iterdir())  # the worker persisted its result there
