@@ -289,6 +289,43 @@ def test_progress_on_a_terminal_and_in_logs_then_an_idle_rerun_without_prefect(t
     assert wall < 15.0, (cpu, wall)
 
 
+def _servers_of(home: Path) -> list[int]:
+    """Pids of the processes whose PREFECT_HOME is ``home`` (a temporary server left behind)."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("PREFECT_HOME") == str(home):
+                pids.append(proc.pid)
+        except (psutil.Error, OSError):
+            pass
+    return pids
+
+
+def test_oiflow_run_spawns_its_server_alongside_the_plan_check_and_stops_it_unused_when_idle(tmp_path):
+    """`oiflow run` spawns Prefect's temporary server before checking its plan (it starts while the
+    plan is checked); when every unit is up to date the server is stopped unused, no Dask cluster
+    starts, the summary says so, and no process of that server is left."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"input: {{files: [{REPO / 'data-samples/oifits/alfCenA_20160523_1.fits'}], files_level: 2}}\n"
+                   f"output: {{root: {tmp_path / 'products'}}}\ncluster: {{n_workers: 1}}\n")
+    code, out, err, _, _ = _cli(["run", str(cfg)], home)
+    assert code == 0, out + err
+    assert "1 unit(s) processed, 0 up to date" in out
+    assert "Prefect's temporary server, spawned alongside the plan check, and the Dask cluster ready" in out
+    assert _servers_of(home) == []
+    code, out, err, wall, cpu = _cli(["run", str(cfg)], home)
+    assert code == 0, out + err
+    assert "0 unit(s) processed, 1 up to date" in out
+    assert ("Prefect's temporary server, spawned alongside the plan check, stopped unused: every unit was up to "
+            "date") in out and "no Dask cluster started" in out
+    assert err.strip() == ""
+    assert _servers_of(home) == []  # stopped, not left running
+    assert cpu < 4.0, (cpu, wall)  # the command and the server's first moments (a started server: ~4 s more)
+
+
 def test_scale_benchmark_arithmetic_on_a_tiny_archive(prefect_api, tmp_path):
     """tests/benchmarks/bench_scale.py on 2 simulated nights of 4 observations (16 units of 0.3 s,
     2 workers): the units it counts are the plan's, the ideal and the efficiency follow from

@@ -263,8 +263,9 @@ def run(
     """Run the pipeline of CONFIG (raw nights → L1 → L2 → fits and images of the configured
     targets; or from L1/L2 OIFITS) and print a summary table of the products.
 
-    With nothing configured it starts Prefect's temporary server and a local Dask cluster, unless
-    every unit is up to date (then neither starts: the summary says so). On a terminal a live line
+    With nothing configured it starts Prefect's temporary server (spawned while the plan is
+    checked) and a local Dask cluster; when every unit is up to date no cluster starts and the
+    server is stopped unused (the summary says so). On a terminal a live line
     shows the units done, failed and running per stage with an estimate of the time left;
     otherwise one line per finished unit and a heartbeat go to stderr.
     Exits 1 when an item failed (the others are processed; the summary lists what failed).
@@ -279,7 +280,7 @@ def run(
     plans = _flows("plans", debug)
     plans.check_config(config)
     idle = _flows("run", debug).IdleCheck("l0-to-l3", config, plans.pipeline_build(config))
-    summary, state = _run_with_progress("pipeline.l0_to_l3", config, idle, debug, force=force)
+    summary, state = _run_with_progress("pipeline.l0_to_l3", config, idle, debug, server_with_plan=True, force=force)
     raise typer.Exit(_print_summary(summary, state))
 
 
