@@ -155,3 +155,53 @@ def test_oiflow_warnings_reach_stderr_after_prefect_takes_the_root_logger():
         lines = [ln for ln in out.stderr.splitlines() if "oiflow.cluster" in ln]
         assert len([ln for ln in lines if "WARNING oiflow.cluster: worker job 4 (oiflow-worker-0) lost its workers" in ln]) == 1
         assert any("INFO oiflow.cluster: a detail" in ln for ln in lines) is detail
+
+
+def test_the_progress_artifact_is_created_without_holding_up_the_run(monkeypatch):
+    """The artifact's creation (an API call the temporary server answers slowly at a run's start)
+    runs in a thread: start() returns at once, units finishing meanwhile update nothing, and
+    stop() waits for the artifact and writes the run's last state to it."""
+    import threading
+
+    import prefect.artifacts as PA
+
+    created, updates = threading.Event(), []
+    release = threading.Event()
+
+    def slow_create(progress, key, description):
+        release.wait(5)
+        created.set()
+        return "artifact-1"
+
+    monkeypatch.setattr(PA, "create_progress_artifact", slow_create)
+    monkeypatch.setattr(PA, "update_progress_artifact",
+                        lambda artifact_id, progress, description: updates.append((artifact_id, progress, description)))
+    clock = Clock()
+    p = P.Progress("l0-to-l3", clock=clock)
+    reporter = P.ArtifactReporter(every_s=5.0)
+    t0 = time.perf_counter()
+    reporter.start(p)
+    assert time.perf_counter() - t0 < 0.5 and not created.is_set()
+    _run(p, clock)
+    reporter.unit_finished(p, "reduce", "reduce n1/obs1", P.DONE, 9.5, None)
+    assert updates == []  # not created yet: nothing to update
+    release.set()
+    reporter.stop(p)
+    assert created.is_set() and reporter.artifact_id == "artifact-1"
+    assert updates == [("artifact-1", 75.0, f"l0-to-l3: {p.line()}")]
+
+
+def test_a_failed_progress_artifact_never_fails_the_run(monkeypatch, caplog):
+    import prefect.artifacts as PA
+
+    def broken(**kw):
+        raise RuntimeError("no API")
+
+    monkeypatch.setattr(PA, "create_progress_artifact", broken)
+    p = P.Progress("l0-to-l3", clock=Clock())
+    reporter = P.ArtifactReporter()
+    with caplog.at_level(logging.INFO, logger="oiflow.flows.progress"):
+        reporter.start(p)
+        reporter.stop(p)
+    assert reporter.artifact_id is None
+    assert "no progress artifact in the Prefect UI: no API" in caplog.text
