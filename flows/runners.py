@@ -76,7 +76,7 @@ class OiflowDaskTaskRunner(DaskTaskRunner):
             inputs = {k: v.union(dependencies.get(k, set())) for k, v in inputs.items()}
         context = _context_without_settings({"task": task, "task_run_id": task_run_id, "task_inputs": inputs,
                                              "copy_to_child_ctx": True}, self._serialized_flow_run_context())
-        future = Client.submit(self.client, run_task_sync, key=f"{task.name}-{task_run_id.hex}", pure=False,
+        future = Client.submit(self.client, _run_task, key=f"{task.name}-{task_run_id.hex}", pure=False,
                                task=self._pickled_task(task), task_run_id=task_run_id, parameters=parameters,
                                wait_for=wait_for, return_type="state", dependencies=inputs, context=context)
         return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
@@ -123,11 +123,15 @@ _HOLDS_NO_FUTURE = (WorkUnit, str, bytes, int, float, bool, type(None))
 
 
 class Pickled:
-    """An object pickled (cloudpickle) once, and then pickled as those bytes: unpickled, it is a
-    copy of the object. A task's submission sends the same flow-run context and the same task
-    object with every unit; Dask pickled both again for each unit, and twice for a stage task —
-    the standard pickle fails on a function whose module name is taken by its task object, and
-    Dask then starts over with cloudpickle (~40 % of the flow process's CPU per submission)."""
+    """An object pickled (cloudpickle) once, travelling as those bytes until :meth:`load` on the
+    worker. A task's submission sends the same flow-run context and the same task object with
+    every unit. Sent as themselves, Dask pickled both again for each unit, and twice for a stage
+    task (the standard pickle fails on a function whose module name is taken by its task object,
+    and Dask then started over with cloudpickle: ~40 % of the flow process's CPU per submission);
+    and the scheduler (in the flow process) unpickled them into Prefect objects and pickled them
+    again, with cloudpickle, to send them on. A Pickled is bytes to the client and the scheduler
+    (the standard pickle takes it), and :func:`_run_task` loads it on the worker (once per
+    worker for the same bytes: :meth:`load`)."""
 
     __slots__ = ("data",)
 
@@ -135,7 +139,37 @@ class Pickled:
         self.data = cloudpickle.dumps(obj)
 
     def __reduce__(self):
-        return cloudpickle.loads, (self.data,)
+        return _pickled_from, (self.data,)
+
+    def load(self):
+        """The object (the same one for the same bytes in this process: a stage task and the
+        flow-run context serve every unit; Prefect builds its run objects from them and changes
+        neither)."""
+        held = _LOADED.get(self.data)
+        if held is None:
+            if len(_LOADED) >= 16:
+                _LOADED.pop(next(iter(_LOADED)))
+            held = _LOADED[self.data] = cloudpickle.loads(self.data)
+        return held
+
+
+#: bytes → object of the Pickled loaded in this process (a few tasks and flow-run contexts)
+_LOADED: dict[bytes, object] = {}
+
+
+def _pickled_from(data: bytes) -> Pickled:
+    held = object.__new__(Pickled)
+    held.data = data
+    return held
+
+
+def _run_task(task: Pickled, context: dict, **kwargs):
+    """On a worker: Prefect's ``run_task_sync`` with the task and the flow run's context loaded
+    from their :class:`Pickled` bytes."""
+    flow_run_context = context.get("flow_run_context")
+    if isinstance(flow_run_context, Pickled):
+        context = {**context, "flow_run_context": flow_run_context.load()}
+    return run_task_sync(task=task.load(), context=context, **kwargs)
 
 
 def _context_without_settings(asset_ctx_kwargs: dict, flow_run_context: dict | Pickled | None = None) -> dict:

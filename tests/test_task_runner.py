@@ -32,14 +32,17 @@ def test_context_is_prefects_without_the_settings():
     assert ours["tags_context"]["current_tags"] == {"night-2024-01-01"}
 
 
-def test_a_stage_task_is_pickled_once_and_travels_through_the_standard_pickle():
+def test_a_stage_task_is_pickled_once_and_travels_as_bytes_to_the_worker():
     """A stage task's function has its task's name in its module, so the standard pickle refuses
     it (Dask then pickled the whole submission again with cloudpickle, for every unit);
-    :class:`Pickled` holds it pickled once and unpickles to an equal task."""
+    :class:`Pickled` holds it pickled once: the client and the scheduler pickle and unpickle it as
+    bytes with the standard pickle (the scheduler no longer rebuilt the Prefect objects and
+    pickled them again), and the worker loads it, once for the same bytes, to an equal task."""
     import pickle
 
     from distributed.protocol.pickle import dumps as dask_dumps, loads as dask_loads
 
+    from oiflow.flows import runners
     from oiflow.flows.runners import OiflowDaskTaskRunner, Pickled
     from oiflow.tasks.reduce import reduce
 
@@ -50,16 +53,21 @@ def test_a_stage_task_is_pickled_once_and_travels_through_the_standard_pickle():
         pass
     held = Pickled(reduce)
     frames = pickle.dumps({"task": held, "context": Pickled({"flow_run": {"id": "x"}})}, protocol=5)
-    back = pickle.loads(frames)
-    assert back["context"] == {"flow_run": {"id": "x"}}
-    assert back["task"].name == reduce.name and back["task"].fn.__name__ == reduce.fn.__name__
-    assert back["task"].retries == reduce.retries and back["task"].task_run_name == reduce.task_run_name
-    assert dask_loads(dask_dumps(held)).name == reduce.name  # Dask's own pickling takes it as is
+    at_scheduler = pickle.loads(frames)  # the scheduler's view: still bytes
+    assert isinstance(at_scheduler["task"], Pickled) and at_scheduler["task"].data == held.data
+    back = pickle.loads(pickle.dumps(at_scheduler, protocol=5))  # sent on to the worker
+    assert back["context"].load() == {"flow_run": {"id": "x"}}
+    task = back["task"].load()
+    assert task.name == reduce.name and task.fn.__name__ == reduce.fn.__name__
+    assert task.retries == reduce.retries and task.task_run_name == reduce.task_run_name
+    assert back["task"].load() is task  # loaded once per worker for the same bytes
+    assert dask_loads(dask_dumps(held)).load().name == reduce.name  # Dask's own pickling takes it as is
+    assert len(runners._LOADED) <= 16
     runner = OiflowDaskTaskRunner()
     assert runner._pickled_task(reduce) is runner._pickled_task(reduce)  # once per task object
     refreshing = reduce.with_options(refresh_cache=True)
     assert runner._pickled_task(refreshing) is not runner._pickled_task(reduce)
-    assert pickle.loads(pickle.dumps(runner._pickled_task(refreshing))).refresh_cache is True
+    assert pickle.loads(pickle.dumps(runner._pickled_task(refreshing))).load().refresh_cache is True
 
 
 @task(persist_result=True)
