@@ -85,6 +85,18 @@ def _chromium(url: str, *extra: str) -> str:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _rendered(url: str, text: str, attempts: int = 3) -> str:
+    """The DOM of ``url`` once it shows ``text`` (the last dump after ``attempts``): the SPA renders
+    from its own API requests, which under load may not have been answered within Chromium's
+    virtual-time budget (CI once dumped an artifact page whose content had not arrived yet)."""
+    dom = ""
+    for _ in range(attempts):
+        dom = _chromium(url, "--dump-dom")
+        if text in dom:
+            break
+    return dom
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_serve_submit_and_the_ui_shows_runs_and_artifacts(tmp_path):
     home = tmp_path / "prefect-home"
@@ -137,13 +149,14 @@ def test_serve_submit_and_the_ui_shows_runs_and_artifacts(tmp_path):
 
         # the UI: runs and artifacts, rendered by Chromium (the SPA needs JavaScript)
         ARTIFACTS.mkdir(exist_ok=True)
-        runs_dom = _chromium(f"{ui}/runs", "--dump-dom")
+        runs_dom = _rendered(f"{ui}/runs", "reprocess-archive")
         assert "reprocess-archive" in runs_dom, runs_dom[-2000:]
-        art_dom = _chromium(f"{ui}/artifacts", "--dump-dom")
+        art_dom = _rendered(f"{ui}/artifacts", "oiflow-reprocess-archive-summary")
         assert "oiflow-reprocess-archive-summary" in art_dom, art_dom[-2000:]
-        summary_dom = _chromium(f"{ui}/artifacts/key/oiflow-reprocess-archive-summary", "--dump-dom")
-        assert "oiflow reprocess-archive: 2 unit(s) processed, 0 up to date, 4 granule(s)" in summary_dom
-        table_dom = _chromium(f"{ui}/artifacts/key/oiflow-reprocess-archive-products", "--dump-dom")
+        done = "oiflow reprocess-archive: 2 unit(s) processed, 0 up to date, 4 granule(s)"
+        summary_dom = _rendered(f"{ui}/artifacts/key/oiflow-reprocess-archive-summary", done)
+        assert done in summary_dom, summary_dom[-2000:]
+        table_dom = _rendered(f"{ui}/artifacts/key/oiflow-reprocess-archive-products", f"products under {products}")
         assert f"products under {products}" in table_dom, table_dom[-2000:]
         # their content, through the API: the Markdown summary and the products table rows
         r = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [
