@@ -6,7 +6,7 @@ imported Prefect, Dask, scipy, astropy and matplotlib (the flow process of ``oif
 Dask worker that ran units) those passes took 0.5–0.7 s on 2 cores after the work was done —
 for the command line, after the summary was printed; for each worker, while its cluster waited
 for it to exit. :func:`collect_then_freeze` does one collection (cyclic garbage with finalizers
-— an unclosed file in a cycle — is finalized as usual), then freezes what survives
+— an object with ``__del__`` in a reference cycle — is finalized as usual), then freezes what survives
 (:func:`gc.freeze`: the collector ignores it from then on), so the teardown frees objects by
 reference count only: ~0.1 s. The ``atexit`` handlers still run, and files, sockets and child
 processes are still closed and joined as before; the operating system reclaims the rest.
